@@ -1,0 +1,105 @@
+"""The one module that owns the S3 layout of the pipeline.
+
+    s3://<bucket>/<prefix>/raw/upload_date=YYYY-MM-DD/<label>/<file>
+    s3://<bucket>/<prefix>/features/upload_date=YYYY-MM-DD/part-*.parquet
+    s3://<bucket>/<prefix>/rejects/upload_date=YYYY-MM-DD/part-*.parquet
+    s3://<bucket>/<prefix>/models/pca/<version>/        (PCAModel.save + metadata.json)
+    s3://<bucket>/<prefix>/reduced/upload_date=YYYY-MM-DD/part-*.parquet
+
+URIs use the `s3://` scheme: EMRFS on EMR, S3A locally (see spark.session).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+PARTITION_COLUMN = "upload_date"
+UNLABELLED = "unlabelled"
+RAW, FEATURES, REJECTS, REDUCED, PCA_MODELS = "raw", "features", "rejects", "reduced", "models/pca"
+
+# Java-compatible patterns, shared by Spark SQL (regexp_extract, group 1) and Python.
+RAW_DATE_PATTERN = r"(?:^|/)raw/upload_date=(\d{4}-\d{2}-\d{2})/"
+RAW_LABEL_PATTERN = r"(?:^|/)raw/upload_date=[^/]+/([^/]+)/.+$"
+
+_S3_URI = re.compile(r"^s3a?://(?P<bucket>[^/]+)/?(?P<key>.*)$")
+
+
+def parse_date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"upload date must be YYYY-MM-DD, got {value!r}") from None
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """('bucket', 'key') of an s3:// or s3a:// URI."""
+    match = _S3_URI.match(uri)
+    if not match:
+        raise ValueError(f"not an S3 URI: {uri!r}")
+    return match["bucket"], match["key"]
+
+
+def label_of(raw_key: str) -> str:
+    """A raw image's label: its folder under the date; files outside any folder are unlabelled."""
+    if not re.search(RAW_DATE_PATTERN, raw_key):
+        raise ValueError(f"not a raw image key: {raw_key!r}")
+    match = re.search(RAW_LABEL_PATTERN, raw_key)
+    return match[1] if match else UNLABELLED
+
+
+@dataclass(frozen=True)
+class Layout:
+    bucket: str
+    prefix: str = ""
+
+    @property
+    def root(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    def key(self, *parts: str) -> str:
+        """An object key (no scheme, no bucket) under the project prefix."""
+        return "/".join(p.strip("/") for p in (self.prefix, *parts) if p)
+
+    def uri(self, *parts: str) -> str:
+        return f"s3://{self.bucket}/{self.key(*parts)}"
+
+    # raw images
+    def raw_prefix(self) -> str:
+        return self.key(RAW) + "/"
+
+    def raw_date_key(self, date: str) -> str:
+        return self.key(RAW, f"{PARTITION_COLUMN}={parse_date(date).isoformat()}") + "/"
+
+    def raw_date_uri(self, date: str) -> str:
+        return f"s3://{self.bucket}/{self.raw_date_key(date)}"
+
+    def raw_image_key(self, date: str, label: str, filename: str) -> str:
+        return self.raw_date_key(date) + f"{label}/{filename}"
+
+    # outputs, each a Parquet dataset partitioned by upload_date
+    def features_uri(self) -> str:
+        return self.uri(FEATURES)
+
+    def rejects_uri(self) -> str:
+        return self.uri(REJECTS)
+
+    def reduced_uri(self) -> str:
+        return self.uri(REDUCED)
+
+    def partition_uri(self, dataset_uri: str, date: str) -> str:
+        return f"{dataset_uri}/{PARTITION_COLUMN}={parse_date(date).isoformat()}"
+
+    # PCA models, one folder per version
+    def pca_models_uri(self) -> str:
+        return self.uri(PCA_MODELS)
+
+    def pca_model_uri(self, version: str) -> str:
+        return self.uri(PCA_MODELS, version)
+
+    def pca_metadata_key(self, version: str) -> str:
+        return self.key(PCA_MODELS, version, "metadata.json")
+
+    def pca_latest_key(self) -> str:
+        return self.key(PCA_MODELS, "LATEST")

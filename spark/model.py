@@ -1,0 +1,128 @@
+"""MobileNetV2 (no top, average pooling: 1280 features) and where its weights come from.
+
+Weights are loaded on the driver only; workers rebuild the architecture and receive the
+weights by broadcast (see spark.featurize).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from spark.decode import INPUT_SIZE
+from spark.layout import split_uri
+from spark.settings import ConfigError
+
+FEATURE_DIM = 1280
+IMAGENET = "imagenet"
+RANDOM = "random"
+# The file Keras downloads for MobileNetV2(weights="imagenet", include_top=False) at 224 px.
+IMAGENET_NO_TOP_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+@dataclass(frozen=True)
+class ModelWeights:
+    source: str  # "imagenet", "random:<seed>", or the weights file's path/URI
+    arrays: list[np.ndarray]
+    sha256: str
+
+
+def weights_sha256(arrays: list[np.ndarray]) -> str:
+    """A digest of the weights themselves (shapes, dtypes, values), whatever file held them."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def configure_tensorflow(intra_op_threads: int) -> None:
+    """Thread counts must be set before TensorFlow starts its runtime; later calls are no-ops."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # already initialised in this process
+
+
+def build_mobilenet(weights: str | None = None) -> Any:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    return keras.applications.MobileNetV2(
+        input_shape=(INPUT_SIZE, INPUT_SIZE, 3),
+        include_top=False,
+        pooling="avg",
+        weights=weights,
+    )
+
+
+def compiled_predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A traced inference function: one graph for every batch size, no Python per layer."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], tf.float32)])
+    def predict(batch: Any) -> Any:
+        return model(batch, training=False)
+
+    return lambda batch: predict(batch).numpy()
+
+
+def _random_model(seed: int) -> Any:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return build_mobilenet(None)
+
+
+def _file_model(local_path: str, source: str) -> Any:
+    model = build_mobilenet(None)
+    try:
+        model.load_weights(local_path)
+    except (ValueError, KeyError, OSError) as error:
+        first_line = (
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
+        raise ConfigError(
+            f"weights file {source} does not fit MobileNetV2 (no top): {first_line}"
+        ) from None
+    return model
+
+
+def load_weights(source: str, seed: int = 42, s3: Any = None) -> ModelWeights:
+    """Load the weights once, on the driver.
+
+    `source`: "imagenet" (official Keras weights, downloaded here), "random" (seeded), or a
+    local path / s3:// URI of a Keras weights file (.weights.h5, or the legacy .h5 that
+    Keras publishes). `s3` is a boto3 client, needed for s3:// sources.
+    """
+    if source == IMAGENET:
+        model, label = build_mobilenet(IMAGENET), IMAGENET
+    elif source == RANDOM:
+        model, label = _random_model(seed), f"{RANDOM}:{seed}"
+    elif source.startswith(("s3://", "s3a://")):
+        if s3 is None:
+            raise ConfigError(f"an S3 client is needed to read weights from {source}")
+        bucket, key = split_uri(source)
+        suffix = ".weights.h5" if key.endswith(".weights.h5") else ".h5"
+        with tempfile.TemporaryDirectory() as tmp:
+            local = os.path.join(tmp, "weights" + suffix)
+            s3.download_file(bucket, key, local)
+            model, label = _file_model(local, source), source
+    elif os.path.isfile(source):
+        model, label = _file_model(source, source), source
+    else:
+        raise ConfigError(
+            f"weights source {source!r} is neither imagenet, random, nor an existing file"
+        )
+    arrays = [np.asarray(w) for w in model.get_weights()]
+    return ModelWeights(source=label, arrays=arrays, sha256=weights_sha256(arrays))

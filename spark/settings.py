@@ -1,0 +1,130 @@
+"""The one object that owns configuration.
+
+Values come from the environment; a deployment file (`deployments/<name>.env`) supplies
+defaults for anything the environment does not set. Nothing here hard-codes an endpoint,
+a bucket or a credential.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEPLOYMENTS_DIR = PROJECT_ROOT / "deployments"
+
+# GDPR: the AWS regions inside the European Union. eu-west-2 (London) and eu-central-2
+# (Zurich) are in Europe but outside the EU, so they are refused too.
+EU_REGIONS = frozenset(
+    {"eu-west-1", "eu-west-3", "eu-central-1", "eu-north-1", "eu-south-1", "eu-south-2"}
+)
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported as one line before any work starts."""
+
+
+def require_eu_region(region: str, what: str = "region") -> str:
+    if region not in EU_REGIONS:
+        raise ConfigError(
+            f"{what} {region!r} is outside the EU; GDPR requires one of {sorted(EU_REGIONS)}"
+        )
+    return region
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; blank lines and # comments are skipped."""
+    values: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ConfigError(f"{path}: expected KEY=VALUE, got {raw!r}")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def load_deployment_env(environ: MutableMapping[str, str] | None = None) -> str:
+    """Fill `environ` with the defaults of its deployment; returns the deployment name.
+
+    The defaults go into the environment itself (not only into Settings) because boto3
+    and the JVM that Spark starts read credentials from there.
+    """
+    environ = os.environ if environ is None else environ
+    deployment = environ.get("FRUITS_DEPLOYMENT", "local")
+    path = DEPLOYMENTS_DIR / f"{deployment}.env"
+    if not path.exists():
+        raise ConfigError(f"unknown deployment {deployment!r}: no {path}")
+    for key, value in read_env_file(path).items():
+        environ.setdefault(key, value)
+    return deployment
+
+
+@dataclass(frozen=True)
+class Settings:
+    deployment: str
+    region: str
+    bucket: str
+    prefix: str
+    s3_endpoint: str | None
+    spark_master: str | None
+    weights: str
+    weights_seed: int
+    pca_k: int
+    arrow_batch_size: int
+    tf_intra_op_threads: int
+
+    def __post_init__(self) -> None:
+        require_eu_region(self.region)
+        if not self.bucket:
+            raise ConfigError("FRUITS_BUCKET is empty")
+        if self.pca_k < 1:
+            raise ConfigError(f"FRUITS_PCA_K must be positive, got {self.pca_k}")
+        if self.arrow_batch_size < 1:
+            raise ConfigError(
+                f"FRUITS_ARROW_BATCH_SIZE must be positive, got {self.arrow_batch_size}"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        def get(key: str, default: str | None = None) -> str | None:
+            value = environ.get(key, default)
+            return value if value not in ("", None) else default
+
+        def get_int(key: str, default: int) -> int:
+            raw = get(key, str(default))
+            try:
+                return int(raw)  # type: ignore[arg-type]
+            except ValueError:
+                raise ConfigError(f"{key} must be an integer, got {raw!r}") from None
+
+        region = get("FRUITS_REGION")
+        bucket = get("FRUITS_BUCKET")
+        if region is None or bucket is None:
+            raise ConfigError("FRUITS_REGION and FRUITS_BUCKET must be set")
+        return cls(
+            deployment=get("FRUITS_DEPLOYMENT", "local"),  # type: ignore[arg-type]
+            region=region,
+            bucket=bucket,
+            prefix=(get("FRUITS_PREFIX", "") or "").strip("/"),
+            s3_endpoint=get("FRUITS_S3_ENDPOINT"),
+            spark_master=get("FRUITS_SPARK_MASTER"),
+            weights=get("FRUITS_WEIGHTS", "imagenet"),  # type: ignore[arg-type]
+            weights_seed=get_int("FRUITS_WEIGHTS_SEED", 42),
+            pca_k=get_int("FRUITS_PCA_K", 100),
+            # Small Arrow batches keep a worker's decoded tensors (batch x 224x224x3 floats)
+            # well under a gigabyte.
+            arrow_batch_size=get_int("FRUITS_ARROW_BATCH_SIZE", 64),
+            # One TensorFlow thread per Python worker: Spark already runs one worker per core.
+            tf_intra_op_threads=get_int("FRUITS_TF_THREADS", 1),
+        )
+
+    @classmethod
+    def load(cls) -> Settings:
+        """Settings of the current deployment (FRUITS_DEPLOYMENT, default `local`)."""
+        load_deployment_env()
+        return cls.from_env(os.environ)

@@ -1,0 +1,31 @@
+import boto3
+import pytest
+
+from bootstrap.buckets import ensure_bucket
+from spark.settings import ConfigError
+
+BUCKET = "fruits-bucket-test"
+
+
+def test_buckets_are_created_in_the_eu_encrypted_and_private(s3) -> None:
+    assert ensure_bucket(s3, BUCKET, "eu-west-3") is True
+    assert ensure_bucket(s3, BUCKET, "eu-west-3") is False  # idempotent
+    assert s3.get_bucket_location(Bucket=BUCKET)["LocationConstraint"] == "eu-west-3"
+    rules = s3.get_bucket_encryption(Bucket=BUCKET)["ServerSideEncryptionConfiguration"]
+    assert rules["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    block = s3.get_public_access_block(Bucket=BUCKET)["PublicAccessBlockConfiguration"]
+    assert all(block.values()) and len(block) == 4
+
+
+def test_a_non_eu_bucket_is_refused_before_any_call(s3) -> None:
+    with pytest.raises(ConfigError, match="us-east-1"):
+        ensure_bucket(s3, "fruits-us-bucket", "us-east-1")
+    names = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert "fruits-us-bucket" not in names
+
+
+def test_an_existing_bucket_outside_the_eu_is_refused(s3, settings) -> None:
+    us = boto3.client("s3", region_name="us-east-1", endpoint_url=settings.s3_endpoint)
+    us.create_bucket(Bucket="fruits-legacy-us")  # us-east-1: no LocationConstraint
+    with pytest.raises(ConfigError, match="location 'us-east-1'"):
+        ensure_bucket(s3, "fruits-legacy-us", "eu-west-3")

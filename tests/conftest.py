@@ -1,0 +1,124 @@
+"""Shared fixtures: a local S3 server on a free loopback port, one Spark session, seeded weights.
+
+Tests never touch the demo's server or bucket: they get their own port, bucket and prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bootstrap.buckets import ensure_pipeline_bucket
+from bootstrap.local_s3 import LocalS3
+from spark.layout import Layout
+from spark.settings import Settings, load_deployment_env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def unused_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The local deployment, re-pointed at a test-only server and bucket."""
+    overrides = {
+        "FRUITS_DEPLOYMENT": "local",
+        "FRUITS_S3_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "FRUITS_BUCKET": "fruits-test",
+        "FRUITS_PREFIX": "t",
+        "FRUITS_WEIGHTS": "random",
+        "FRUITS_SPARK_MASTER": "local[2]",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in overrides.items():
+            patch.setenv(key, value)
+        load_deployment_env(os.environ)
+        yield overrides
+
+
+@pytest.fixture(scope="session")
+def settings(test_env: dict[str, str]) -> Settings:
+    return Settings.load()
+
+
+@pytest.fixture(scope="session")
+def local_s3(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
+    assert settings.s3_endpoint
+    server = LocalS3(settings.s3_endpoint, state_dir=tmp_path_factory.mktemp("local_s3"))
+    server.start()
+    try:
+        ensure_pipeline_bucket(settings)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def layout(settings: Settings) -> Layout:
+    return Layout(settings.bucket, settings.prefix)
+
+
+@pytest.fixture(scope="session")
+def s3(settings: Settings, local_s3: LocalS3):
+    from spark.storage import s3_client
+
+    return s3_client(settings)
+
+
+@pytest.fixture(scope="session")
+def spark(settings: Settings, local_s3: LocalS3):
+    from spark.session import build_session
+
+    session = build_session(settings, "fruits-tests")
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def weights():
+    from spark.model import load_weights
+
+    return load_weights("random", seed=42)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def fresh_layout(settings: Settings, request: pytest.FixtureRequest) -> Layout:
+    """A prefix of its own for each test, so Spark outputs never mix between tests."""
+    name = request.node.name.replace("[", "-").replace("]", "").replace("/", "-")
+    return Layout(
+        settings.bucket, f"{settings.prefix}/{request.module.__name__.split('.')[-1]}/{name}"
+    )
+
+
+@pytest.fixture(scope="session")
+def upload_sample(settings: Settings, local_s3: LocalS3):
+    """Upload synthetic photos (bootstrap.sample_data) under a layout's raw/ prefix."""
+    from dataclasses import replace
+
+    from bootstrap.sample_data import synthetic_files, upload
+
+    def _upload(layout: Layout, dates: list[str], per_date: int, **options) -> dict[str, int]:
+        options.setdefault("phone_per_date", 0)
+        options.setdefault("seed", 3)
+        return upload(
+            synthetic_files(dates, per_date, **options), replace(settings, prefix=layout.prefix)
+        )
+
+    return _upload

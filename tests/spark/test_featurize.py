@@ -1,0 +1,69 @@
+"""Features on real local Spark, reading from the local S3 server."""
+
+import numpy as np
+import pytest
+
+from spark.decode import decode_image
+from spark.featurize import broadcast_model, featurize
+from spark.images import read_images
+from spark.model import FEATURE_DIM, build_mobilenet, compiled_predictor
+
+pytestmark = pytest.mark.slow
+DATE = "2026-01-05"
+
+
+@pytest.fixture
+def images(spark, fresh_layout, upload_sample):
+    upload_sample(fresh_layout, [DATE], per_date=10, phone_per_date=1, broken=True)
+    return read_images(spark, fresh_layout, [DATE])
+
+
+def run_features(spark, images, weights):
+    model = broadcast_model(spark, weights, tf_threads=1)
+    rows = featurize(images, model).orderBy("path").collect()
+    return rows, model.builds.value
+
+
+def test_images_carry_date_label_and_size(images) -> None:
+    rows = images.collect()
+    assert len(rows) == 13  # 10 small, 1 phone-size, 2 broken
+    assert {r.upload_date for r in rows} == {DATE}
+    assert all(r.size_bytes == len(r.content) for r in rows)
+    assert all(r.path.split("/")[-2] == r.label for r in rows)
+
+
+def test_features_are_1280_float32_and_broken_files_get_a_reason(spark, images, weights) -> None:
+    rows, builds = run_features(spark, images, weights)
+    good = [r for r in rows if r.error is None]
+    bad = {r.path.rsplit("/", 1)[-1]: r.error for r in rows if r.error is not None}
+    assert len(good) == 11
+    assert all(len(r.features) == FEATURE_DIM and np.isfinite(r.features).all() for r in good)
+    assert set(bad) == {"truncated_upload.jpg", "not_an_image.jpg"}
+    assert all(r.features is None for r in rows if r.error is not None)
+    schema = featurize(images, broadcast_model(spark, weights, 1)).schema
+    assert schema["features"].dataType.simpleString() == "array<float>"
+    assert 1 <= builds <= 2  # at most once per Python worker of local[2]
+
+
+def test_seeded_features_are_the_same_across_runs(spark, images, weights) -> None:
+    first, _ = run_features(spark, images, weights)
+    second, _ = run_features(spark, images, weights)
+    for a, b in zip(first, second, strict=True):
+        assert a.path == b.path
+        assert a.features == b.features
+
+
+def test_broadcast_path_matches_calling_the_model_directly(spark, images, weights) -> None:
+    rows, _ = run_features(spark, images, weights)
+    contents = {r.path: r.content for r in images.collect()}
+    good = [r for r in rows if r.error is None]
+    model = build_mobilenet(None)
+    model.set_weights(weights.arrays)
+    direct = compiled_predictor(model)(
+        np.stack([decode_image(contents[r.path], r.path) for r in good])
+    )
+    np.testing.assert_allclose(np.array([r.features for r in good]), direct, rtol=1e-4, atol=1e-4)
+
+
+def test_missing_dates_read_as_no_images(spark, fresh_layout) -> None:
+    assert read_images(spark, fresh_layout, ["2030-01-01"]).count() == 0

@@ -1,0 +1,95 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from spark.model import (
+    FEATURE_DIM,
+    IMAGENET_NO_TOP_FILE,
+    build_mobilenet,
+    compiled_predictor,
+    load_weights,
+    weights_sha256,
+)
+from spark.settings import ConfigError
+
+
+def save_legacy_h5(arrays: list[np.ndarray], path: Path) -> Path:
+    """The legacy HDF5 layout Keras publishes its ImageNet weights in."""
+    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
+
+    model = build_mobilenet(None)
+    model.set_weights(arrays)
+    with h5py.File(path, "w") as handle:
+        save_weights_to_hdf5_group(handle, model)
+    return path
+
+
+def test_random_weights_are_seeded(weights) -> None:
+    again = load_weights("random", seed=42)
+    other = load_weights("random", seed=43)
+    assert weights.source == "random:42"
+    assert again.sha256 == weights.sha256 != other.sha256
+    assert weights.sha256 == weights_sha256(weights.arrays)
+
+
+def test_the_model_gives_1280_float32_values(weights) -> None:
+    model = build_mobilenet(None)
+    model.set_weights(weights.arrays)
+    batch = np.random.default_rng(1).uniform(-1, 1, (3, 224, 224, 3)).astype(np.float32)
+    out = compiled_predictor(model)(batch)
+    assert out.shape == (3, FEATURE_DIM) and out.dtype == np.float32
+    assert np.isfinite(out).all()
+
+
+def test_weights_from_a_local_file(weights, tmp_path: Path) -> None:
+    path = save_legacy_h5(weights.arrays, tmp_path / "mobilenet.h5")
+    loaded = load_weights(str(path))
+    assert loaded.sha256 == weights.sha256 and loaded.source == str(path)
+
+
+def test_weights_from_s3(weights, s3, settings, tmp_path: Path) -> None:
+    path = save_legacy_h5(weights.arrays, tmp_path / "mobilenet.h5")
+    s3.upload_file(str(path), settings.bucket, "models/weights/mobilenet.h5")
+    loaded = load_weights(f"s3://{settings.bucket}/models/weights/mobilenet.h5", s3=s3)
+    assert loaded.sha256 == weights.sha256
+
+
+def test_a_weights_file_of_the_wrong_shape_is_refused(tmp_path: Path) -> None:
+    import keras
+
+    small = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
+
+    with h5py.File(tmp_path / "other.h5", "w") as handle:
+        save_weights_to_hdf5_group(handle, small)
+    with pytest.raises(ConfigError, match="does not fit MobileNetV2") as error:
+        load_weights(str(tmp_path / "other.h5"))
+    assert "\n" not in str(error.value)
+
+
+def test_unknown_weights_source() -> None:
+    with pytest.raises(ConfigError, match="neither imagenet, random"):
+        load_weights("/nowhere/weights.h5")
+
+
+def test_imagenet_goes_through_keras_own_download(weights, tmp_path: Path) -> None:
+    """No internet here: seed Keras's download cache with a file in the published format and
+    check that `imagenet` loads exactly that file through keras.applications."""
+    cache = tmp_path / "keras_home"
+    (cache / "models").mkdir(parents=True)
+    save_legacy_h5(weights.arrays, cache / "models" / IMAGENET_NO_TOP_FILE)
+    code = "from spark.model import load_weights as f; w = f('imagenet'); print(w.source, w.sha256)"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "KERAS_HOME": str(cache)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert result.stdout.split()[-2:] == ["imagenet", weights.sha256]

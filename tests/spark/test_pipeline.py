@@ -1,0 +1,124 @@
+"""The pipeline's steps S3 to S3 on local Spark: write, read back, re-run one date, PCA."""
+
+import pytest
+from pyspark.sql import functions as F
+
+from spark.layout import PARTITION_COLUMN
+from spark.model import load_weights
+from spark.pca import latest_version, load_pca
+from spark.pipeline import (
+    cumulative,
+    extract_features,
+    fit_and_save_pca,
+    read_features,
+    write_reduced,
+)
+from spark.storage import get_json, list_keys
+
+pytestmark = pytest.mark.slow
+DATES = ["2026-02-01", "2026-02-02", "2026-02-03"]
+
+
+def etags(s3, bucket: str, prefix: str) -> dict[str, str]:
+    objects = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return {o["Key"]: o["ETag"] for o in objects}
+
+
+@pytest.fixture
+def three_dates(fresh_layout, upload_sample):
+    uploaded = upload_sample(fresh_layout, DATES, per_date=8, broken=True)
+    return fresh_layout, uploaded
+
+
+def test_every_image_ends_as_a_feature_row_or_a_reject(spark, three_dates, weights) -> None:
+    layout, uploaded = three_dates
+    run = extract_features(spark, layout, DATES, weights, tf_threads=1)
+    assert run.features_per_date == {DATES[0]: 8, DATES[1]: 8, DATES[2]: 8}
+    assert run.rejects_per_date == {DATES[0]: 2, DATES[1]: 0, DATES[2]: 0}
+    for date in DATES:
+        assert run.features_per_date[date] + run.rejects_per_date[date] == uploaded[date]
+
+    features = read_features(spark, layout)
+    assert features.count() == 24
+    assert features.select("path").distinct().count() == 24
+    assert {r.weights_sha256 for r in features.select("weights_sha256").distinct().collect()} == {
+        weights.sha256
+    }
+    assert features.where(F.size("features") != 1280).count() == 0
+
+    rejects = spark.read.parquet(layout.rejects_uri()).collect()
+    assert sorted(r.path.rsplit("/", 1)[-1] for r in rejects) == [
+        "not_an_image.jpg",
+        "truncated_upload.jpg",
+    ]
+    assert all(r.reason and r.size_bytes >= 0 and r.upload_date == DATES[0] for r in rejects)
+
+
+def test_rerunning_one_date_leaves_the_others_untouched(
+    spark, s3, settings, three_dates, weights
+) -> None:
+    layout, _ = three_dates
+    extract_features(spark, layout, DATES, weights, tf_threads=1)
+    others = {
+        d: etags(s3, settings.bucket, layout.key("features", f"upload_date={d}")) for d in DATES
+    }
+
+    other_weights = load_weights("random", seed=99)
+    extract_features(spark, layout, [DATES[1]], other_weights, tf_threads=1)
+
+    for date in (DATES[0], DATES[2]):
+        assert (
+            etags(s3, settings.bucket, layout.key("features", f"upload_date={date}"))
+            == others[date]
+        )
+    by_date = {
+        r[PARTITION_COLUMN]: (r["rows"], r["shas"])
+        for r in read_features(spark, layout)
+        .groupBy(PARTITION_COLUMN)
+        .agg(F.count("*").alias("rows"), F.collect_set("weights_sha256").alias("shas"))
+        .collect()
+    }
+    assert by_date[DATES[1]] == (8, [other_weights.sha256])  # replaced, not appended
+    assert by_date[DATES[0]] == (8, [weights.sha256])
+
+
+def test_a_date_that_lost_its_images_loses_its_old_rows(
+    spark, s3, settings, three_dates, weights
+) -> None:
+    layout, _ = three_dates
+    extract_features(spark, layout, DATES, weights, tf_threads=1)
+    for key in list_keys(s3, settings.bucket, layout.raw_date_key(DATES[2])):
+        s3.delete_object(Bucket=settings.bucket, Key=key)
+    run = extract_features(spark, layout, [DATES[2]], weights, tf_threads=1)
+    assert run.features_per_date == {DATES[2]: 0}
+    assert read_features(spark, layout, [DATES[2]]).count() == 0
+    assert read_features(spark, layout).count() == 16
+
+
+def test_pca_fit_save_and_reduce(spark, s3, settings, three_dates, weights) -> None:
+    layout, _ = three_dates
+    extract_features(spark, layout, DATES, weights, tf_threads=1)
+    pca = fit_and_save_pca(spark, layout, s3, k=10)
+
+    assert pca.rows == 24 and len(pca.explained_variance) == 10
+    variance = pca.explained_variance
+    assert all(a >= b for a, b in zip(variance, variance[1:], strict=False))
+    assert 0 < sum(pca.explained_variance) <= 1 + 1e-9
+    assert latest_version(layout, s3) == pca.version
+    metadata = get_json(s3, settings.bucket, layout.pca_metadata_key(pca.version))
+    assert metadata["rows"] == 24 and metadata["k"] == 10
+    assert load_pca(layout, pca.version).getK() == 10
+
+    counts = write_reduced(spark, layout, DATES, pca.version)
+    assert counts == {d: 8 for d in DATES}
+    reduced = spark.read.parquet(layout.reduced_uri())
+    assert reduced.count() == 24
+    assert reduced.where(F.size("pca_features") != 10).count() == 0
+    assert {r.pca_version for r in reduced.select("pca_version").distinct().collect()} == {
+        pca.version
+    }
+    assert set(reduced.columns) == {"path", "label", "upload_date", "pca_version", "pca_features"}
+
+
+def test_cumulative_explained_variance() -> None:
+    assert cumulative([0.5, 0.25, 0.125], at=(1, 2, 100)) == {1: 0.5, 2: 0.75, 100: 0.875}
