@@ -48,7 +48,7 @@ s3a_jars() {
   [ -f "$stamp" ] && return 0
   log "fetching the S3A jars from Maven Central into .jars/"
   rm -rf .jars
-  mvn -q -B -f bootstrap/jars/pom.xml dependency:copy-dependencies -DoutputDirectory="$PWD/.jars"
+  mvn -q -B -Dstyle.color=never -f bootstrap/jars/pom.xml dependency:copy-dependencies -DoutputDirectory="$PWD/.jars"
   touch "$stamp"
   log "$(du -sh .jars | cut -f1) of jars in .jars/"
 }
