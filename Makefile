@@ -1,7 +1,8 @@
-# The two commands of the README: `make demo` and `make test`. Both install what is missing.
+# The two commands of the README are `make demo` and `make test`; both install what is missing.
 PYTHON := .venv/bin/python
+export DAGSTER_HOME := $(CURDIR)/.fruits/dagster_home
 
-.PHONY: install demo test lint stop lock
+.PHONY: install demo test ui stop lock
 
 install:
 	bash bootstrap/setup.sh
@@ -12,6 +13,12 @@ demo: install
 test: install
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -ra
+
+# The Dagster UI (webserver + daemon) on http://127.0.0.1:3000, over the local S3 server.
+ui: install
+	$(PYTHON) -m bootstrap.local_s3 start
+	$(PYTHON) -m bootstrap.dagster_home
+	.venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 stop:
 	$(PYTHON) -m bootstrap.local_s3 stop

@@ -1,76 +1,94 @@
-"""The demo: local S3 server, sample images, the whole pipeline on local Spark, a summary.
+"""The demo: local S3 server, sample images, then the whole asset graph through the Dagster CLI.
 
     python -m bootstrap.demo          (what `make demo` runs after installing)
 
-The summary is printed and written as JSON to .fruits/last_run.json. The local S3 server
-keeps running so the outputs can be inspected; `make stop` stops it.
+The sample dates are materialized in one run (`dagster asset materialize --partition-range`),
+then a summary is read back from the Dagster instance, printed, and written as JSON to
+.fruits/last_run.json. The local S3 server keeps running so that the outputs can be
+inspected; `make stop` stops it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
-import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from pyspark.sql import SparkSession
-
+from bootstrap.dagster_home import prepare_dagster_home
 from bootstrap.local_s3 import STATE_DIR, from_settings
 from bootstrap.sample_data import DEFAULT_DATES, synthetic_files, upload
-from spark.layout import Layout
-from spark.model import load_weights
-from spark.pipeline import (
-    FeatureRun,
-    PcaRun,
-    cumulative,
-    extract_features,
-    fit_and_save_pca,
-    write_reduced,
-)
-from spark.session import build_session
-from spark.settings import Settings
-from spark.storage import s3_client
+from spark.settings import PROJECT_ROOT, Settings
 
 SUMMARY_FILE = STATE_DIR / "last_run.json"
+ASSETS = ("raw_images", "image_features", "pca_model", "reduced_features")
 
 
-def summarize(
-    layout: Layout,
-    dates: Sequence[str],
-    features: FeatureRun,
-    pca: PcaRun,
-    reduced: dict[str, int],
-    seconds: float,
-) -> dict[str, Any]:
+def materialize(dates: Sequence[str], env: dict[str, str]) -> None:
+    """All four assets for a range of dates, in one run, through the dagster CLI."""
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [
+        str(dagster), "asset", "materialize",
+        "-m", "fruits_assets.definitions",
+        "--select", "*",
+        "--partition-range", f"{min(dates)}...{max(dates)}",
+    ]  # fmt: skip
+    subprocess.run(command, env=env, check=True, cwd=PROJECT_ROOT)
+
+
+def _by_date(table: Any) -> dict[str, dict[str, Any]]:
+    return {r.data["upload_date"]: r.data for r in table.records}
+
+
+def summary_from_instance(dates: Sequence[str]) -> dict[str, Any]:
+    """What the last materialization of each asset recorded (its metadata), as one document."""
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        meta = {}
+        for asset in ASSETS:
+            event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+            if event is None:
+                raise RuntimeError(f"{asset} was never materialized")
+            meta[asset] = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    images = _by_date(meta["raw_images"]["images_per_date"])
+    features = _by_date(meta["image_features"]["per_date"])
+    reduced = _by_date(meta["reduced_features"]["per_date"])
+    pca = meta["pca_model"]
     return {
         "dates": {
             d: {
-                "images": features.features_per_date[d] + features.rejects_per_date[d],
-                "features": features.features_per_date[d],
-                "rejects": features.rejects_per_date[d],
-                "reduced": reduced[d],
+                "images": images[d]["images"],
+                "features": features[d]["features"],
+                "rejects": features[d]["rejects"],
+                "reduced": reduced[d]["reduced"],
             }
             for d in dates
         },
-        "rejects": features.rejects,
-        "feature_shape": [features.feature_rows, 1280],
-        "weights": {"source": features.weights_source, "sha256": features.weights_sha256},
-        "model_builds": features.model_builds,
+        "rejects": meta["image_features"]["rejects"],
+        "feature_shape": [sum(features[d]["features"] for d in dates), 1280],
+        "weights": {
+            "source": meta["image_features"]["weights_source"],
+            "sha256": meta["image_features"]["weights_sha256"],
+        },
         "pca": {
-            "version": pca.version,
-            "rows": pca.rows,
-            "k": len(pca.explained_variance),
-            "cumulative_explained_variance": cumulative(pca.explained_variance),
+            "version": pca["version"],
+            "rows": pca["rows_used"],
+            "cumulative_explained_variance": {
+                k.rsplit("_", 1)[-1]: v for k, v in pca.items() if k.startswith("cumulative_")
+            },
         },
         "outputs": {
-            "features": layout.features_uri(),
-            "rejects": layout.rejects_uri(),
-            "pca_model": pca.uri,
-            "reduced": layout.reduced_uri(),
+            "manifests": meta["raw_images"]["manifests"],
+            "features": meta["image_features"]["features"],
+            "rejects": meta["image_features"]["rejects_uri"],
+            "pca_model": pca["model_uri"],
+            "reduced": meta["reduced_features"]["reduced"],
         },
-        "seconds": round(seconds, 1),
     }
 
 
@@ -83,36 +101,16 @@ def print_summary(summary: dict[str, Any]) -> None:
     for reject in summary["rejects"]:
         print(f"  rejected {reject['path']}: {reject['reason']}")
     rows, dim = summary["feature_shape"]
-    print(
-        f"features: {rows} x {dim} float32, weights {summary['weights']['source']} "
-        f"(sha256 {summary['weights']['sha256'][:12]}...)"
-    )
+    weights = summary["weights"]
+    print(f"features: {rows} x {dim} float32, weights {weights['source']}")
+    print(f"  weights sha256 {weights['sha256']}")
     pca = summary["pca"]
     variance = ", ".join(f"{n}: {v:.3f}" for n, v in pca["cumulative_explained_variance"].items())
-    print(f"PCA {pca['version']}: k={pca['k']} on {pca['rows']} rows")
-    print(f"  cumulative explained variance at {variance}")
+    print(f"PCA {pca['version']} fitted on {pca['rows']} rows")
+    print(f"  cumulative explained variance at {variance} components")
     for name, uri in summary["outputs"].items():
         print(f"  {name:10} {uri}")
-    print(f"done in {summary['seconds']} s; summary in {SUMMARY_FILE}")
-
-
-def run(
-    spark: SparkSession,
-    settings: Settings,
-    dates: Sequence[str],
-    per_date: int,
-    phone_per_date: int,
-) -> dict[str, Any]:
-    started = time.monotonic()
-    counts = upload(synthetic_files(dates, per_date, phone_per_date, seed=7), settings)
-    print(f"sample: {sum(counts.values())} images over {len(counts)} upload dates")
-    layout = Layout(settings.bucket, settings.prefix)
-    s3 = s3_client(settings)
-    weights = load_weights(settings.weights, settings.weights_seed, s3)
-    features = extract_features(spark, layout, dates, weights, settings.tf_intra_op_threads)
-    pca = fit_and_save_pca(spark, layout, s3, settings.pca_k)
-    reduced = write_reduced(spark, layout, dates, pca.version)
-    return summarize(layout, dates, features, pca, reduced, time.monotonic() - started)
+    print(f"summary written to {SUMMARY_FILE}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,15 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phone-per-date", type=int, default=2)
     args = parser.parse_args(argv)
     dates = sorted(d.strip() for d in args.dates.split(",") if d.strip())
+
     settings = Settings.load()
     if settings.s3_endpoint:
         from_settings(settings).start()
-    spark = build_session(settings, "fruits-demo")
-    try:
-        summary = run(spark, settings, dates, args.per_date, args.phone_per_date)
-    finally:
-        spark.stop()
-    SUMMARY_FILE.parent.mkdir(parents=True, exist_ok=True)
+    counts = upload(synthetic_files(dates, args.per_date, args.phone_per_date, seed=7), settings)
+    print(f"sample: {sum(counts.values())} files over {len(counts)} upload dates")
+    os.environ.setdefault("DAGSTER_HOME", str(prepare_dagster_home()))
+    materialize(dates, dict(os.environ))
+    summary = summary_from_instance(dates)
     SUMMARY_FILE.write_text(json.dumps(summary, indent=2))
     print_summary(summary)
     return 0

@@ -1,6 +1,7 @@
 """The one module that owns the S3 layout of the pipeline.
 
     s3://<bucket>/<prefix>/raw/upload_date=YYYY-MM-DD/<label>/<file>
+    s3://<bucket>/<prefix>/manifests/upload_date=YYYY-MM-DD/manifest.parquet
     s3://<bucket>/<prefix>/features/upload_date=YYYY-MM-DD/part-*.parquet
     s3://<bucket>/<prefix>/rejects/upload_date=YYYY-MM-DD/part-*.parquet
     s3://<bucket>/<prefix>/models/pca/<version>/        (PCAModel.save + metadata.json)
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 
 PARTITION_COLUMN = "upload_date"
 UNLABELLED = "unlabelled"
-RAW, FEATURES, REJECTS, REDUCED, PCA_MODELS = "raw", "features", "rejects", "reduced", "models/pca"
+RAW, MANIFESTS, FEATURES, REJECTS, REDUCED = "raw", "manifests", "features", "rejects", "reduced"
+PCA_MODELS = "models/pca"
 
 # Java-compatible patterns, shared by Spark SQL (regexp_extract, group 1) and Python.
 RAW_DATE_PATTERN = r"(?:^|/)raw/upload_date=(\d{4}-\d{2}-\d{2})/"
@@ -79,6 +81,13 @@ class Layout:
         return self.raw_date_key(date) + f"{label}/{filename}"
 
     # outputs, each a Parquet dataset partitioned by upload_date
+    def manifests_uri(self) -> str:
+        return self.uri(MANIFESTS)
+
+    def manifest_key(self, date: str) -> str:
+        partition = f"{PARTITION_COLUMN}={parse_date(date).isoformat()}"
+        return self.key(MANIFESTS, partition, "manifest.parquet")
+
     def features_uri(self) -> str:
         return self.uri(FEATURES)
 

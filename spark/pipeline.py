@@ -55,6 +55,12 @@ class PcaRun:
     explained_variance: list[float] = field(repr=False)
 
 
+def rows_per_date(rows: DataFrame) -> dict[str, int]:
+    return {
+        r[PARTITION_COLUMN]: r["count"] for r in rows.groupBy(PARTITION_COLUMN).count().collect()
+    }
+
+
 def write_partitions(
     spark: SparkSession, rows: DataFrame, dataset_uri: str, dates: Sequence[str]
 ) -> dict[str, int]:
@@ -63,9 +69,7 @@ def write_partitions(
     A requested date with no rows has its old partition removed, so a re-run never leaves
     stale rows behind.
     """
-    counts = {
-        r[PARTITION_COLUMN]: r["count"] for r in rows.groupBy(PARTITION_COLUMN).count().collect()
-    }
+    counts = rows_per_date(rows)
     if counts:
         rows.write.mode("overwrite").partitionBy(PARTITION_COLUMN).parquet(dataset_uri)
     for date in dates:
@@ -103,11 +107,15 @@ def extract_features(
     )
 
 
+def read_dataset(spark: SparkSession, uri: str, dates: Sequence[str] | None = None) -> DataFrame:
+    rows = spark.read.parquet(uri)
+    return rows if dates is None else rows.where(F.col(PARTITION_COLUMN).isin(list(dates)))
+
+
 def read_features(
     spark: SparkSession, layout: Layout, dates: Sequence[str] | None = None
 ) -> DataFrame:
-    features = spark.read.parquet(layout.features_uri())
-    return features if dates is None else features.where(F.col(PARTITION_COLUMN).isin(list(dates)))
+    return read_dataset(spark, layout.features_uri(), dates)
 
 
 def fit_and_save_pca(spark: SparkSession, layout: Layout, s3: Any, k: int) -> PcaRun:

@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 from spark.settings import PROJECT_ROOT, ConfigError, Settings
 
 S3A_JARS_DIR = PROJECT_ROOT / ".jars"
+LOCAL_LOG4J = PROJECT_ROOT / "deployments" / "log4j2.properties"
 S3A_FILESYSTEM = "org.apache.hadoop.fs.s3a.S3AFileSystem"
 
 
@@ -70,6 +71,7 @@ def build_session(settings: Settings, app_name: str = "fruits") -> SparkSession:
         conf["spark.jars"] = ",".join(str(j) for j in s3a_jars())
         # Workers run the driver's interpreter (the project's .venv), not whatever is on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        conf["spark.driver.extraJavaOptions"] = f"-Dlog4j.configurationFile={LOCAL_LOG4J}"
         conf["spark.driver.host"] = conf["spark.driver.bindAddress"] = "127.0.0.1"
         # The Spark UI binds to SPARK_LOCAL_IP (all interfaces otherwise): keep it on loopback.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

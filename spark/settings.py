@@ -7,10 +7,12 @@ a bucket or a credential.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEPLOYMENTS_DIR = PROJECT_ROOT / "deployments"
@@ -64,6 +66,13 @@ def load_deployment_env(environ: MutableMapping[str, str] | None = None) -> str:
     return deployment
 
 
+def _iso_date(value: str | None) -> str:
+    try:
+        return dt.date.fromisoformat(value or "").isoformat()
+    except ValueError:
+        raise ConfigError(f"FRUITS_PARTITIONS_START must be YYYY-MM-DD, got {value!r}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     deployment: str
@@ -77,6 +86,10 @@ class Settings:
     pca_k: int
     arrow_batch_size: int
     tf_intra_op_threads: int
+    partitions_start: str
+    max_reject_rate: float
+    min_explained_variance: float
+    pca_refit_after: int
 
     def __post_init__(self) -> None:
         require_eu_region(self.region)
@@ -84,6 +97,10 @@ class Settings:
             raise ConfigError("FRUITS_BUCKET is empty")
         if self.pca_k < 1:
             raise ConfigError(f"FRUITS_PCA_K must be positive, got {self.pca_k}")
+        if not 0 <= self.max_reject_rate <= 1 or not 0 <= self.min_explained_variance <= 1:
+            raise ConfigError(
+                "FRUITS_MAX_REJECT_RATE and FRUITS_MIN_EXPLAINED_VARIANCE are in [0, 1]"
+            )
         if self.arrow_batch_size < 1:
             raise ConfigError(
                 f"FRUITS_ARROW_BATCH_SIZE must be positive, got {self.arrow_batch_size}"
@@ -95,12 +112,12 @@ class Settings:
             value = environ.get(key, default)
             return value if value not in ("", None) else default
 
-        def get_int(key: str, default: int) -> int:
+        def get_number(key: str, default: float, kind: type = int) -> Any:
             raw = get(key, str(default))
             try:
-                return int(raw)  # type: ignore[arg-type]
+                return kind(raw)
             except ValueError:
-                raise ConfigError(f"{key} must be an integer, got {raw!r}") from None
+                raise ConfigError(f"{key} must be {kind.__name__}, got {raw!r}") from None
 
         region = get("FRUITS_REGION")
         bucket = get("FRUITS_BUCKET")
@@ -114,13 +131,18 @@ class Settings:
             s3_endpoint=get("FRUITS_S3_ENDPOINT"),
             spark_master=get("FRUITS_SPARK_MASTER"),
             weights=get("FRUITS_WEIGHTS", "imagenet"),  # type: ignore[arg-type]
-            weights_seed=get_int("FRUITS_WEIGHTS_SEED", 42),
-            pca_k=get_int("FRUITS_PCA_K", 100),
+            weights_seed=get_number("FRUITS_WEIGHTS_SEED", 42),
+            pca_k=get_number("FRUITS_PCA_K", 100),
             # Small Arrow batches keep a worker's decoded tensors (batch x 224x224x3 floats)
             # well under a gigabyte.
-            arrow_batch_size=get_int("FRUITS_ARROW_BATCH_SIZE", 64),
+            arrow_batch_size=get_number("FRUITS_ARROW_BATCH_SIZE", 64),
             # One TensorFlow thread per Python worker: Spark already runs one worker per core.
-            tf_intra_op_threads=get_int("FRUITS_TF_THREADS", 1),
+            tf_intra_op_threads=get_number("FRUITS_TF_THREADS", 1),
+            partitions_start=_iso_date(get("FRUITS_PARTITIONS_START", "2026-01-01")),
+            max_reject_rate=get_number("FRUITS_MAX_REJECT_RATE", 0.05, float),
+            min_explained_variance=get_number("FRUITS_MIN_EXPLAINED_VARIANCE", 0.7, float),
+            # 0: PCA is re-fitted on demand only; N: once N new feature partitions arrived.
+            pca_refit_after=get_number("FRUITS_PCA_REFIT_AFTER", 0),
         )
 
     @classmethod

@@ -1,0 +1,25 @@
+"""DAGSTER_HOME for local use: .fruits/dagster_home (git-ignored) with the project's dagster.yaml.
+
+    python -m bootstrap.dagster_home        prepares it and prints its path
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bootstrap.local_s3 import STATE_DIR
+from spark.settings import DEPLOYMENTS_DIR
+
+DAGSTER_HOME = STATE_DIR / "dagster_home"
+
+
+def prepare_dagster_home(home: Path = DAGSTER_HOME) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text((DEPLOYMENTS_DIR / "dagster.yaml").read_text())
+    return home
+
+
+if __name__ == "__main__":
+    print(prepare_dagster_home())
+    sys.exit(0)

@@ -1,0 +1,46 @@
+"""Resources: the pipeline's configuration and storage, and a Spark session started on demand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+from pyspark.sql import SparkSession
+
+from spark.layout import Layout
+from spark.settings import Settings
+from spark.storage import s3_client
+
+
+class FruitsResource(dg.ConfigurableResource):
+    """Settings of the current deployment (spark.settings: environment + deployments/*.env)."""
+
+    def settings(self) -> Settings:
+        return Settings.load()
+
+    def layout(self) -> Layout:
+        settings = self.settings()
+        return Layout(settings.bucket, settings.prefix)
+
+    def s3(self) -> Any:
+        return s3_client(self.settings())
+
+
+class SparkResource(dg.ConfigurableResource):
+    """The SparkSession, built the first time an asset asks for it, never at load time.
+
+    Locally that is local Spark with S3A (spark.session); on EMR it is the cluster's session.
+    """
+
+    app_name: str = "fruits"
+
+    def session(self) -> SparkSession:
+        from spark.session import build_session
+
+        return build_session(Settings.load(), self.app_name)
+
+
+def resources_for(deployment: str) -> dict[str, Any]:
+    if deployment == "local":
+        return {"fruits": FruitsResource(), "spark": SparkResource()}
+    raise dg.DagsterInvariantViolationError(f"no resources for deployment {deployment!r}")

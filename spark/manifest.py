@@ -1,0 +1,74 @@
+"""The manifest of an upload date: every raw file under it, listed from S3 (no Spark needed)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from spark.layout import PARTITION_COLUMN, RAW_DATE_PATTERN, Layout, label_of
+from spark.storage import SSE
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        (PARTITION_COLUMN, pa.string()),
+        ("label", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("etag", pa.string()),
+    ]
+)
+
+
+def is_hidden(key: str) -> bool:
+    """Spark's file sources skip names starting with '_' or '.'; the manifest does too."""
+    return key.rsplit("/", 1)[-1].startswith(("_", "."))
+
+
+def _raw_objects(s3: Any, layout: Layout, prefix: str) -> Iterator[dict[str, Any]]:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=layout.bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            if not is_hidden(obj["Key"]) and not obj["Key"].endswith("/"):
+                yield obj
+
+
+def list_manifest(s3: Any, layout: Layout, date: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "path": f"s3://{layout.bucket}/{obj['Key']}",
+            PARTITION_COLUMN: date,
+            "label": label_of(obj["Key"]),
+            "size_bytes": obj["Size"],
+            "etag": obj["ETag"].strip('"'),
+        }
+        for obj in _raw_objects(s3, layout, layout.raw_date_key(date))
+    ]
+
+
+def write_manifest(s3: Any, layout: Layout, date: str, rows: list[dict[str, Any]]) -> str:
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), buffer)
+    key = layout.manifest_key(date)
+    s3.put_object(Bucket=layout.bucket, Key=key, Body=buffer.getvalue(), **SSE)
+    return f"s3://{layout.bucket}/{key}"
+
+
+def read_manifest(s3: Any, layout: Layout, date: str) -> pa.Table:
+    body = s3.get_object(Bucket=layout.bucket, Key=layout.manifest_key(date))["Body"].read()
+    return pq.read_table(io.BytesIO(body))
+
+
+def raw_fingerprints(s3: Any, layout: Layout) -> dict[str, str]:
+    """upload date -> digest of its files' keys, sizes and ETags: changes when any file does."""
+    digests: dict[str, Any] = {}
+    for obj in _raw_objects(s3, layout, layout.raw_prefix()):
+        match = re.search(RAW_DATE_PATTERN, obj["Key"])
+        if match:
+            digest = digests.setdefault(match[1], hashlib.sha256())
+            digest.update(f"{obj['Key']}\0{obj['Size']}\0{obj['ETag']}\n".encode())
+    return {date: digest.hexdigest() for date, digest in sorted(digests.items())}

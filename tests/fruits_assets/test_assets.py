@@ -1,0 +1,155 @@
+"""Materializing the assets on local Spark and the local S3 server, good data and doctored."""
+
+from collections import Counter
+
+import boto3
+import dagster as dg
+import h5py
+import numpy as np
+import pytest
+
+from spark.pipeline import read_features
+from spark.storage import list_keys
+
+pytestmark = pytest.mark.slow
+D1, D2, D3 = "2026-11-02", "2026-11-03", "2026-11-04"
+ALL_CHECKS_PASSED = {
+    ("raw_images", "storage_in_eu"): True,
+    ("image_features", "every_image_accounted"): True,
+    ("image_features", "vectors_finite"): True,
+    ("image_features", "reject_rate"): True,
+    ("pca_model", "explained_variance"): True,
+    ("reduced_features", "matches_features"): True,
+}
+
+
+def materialized(result, asset: str) -> list:
+    return [
+        m
+        for m in result.get_asset_materialization_events()
+        if m.asset_key.to_user_string() == asset
+    ]
+
+
+def test_one_date_materializes_and_passes_every_check(
+    asset_layout, upload_sample, run_assets, check_outcomes
+) -> None:
+    upload_sample(asset_layout, [D1], per_date=40)  # + 2 broken: a 4.8% reject rate, under 5%
+    result = run_assets([D1])
+    assert result.success
+    assert check_outcomes(result) == ALL_CHECKS_PASSED
+    features = materialized(result, "image_features")
+    assert [m.partition for m in features] == [D1]
+    metadata = features[0].materialization.metadata
+    assert metadata["dagster/row_count"].value == 40
+    assert metadata["reject_count"].value == 2  # the sample's two broken files
+    assert metadata["weights_sha256"].value and metadata["images_per_s"].value > 0
+    assert metadata["spark_application_id"].value.startswith("local-")
+    pca = materialized(result, "pca_model")[0].materialization.metadata
+    assert pca["explained_variance_plot"].value.startswith(
+        "![explained variance](data:image/png;base64,"
+    )
+    reduced = materialized(result, "reduced_features")[0].materialization.metadata
+    assert reduced["pca_version"].value == pca["version"].value
+
+
+def test_a_range_of_dates_is_one_run_and_one_spark_job(
+    asset_layout, upload_sample, run_assets, spark
+) -> None:
+    upload_sample(asset_layout, [D1, D2, D3], per_date=6, broken=False)
+    instance = dg.DagsterInstance.ephemeral()
+    result = run_assets([D1, D2, D3], instance=instance)
+    assert result.success
+    assert len(instance.get_run_records()) == 1
+    for asset in ("raw_images", "image_features", "reduced_features"):
+        assert sorted(m.partition for m in materialized(result, asset)) == [D1, D2, D3]
+    features = materialized(result, "image_features")
+    metadata = features[0].materialization.metadata
+    # One extract_features call covered the three dates: one model per Python worker.
+    assert metadata["model_builds"].value <= 2
+    assert metadata["dagster/row_count"].value == 18
+    assert {r.data["upload_date"] for r in metadata["per_date"].value.records} == {D1, D2, D3}
+
+
+def test_rematerializing_a_date_is_idempotent(
+    asset_layout, upload_sample, run_assets, spark
+) -> None:
+    upload_sample(asset_layout, [D1], per_date=6, broken=False)
+    assert run_assets([D1]).success
+    first = sorted(
+        (r.path, tuple(r.features)) for r in read_features(spark, asset_layout).collect()
+    )
+    assert run_assets([D1]).success
+    second = sorted(
+        (r.path, tuple(r.features)) for r in read_features(spark, asset_layout).collect()
+    )
+    assert first == second and len(second) == 6
+
+
+def test_a_missing_feature_row_fails_the_blocking_check(
+    asset_layout, upload_sample, run_assets, check_outcomes, s3, settings
+) -> None:
+    from fruits_assets.assets import image_features, raw_images, reduced_features
+
+    upload_sample(asset_layout, [D1], per_date=6, broken=False)
+    assert run_assets([D1], assets=[raw_images]).success
+    # An image disappears between the manifest and the features.
+    s3.delete_object(
+        Bucket=settings.bucket, Key=list_keys(s3, settings.bucket, asset_layout.raw_date_key(D1))[0]
+    )
+    result = run_assets([D1], assets=[image_features, reduced_features])
+    assert not result.success
+    assert check_outcomes(result)[("image_features", "every_image_accounted")] is False
+    assert materialized(result, "reduced_features") == []  # blocked downstream
+
+
+def test_a_bucket_outside_the_eu_fails_before_anything_is_written(
+    asset_layout, run_assets, check_outcomes, settings, monkeypatch
+) -> None:
+    from fruits_assets.assets import raw_images
+
+    us = boto3.client("s3", region_name="us-east-1", endpoint_url=settings.s3_endpoint)
+    us.create_bucket(Bucket="fruits-us-doctored")
+    us.put_object(
+        Bucket="fruits-us-doctored", Key=f"{asset_layout.raw_date_key(D1)}kiwi/a.jpg", Body=b"x"
+    )
+    monkeypatch.setenv("FRUITS_BUCKET", "fruits-us-doctored")
+    result = run_assets([D1], assets=[raw_images])
+    assert not result.success
+    assert check_outcomes(result) == {("raw_images", "storage_in_eu"): False}
+    keys = list_keys(us, "fruits-us-doctored", "")
+    assert not any("manifests/" in k for k in keys)
+
+
+def test_nan_features_fail_the_blocking_check(
+    asset_layout, upload_sample, run_assets, check_outcomes, weights, tmp_path, monkeypatch
+) -> None:
+    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
+
+    from fruits_assets.assets import image_features, raw_images
+    from spark.model import build_mobilenet
+
+    model = build_mobilenet(None)
+    model.set_weights(
+        [np.full_like(a, np.nan) if i == 0 else a for i, a in enumerate(weights.arrays)]
+    )
+    with h5py.File(tmp_path / "nan.h5", "w") as handle:
+        save_weights_to_hdf5_group(handle, model)
+    monkeypatch.setenv("FRUITS_WEIGHTS", str(tmp_path / "nan.h5"))
+    upload_sample(asset_layout, [D1], per_date=4, broken=False)
+    result = run_assets([D1], assets=[raw_images, image_features])
+    assert not result.success
+    outcomes = check_outcomes(result)
+    assert outcomes[("image_features", "vectors_finite")] is False
+    assert outcomes[("image_features", "every_image_accounted")] is True
+
+
+def test_sample_labels_reach_the_manifest(asset_layout, upload_sample, run_assets) -> None:
+    from fruits_assets.assets import raw_images
+
+    upload_sample(asset_layout, [D2], per_date=8, broken=False)
+    result = run_assets([D2], assets=[raw_images])
+    labels = (
+        materialized(result, "raw_images")[0].materialization.metadata["images_per_label"].value
+    )
+    assert Counter({r.data["label"]: r.data["images"] for r in labels.records}).total() == 8

@@ -1,0 +1,98 @@
+import json
+
+import dagster as dg
+
+from fruits_assets.definitions import defs
+from fruits_assets.resources import FruitsResource
+from fruits_assets.sensors import new_uploads, pca_refit_policy
+
+D1, D2, D3 = "2026-11-05", "2026-11-06", "2026-11-07"
+
+
+def evaluate(cursor: str | None, instance=None):
+    context = dg.build_sensor_context(
+        cursor=cursor,
+        resources={"fruits": FruitsResource()},
+        instance=instance or dg.DagsterInstance.ephemeral(),
+    )
+    return new_uploads(context)
+
+
+def test_requests_exactly_the_new_or_changed_dates(
+    fresh_layout, upload_sample, monkeypatch, s3, settings
+) -> None:
+    monkeypatch.setenv("FRUITS_PREFIX", fresh_layout.prefix)
+    upload_sample(fresh_layout, [D1, D2], per_date=2, broken=False)
+
+    first = evaluate(None)
+    assert sorted(r.partition_key for r in first.run_requests) == [D1, D2]
+
+    unchanged = evaluate(first.cursor)
+    assert unchanged.run_requests == []
+
+    upload_sample(fresh_layout, [D3], per_date=2, broken=False)  # a new date
+    s3.put_object(  # and a changed one
+        Bucket=settings.bucket, Key=fresh_layout.raw_image_key(D1, "kiwi", "late.jpg"), Body=b"new"
+    )
+    later = evaluate(unchanged.cursor)
+    assert sorted(r.partition_key for r in later.run_requests) == [D1, D3]
+    assert set(json.loads(later.cursor)) == {D1, D2, D3}
+    assert len({r.run_key for r in later.run_requests}) == 2
+
+
+def test_dates_outside_the_partitions_are_not_requested(
+    fresh_layout, upload_sample, monkeypatch
+) -> None:
+    monkeypatch.setenv("FRUITS_PREFIX", fresh_layout.prefix)
+    upload_sample(fresh_layout, ["2020-01-01", D1], per_date=1, broken=False)
+    assert [r.partition_key for r in evaluate(None).run_requests] == [D1]
+
+
+def test_pca_refit_is_on_demand_by_default(local_s3) -> None:
+    context = dg.build_sensor_context(
+        resources={"fruits": FruitsResource()}, instance=dg.DagsterInstance.ephemeral()
+    )
+    result = pca_refit_policy(context)
+    assert isinstance(result, dg.SkipReason) and "on demand" in result.skip_message
+
+
+def test_pca_refits_after_n_new_partitions(local_s3, monkeypatch) -> None:
+    monkeypatch.setenv("FRUITS_PCA_REFIT_AFTER", "2")
+    instance = dg.DagsterInstance.ephemeral()
+
+    def report(partition: str) -> None:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("image_features", partition=partition)
+        )
+
+    def evaluate_refit():
+        context = dg.build_sensor_context(resources={"fruits": FruitsResource()}, instance=instance)
+        return pca_refit_policy(context)
+
+    report(D1)
+    assert isinstance(evaluate_refit(), dg.SkipReason)
+    report(D2)
+    assert len(evaluate_refit().run_requests) == 1
+    instance.report_runless_asset_event(dg.AssetMaterialization("pca_model"))
+    assert isinstance(evaluate_refit(), dg.SkipReason)  # counted again from the new fit
+
+
+def test_reduced_features_follow_new_features_and_new_models() -> None:
+    """The automation condition requests every date whose features or model changed."""
+    instance = dg.DagsterInstance.ephemeral()
+    selection = dg.AssetSelection.assets("reduced_features")
+    first = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, asset_selection=selection
+    )
+    assert first.total_requested == 0  # nothing upstream exists yet
+
+    for date in (D1, D2):
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("image_features", partition=date)
+        )
+    instance.report_runless_asset_event(dg.AssetMaterialization("pca_model"))
+    second = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, asset_selection=selection, cursor=first.cursor
+    )
+    requested = second.get_requested_partitions(dg.AssetKey("reduced_features"))
+    assert requested == {D1, D2}
