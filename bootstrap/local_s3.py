@@ -2,7 +2,7 @@
 
     python -m bootstrap.local_s3 start|stop|status
 
-The endpoint comes from FRUITS_S3_ENDPOINT (deployments/local.env). moto keeps objects in
+The endpoint comes from FRUITS_S3_ENDPOINT (spark/conf/local.env). moto keeps objects in
 memory: they are gone once the server stops.
 """
 

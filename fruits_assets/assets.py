@@ -7,6 +7,7 @@ wherever the asset runs. Blocking checks stop wrong data from flowing downstream
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
@@ -29,6 +30,9 @@ from spark.pipeline import (
 
 GROUP = "fruits"
 Results = Iterator[dg.MaterializeResult | dg.AssetCheckResult]
+# The Spark assets take the `pyspark_step_launcher` resource: None locally (they run in
+# process), Dagster's EMR step launcher in the `emr` deployment (they run as EMR steps).
+StepLauncherParam = dg.ResourceParam[Any]
 
 
 def check_result(name: str, outcome: quality.Outcome, asset: str) -> dg.AssetCheckResult:
@@ -113,7 +117,10 @@ def raw_images(context: dg.AssetExecutionContext, fruits: FruitsResource) -> Res
     ],
 )
 def image_features(
-    context: dg.AssetExecutionContext, fruits: FruitsResource, spark: SparkResource
+    context: dg.AssetExecutionContext,
+    fruits: FruitsResource,
+    spark: SparkResource,
+    pyspark_step_launcher: StepLauncherParam,
 ) -> Results:
     """1280 MobileNetV2 features per image; undecodable files go to rejects/ with a reason."""
     settings, layout, s3 = fruits.settings(), fruits.layout(), fruits.s3()
@@ -180,7 +187,9 @@ def image_features(
         )
     ],
 )
-def pca_model(fruits: FruitsResource, spark: SparkResource) -> Results:
+def pca_model(
+    fruits: FruitsResource, spark: SparkResource, pyspark_step_launcher: StepLauncherParam
+) -> Results:
     """PCA (k components) fitted on every feature row so far, saved under a new version."""
     settings, layout, s3 = fruits.settings(), fruits.layout(), fruits.s3()
     run = fit_and_save_pca(spark.session(), layout, s3, settings.pca_k)
@@ -217,7 +226,10 @@ def pca_model(fruits: FruitsResource, spark: SparkResource) -> Results:
     ],
 )
 def reduced_features(
-    context: dg.AssetExecutionContext, fruits: FruitsResource, spark: SparkResource
+    context: dg.AssetExecutionContext,
+    fruits: FruitsResource,
+    spark: SparkResource,
+    pyspark_step_launcher: StepLauncherParam,
 ) -> Results:
     """The features of each date projected on the current PCA model's components."""
     settings, layout, s3 = fruits.settings(), fruits.layout(), fruits.s3()

@@ -13,7 +13,7 @@ from spark.storage import s3_client
 
 
 class FruitsResource(dg.ConfigurableResource):
-    """Settings of the current deployment (spark.settings: environment + deployments/*.env)."""
+    """Settings of the current deployment (spark.settings: environment + spark/conf/*.env)."""
 
     def settings(self) -> Settings:
         return Settings.load()
@@ -40,7 +40,16 @@ class SparkResource(dg.ConfigurableResource):
         return build_session(Settings.load(), self.app_name)
 
 
+STEP_LAUNCHER = "pyspark_step_launcher"
+
+
 def resources_for(deployment: str) -> dict[str, Any]:
+    """local: everything in-process. emr: the Spark assets run as steps on an EMR cluster."""
+    shared = {"fruits": FruitsResource(), "spark": SparkResource()}
     if deployment == "local":
-        return {"fruits": FruitsResource(), "spark": SparkResource()}
+        return shared | {STEP_LAUNCHER: dg.ResourceDefinition.none_resource()}
+    if deployment == "emr":
+        from fruits_assets.emr import emr_step_launcher
+
+        return shared | {STEP_LAUNCHER: emr_step_launcher()}
     raise dg.DagsterInvariantViolationError(f"no resources for deployment {deployment!r}")

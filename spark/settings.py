@@ -1,21 +1,25 @@
 """The one object that owns configuration.
 
-Values come from the environment; a deployment file (`deployments/<name>.env`) supplies
-defaults for anything the environment does not set. Nothing here hard-codes an endpoint,
+Values come from the environment; a deployment file (`spark/conf/<name>.env`, package data,
+so it is read from the code zip on EMR too) supplies defaults for anything the environment
+does not set. Nothing here hard-codes an endpoint,
 a bucket or a credential.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib.resources
 import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEPLOYMENTS_DIR = PROJECT_ROOT / "deployments"
+DEPLOYMENT_FILES = importlib.resources.files("spark") / "conf"
 
 # GDPR: the AWS regions inside the European Union. eu-west-2 (London) and eu-central-2
 # (Zurich) are in Europe but outside the EU, so they are refused too.
@@ -36,7 +40,7 @@ def require_eu_region(region: str, what: str = "region") -> str:
     return region
 
 
-def read_env_file(path: Path) -> dict[str, str]:
+def read_env_file(path: Traversable) -> dict[str, str]:
     """KEY=VALUE lines; blank lines and # comments are skipped."""
     values: dict[str, str] = {}
     for raw in path.read_text().splitlines():
@@ -58,9 +62,9 @@ def load_deployment_env(environ: MutableMapping[str, str] | None = None) -> str:
     """
     environ = os.environ if environ is None else environ
     deployment = environ.get("FRUITS_DEPLOYMENT", "local")
-    path = DEPLOYMENTS_DIR / f"{deployment}.env"
-    if not path.exists():
-        raise ConfigError(f"unknown deployment {deployment!r}: no {path}")
+    path = DEPLOYMENT_FILES / f"{deployment}.env"
+    if not path.is_file():
+        raise ConfigError(f"unknown deployment {deployment!r}: no spark/conf/{deployment}.env")
     for key, value in read_env_file(path).items():
         environ.setdefault(key, value)
     return deployment
@@ -90,7 +94,9 @@ class Settings:
     max_reject_rate: float
     min_explained_variance: float
     pca_refit_after: int
-
+    emr_cluster_id: str | None = None
+    staging_bucket: str | None = None
+    staging_prefix: str = "emr_staging"
     def __post_init__(self) -> None:
         require_eu_region(self.region)
         if not self.bucket:
@@ -100,6 +106,11 @@ class Settings:
         if not 0 <= self.max_reject_rate <= 1 or not 0 <= self.min_explained_variance <= 1:
             raise ConfigError(
                 "FRUITS_MAX_REJECT_RATE and FRUITS_MIN_EXPLAINED_VARIANCE are in [0, 1]"
+            )
+        if self.deployment == "emr" and not self.weights.startswith("s3://"):
+            raise ConfigError(
+                f"FRUITS_WEIGHTS must be an s3:// URI on EMR (the cluster never downloads "
+                f"weights from the internet), got {self.weights!r}; see bootstrap.weights"
             )
         if self.arrow_batch_size < 1:
             raise ConfigError(
@@ -143,6 +154,9 @@ class Settings:
             min_explained_variance=get_number("FRUITS_MIN_EXPLAINED_VARIANCE", 0.7, float),
             # 0: PCA is re-fitted on demand only; N: once N new feature partitions arrived.
             pca_refit_after=get_number("FRUITS_PCA_REFIT_AFTER", 0),
+            emr_cluster_id=get("FRUITS_EMR_CLUSTER_ID"),
+            staging_bucket=get("FRUITS_STAGING_BUCKET"),
+            staging_prefix=(get("FRUITS_STAGING_PREFIX", "emr_staging") or "").strip("/"),
         )
 
     @classmethod
