@@ -1,6 +1,6 @@
 """DAGSTER_HOME for local use: .fruits/dagster_home (git-ignored) with the project's dagster.yaml.
 
-    python -m bootstrap.dagster_home        prepares it and prints its path
+python -m bootstrap.dagster_home        prepares it and prints its path
 """
 
 from __future__ import annotations

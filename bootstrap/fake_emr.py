@@ -41,6 +41,7 @@ from spark.settings import Settings
 from spark.storage import s3_client
 
 EMR_SPARK_ENV = "/etc/spark/conf/spark-env.sh"
+NODE_PYTHON = "/usr/bin/python3.11"
 _ids = itertools.count(1)
 
 
@@ -138,6 +139,7 @@ class FakeEmr:
         self.state_dir = state_dir
         self.spark_master = spark_master
         self.clusters: dict[str, Cluster] = {}
+        self.security_configurations: dict[str, Any] = {}
         self.lock = threading.Condition()
         self.processes: set[subprocess.Popen] = set()
         self.stopping = False
@@ -161,11 +163,34 @@ class FakeEmr:
         cluster_id = f"j-FAKE{next(_ids):08d}"
         cluster = Cluster(id=cluster_id, request=body, conf_dir=self.state_dir / cluster_id)
         cluster.conf_dir.mkdir(parents=True)
-        exports = "".join(f'export {k}="{v}"\n' for k, v in cluster.spark_env().items())
+        exports = "".join(
+            f'export {k}="{self.on_node(v)}"\n' for k, v in cluster.spark_env().items()
+        )
         cluster.spark_env_file.write_text(exports)
         self.clusters[cluster.id] = cluster
         threading.Thread(target=self._run_steps, args=(cluster,), daemon=True).start()
         return {"JobFlowId": cluster.id, "ClusterArn": f"arn:aws:elasticmapreduce:::{cluster.id}"}
+
+    def on_node(self, value: str) -> str:
+        """A node's Python 3.11 is, here, this project's interpreter: it holds exactly the
+        versions the bootstrap action installs from the lock."""
+        return value.replace(NODE_PYTHON, sys.executable)
+
+    def op_CreateSecurityConfiguration(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        self.security_configurations[body["Name"]] = json.loads(body["SecurityConfiguration"])
+        return {"Name": body["Name"], "CreationDateTime": time.time()}
+
+    def op_DescribeSecurityConfiguration(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        if body["Name"] not in self.security_configurations:
+            raise EmrApiError(
+                "InvalidRequestException", f"Security configuration {body['Name']} does not exist"
+            )
+        document = json.dumps(self.security_configurations[body["Name"]])
+        return {
+            "Name": body["Name"],
+            "SecurityConfiguration": document,
+            "CreationDateTime": time.time(),
+        }
 
     def op_DescribeCluster(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         return {"Cluster": self.cluster(body["ClusterId"]).describe()}

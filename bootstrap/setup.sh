@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian/Ubuntu machine, idempotently:
-#   - system packages: Python 3.11, Java 17 (Spark 3.5), Maven (fetches the S3A jars);
+#   - system packages: Python 3.11, Java 17 (Spark 3.5), Maven (fetches the S3A jars),
+#     and the shell linter the tests run on the EMR bootstrap action;
 #   - .venv from requirements.lock (the one lock of every Python version), plus this project;
 #   - .jars/: hadoop-aws and the AWS SDK modules S3A needs (bootstrap/jars/pom.xml).
 # Each step is skipped when its inputs have not changed since it last succeeded.
@@ -23,6 +24,8 @@ system_packages() {
   command -v python3.11 >/dev/null || missing+=(python3.11 python3.11-venv)
   [ "$(java_major 2>/dev/null || true)" = "17" ] || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
+  # The tests lint the EMR bootstrap action with it.
+  command -v shellcheck >/dev/null || missing+=(shellcheck)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing system packages: ${missing[*]}"
     apt_install "${missing[@]}"
@@ -30,7 +33,8 @@ system_packages() {
 }
 
 python_env() {
-  local stamp=.venv/.installed-$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+  local stamp
+  stamp=.venv/.installed-$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -c1-16)
   [ -f "$stamp" ] && return 0
   log "creating .venv from requirements.lock"
   [ -x .venv/bin/python ] || python3.11 -m venv .venv
@@ -44,7 +48,8 @@ python_env() {
 }
 
 s3a_jars() {
-  local stamp=.jars/.fetched-$(sha256sum bootstrap/jars/pom.xml | cut -c1-16)
+  local stamp
+  stamp=.jars/.fetched-$(sha256sum bootstrap/jars/pom.xml | cut -c1-16)
   [ -f "$stamp" ] && return 0
   log "fetching the S3A jars from Maven Central into .jars/"
   rm -rf .jars

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 PARTITION_COLUMN = "upload_date"
 UNLABELLED = "unlabelled"
 RAW, MANIFESTS, FEATURES, REJECTS, REDUCED = "raw", "manifests", "features", "rejects", "reduced"
-PCA_MODELS = "models/pca"
+PCA_MODELS, WEIGHTS = "models/pca", "models/weights"
+# Written by the pipeline under the project prefix (the IAM policy grants exactly these).
+WRITTEN_PREFIXES = (MANIFESTS, FEATURES, REJECTS, REDUCED, PCA_MODELS, WEIGHTS)
 
 # Java-compatible patterns, shared by Spark SQL (regexp_extract, group 1) and Python.
 RAW_DATE_PATTERN = r"(?:^|/)raw/upload_date=(\d{4}-\d{2}-\d{2})/"
@@ -33,6 +35,11 @@ def parse_date(value: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise ValueError(f"upload date must be YYYY-MM-DD, got {value!r}") from None
+
+
+def staging_uri(bucket: str, prefix: str, *parts: str) -> str:
+    """Under the EMR staging prefix: code/, bootstrap/, logs/; Dagster's launcher adds <run_id>/."""
+    return "/".join([f"s3://{bucket}", prefix.strip("/"), *(p.strip("/") for p in parts)])
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -112,3 +119,7 @@ class Layout:
 
     def pca_latest_key(self) -> str:
         return self.key(PCA_MODELS, "LATEST")
+
+    # model weights staged for the cluster (it never downloads them from the internet)
+    def weights_uri(self, filename: str) -> str:
+        return self.uri(WEIGHTS, filename)

@@ -116,7 +116,10 @@ def load_weights(source: str, seed: int = 42, s3: Any = None) -> ModelWeights:
         suffix = ".weights.h5" if key.endswith(".weights.h5") else ".h5"
         with tempfile.TemporaryDirectory() as tmp:
             local = os.path.join(tmp, "weights" + suffix)
-            s3.download_file(bucket, key, local)
+            try:
+                s3.download_file(bucket, key, local)
+            except Exception as error:  # botocore's ClientError and connection errors
+                raise ConfigError(f"cannot read weights {source}: {error}") from None
             model, label = _file_model(local, source), source
     elif os.path.isfile(source):
         model, label = _file_model(source, source), source

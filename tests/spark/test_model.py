@@ -93,3 +93,9 @@ def test_imagenet_goes_through_keras_own_download(weights, tmp_path: Path) -> No
         check=True,
     )
     assert result.stdout.split()[-2:] == ["imagenet", weights.sha256]
+
+
+def test_missing_weights_on_s3_name_the_uri(s3, settings) -> None:
+    uri = f"s3://{settings.bucket}/nowhere/weights.h5"
+    with pytest.raises(ConfigError, match=f"cannot read weights {uri}"):
+        load_weights(uri, s3=s3)

@@ -1,0 +1,130 @@
+"""The `emr` deployment end to end through the real EmrPySparkStepLauncher, against the fake
+EMR control plane (bootstrap.fake_emr) and the local S3 server: no AWS, nothing skipped."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import h5py
+import pytest
+
+from bootstrap.dagster_home import prepare_dagster_home
+from bootstrap.emr_cluster import ClusterOptions, create
+from bootstrap.fake_emr import FakeEmrServer
+from spark.settings import Settings
+
+pytestmark = pytest.mark.slow
+D1, D2 = "2026-11-13", "2026-11-14"
+
+
+@pytest.fixture
+def fake_emr(settings, local_s3, tmp_path):
+    with FakeEmrServer(settings, tmp_path / "fake_emr") as server:
+        yield server
+
+
+@pytest.fixture
+def emr_env(settings, fresh_layout, fake_emr, weights, s3, tmp_path) -> dict[str, str]:
+    """The host's environment for FRUITS_DEPLOYMENT=emr, with a cluster created by the CLI."""
+    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
+
+    from spark.model import build_mobilenet
+
+    model = build_mobilenet(None)
+    model.set_weights(weights.arrays)
+    with h5py.File(tmp_path / "weights.h5", "w") as handle:
+        save_weights_to_hdf5_group(handle, model)
+    weights_uri = fresh_layout.weights_uri("mobilenet_v2_no_top.h5")
+    s3.upload_file(str(tmp_path / "weights.h5"), settings.bucket, weights_uri.split("/", 3)[3])
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("FRUITS_S3_ENDPOINT", "FRUITS_SPARK_MASTER")
+    }
+    env |= {
+        "FRUITS_DEPLOYMENT": "emr",
+        "FRUITS_PREFIX": fresh_layout.prefix,
+        "FRUITS_WEIGHTS": weights_uri,
+        "FRUITS_STAGING_BUCKET": settings.bucket,
+        "FRUITS_STAGING_PREFIX": f"{fresh_layout.prefix}/emr_staging",
+        # Where an AWS SDK would find AWS, it finds the local stand-ins.
+        "AWS_ENDPOINT_URL_EMR": fake_emr.endpoint,
+        "AWS_ENDPOINT_URL_S3": settings.s3_endpoint,
+        "AWS_DEFAULT_REGION": settings.region,
+        "DAGSTER_HOME": str(prepare_dagster_home(tmp_path / "dagster_home")),
+    }
+    emr_settings = Settings.from_env(env)
+    options = ClusterOptions(
+        kms_key_arn="arn:aws:kms:eu-west-3:1:key/k", tls_certificates="s3://c/c.zip"
+    )
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)  # boto3 inside create() reads the endpoints from the environment
+    try:
+        env["FRUITS_EMR_CLUSTER_ID"] = create(emr_settings, options, env)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return env
+
+
+def materialize(env: dict[str, str], repo_root: Path) -> subprocess.CompletedProcess:
+    command = [
+        str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
+        "-m", "fruits_assets.definitions", "--select", "raw_images,image_features",
+        "--partition-range", f"{D1}...{D2}",
+    ]  # fmt: skip
+    return subprocess.run(
+        command, env=env, cwd=repo_root, capture_output=True, text=True, timeout=900
+    )
+
+
+def test_a_backfill_runs_as_one_emr_step_and_reports_back(
+    emr_env, fresh_layout, upload_sample, repo_root, fake_emr, monkeypatch
+) -> None:
+    upload_sample(fresh_layout, [D1, D2], per_date=6, broken=False)
+    result = materialize(emr_env, repo_root)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+
+    cluster = fake_emr.emr.clusters[emr_env["FRUITS_EMR_CLUSTER_ID"]]
+    steps = [s for s in cluster.steps if s.args[0].endswith("spark-submit")]
+    assert len(steps) == 1 and steps[0].state == "COMPLETED"  # two dates, one step
+    assert steps[0].args[:5] == [
+        "/usr/lib/spark/bin/spark-submit",
+        "--master",
+        "yarn",
+        "--deploy-mode",
+        "client",
+    ]
+
+    monkeypatch.setenv("DAGSTER_HOME", emr_env["DAGSTER_HOME"])
+    with dg.DagsterInstance.get() as instance:
+        records = instance.fetch_materializations(dg.AssetKey("image_features"), limit=10).records
+        assert sorted(r.partition_key for r in records) == [D1, D2]
+        metadata = records[0].asset_materialization.metadata
+        assert metadata["dagster/row_count"].value == 12
+        checks = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("image_features"), "every_image_accounted"), limit=5
+        )
+        statuses = {c.status.value for c in checks}
+        assert "SUCCEEDED" in statuses and "FAILED" not in statuses
+
+
+def test_a_failing_step_fails_the_dagster_step_with_its_stderr(
+    emr_env, fresh_layout, upload_sample, repo_root, fake_emr
+) -> None:
+    upload_sample(fresh_layout, [D1, D2], per_date=2, broken=False)
+    # The cluster's environment is what the step sees: break its weights URI there.
+    cluster = fake_emr.emr.clusters[emr_env["FRUITS_EMR_CLUSTER_ID"]]
+    missing = f"s3://{emr_env['FRUITS_STAGING_BUCKET']}/nowhere/weights.h5"
+    with cluster.spark_env_file.open("a") as spark_env:
+        spark_env.write(f'export FRUITS_WEIGHTS="{missing}"\n')
+    result = materialize(emr_env, repo_root)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert 'Execution of step "image_features" failed' in output
+    assert "Spark Driver stderr" in output  # the step's own stderr, fetched from the LogUri
+    assert "nowhere/weights.h5" in output
