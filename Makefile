@@ -16,7 +16,7 @@ test: install
 
 # The Dagster UI (webserver + daemon) on http://127.0.0.1:3000, over the local S3 server.
 ui: install
-	$(PYTHON) -m bootstrap.local_s3 start
+	if [ "$${FRUITS_DEPLOYMENT:-local}" = local ]; then $(PYTHON) -m bootstrap.local_s3 start; fi
 	$(PYTHON) -m bootstrap.dagster_home
 	.venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 

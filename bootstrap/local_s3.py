@@ -60,9 +60,12 @@ class LocalS3:
         return pid if _alive(pid) else None
 
     def responds(self) -> bool:
+        """Whether anything answers HTTP there (cheaply: not moto's full state dump)."""
         try:
-            with urllib.request.urlopen(f"{self.endpoint}/moto-api/data.json", timeout=1):
+            with urllib.request.urlopen(f"{self.endpoint}/", timeout=5):
                 return True
+        except urllib.error.HTTPError:
+            return True  # an HTTP answer, even an error, means the port is served
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
 

@@ -29,3 +29,19 @@ def test_an_existing_bucket_outside_the_eu_is_refused(s3, settings) -> None:
     us.create_bucket(Bucket="fruits-legacy-us")  # us-east-1: no LocationConstraint
     with pytest.raises(ConfigError, match="location 'us-east-1'"):
         ensure_bucket(s3, "fruits-legacy-us", "eu-west-3")
+
+
+def test_staging_files_expire_and_uploads_are_cleaned(s3, settings, monkeypatch, capsys) -> None:
+    from bootstrap.buckets import STAGING_RETENTION_DAYS, main
+
+    monkeypatch.setenv("FRUITS_STAGING_BUCKET", "fruits-staging-test")
+    assert main(["create"]) == 0
+    assert "s3://fruits-staging-test created" in capsys.readouterr().out
+    rules = s3.get_bucket_lifecycle_configuration(Bucket="fruits-staging-test")["Rules"]
+    expiring = [r for r in rules if "Expiration" in r]
+    assert [(r["Filter"]["Prefix"], r["Expiration"]["Days"]) for r in expiring] == [
+        (f"{settings.staging_prefix}/", STAGING_RETENTION_DAYS)
+    ]
+    data_rules = s3.get_bucket_lifecycle_configuration(Bucket=settings.bucket)["Rules"]
+    assert all("Expiration" not in r for r in data_rules)  # the data itself never expires
+    assert any("AbortIncompleteMultipartUpload" in r for r in data_rules)

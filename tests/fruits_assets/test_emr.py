@@ -1,0 +1,89 @@
+"""The emr deployment without a cluster: resources, the code package, the bootstrap action."""
+
+import os
+import subprocess
+import sys
+import zipfile
+
+import dagster as dg
+import pytest
+
+from fruits_assets.emr import EmrStepLauncherResource, build_code_package, code_files
+from fruits_assets.resources import resources_for
+
+
+def test_the_code_package_holds_only_the_project_code(tmp_path, repo_root) -> None:
+    first = build_code_package(tmp_path / "code.zip")
+    names = zipfile.ZipFile(tmp_path / "code.zip").namelist()
+    assert {n.split("/")[0] for n in names} == {"fruits_assets", "spark"}
+    assert "fruits_assets/definitions.py" in names and "spark/conf/emr.env" in names
+    assert all(n.endswith((".py", ".env")) for n in names)
+    assert not any(
+        part in n
+        for n in names
+        for part in (".venv", ".git", "__pycache__", "node_modules", "tests/")
+    )
+    assert sum(os.path.getsize(p) for p in code_files()) < 1_000_000
+    # Same code, same bytes, same content address.
+    assert build_code_package(tmp_path / "again.zip") == first
+    assert (tmp_path / "code.zip").read_bytes() == (tmp_path / "again.zip").read_bytes()
+
+
+def test_the_packaged_code_imports_from_the_zip_alone(tmp_path, repo_root) -> None:
+    build_code_package(tmp_path / "code.zip")
+    code = "import fruits_assets.definitions as d, spark.settings as s; print(s.__file__)"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "code.zip"), "FRUITS_DEPLOYMENT": "local"}
+    result = subprocess.run(
+        [sys.executable,
+         "-I", "-c", f"import sys; sys.path.insert(0, {str(tmp_path / 'code.zip')!r}); {code}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "code.zip/spark/settings.py" in result.stdout
+
+
+def test_emr_resources_use_env_vars_and_refuse_non_eu(monkeypatch) -> None:
+    resources = resources_for("emr")
+    launcher = resources["pyspark_step_launcher"]
+    assert isinstance(launcher, EmrStepLauncherResource)
+    monkeypatch.setenv("FRUITS_EMR_CLUSTER_ID", "j-1")
+    monkeypatch.setenv("FRUITS_REGION", "us-east-1")
+    monkeypatch.setenv("FRUITS_STAGING_BUCKET", "staging")
+    monkeypatch.setenv("FRUITS_STAGING_PREFIX", "emr_staging")
+    with pytest.raises(dg.DagsterResourceFunctionError) as error:
+        dg.build_resources({"launcher": launcher}).__enter__()
+    assert "outside the EU" in str(error.value.__cause__)
+    monkeypatch.setenv("FRUITS_REGION", "eu-west-3")
+    with dg.build_resources({"launcher": launcher}) as built:
+        assert built.launcher.cluster_id == "j-1" and built.launcher.staging_bucket == "staging"
+
+
+def test_the_bootstrap_action_passes_shellcheck(repo_root) -> None:
+    scripts = [
+        repo_root / "bootstrap" / "emr" / "install_python_deps.sh",
+        repo_root / "bootstrap" / "setup.sh",
+    ]
+    result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_the_bootstrap_action_installs_exactly_the_lock_but_spark(repo_root) -> None:
+    lock = repo_root / "requirements.lock"
+    result = subprocess.run(
+        ["bash", str(repo_root / "bootstrap" / "emr" / "install_python_deps.sh"), str(lock)],
+        env={**os.environ, "FRUITS_BOOTSTRAP_DRY_RUN": "1"},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+
+    def pins(text: str) -> dict[str, str]:
+        lines = [ln.split()[0] for ln in text.splitlines() if ln and ln[0].isalnum() and "==" in ln]
+        return dict(ln.lower().split("==") for ln in lines)
+
+    installed, locked = pins(result.stdout), pins(lock.read_text())
+    assert installed == {k: v for k, v in locked.items() if k not in ("pyspark", "py4j")}
+    assert (
+        installed["dagster"] == locked["dagster"]
+        and installed["dagster-aws"] == locked["dagster-aws"]
+    )
+    assert {"tensorflow-cpu", "pillow", "pyarrow", "pandas", "dagster-pyspark"} <= set(installed)
+    assert result.stdout.count("--hash=sha256:") >= len(installed)  # pip --require-hashes
