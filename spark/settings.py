@@ -97,6 +97,7 @@ class Settings:
     emr_cluster_id: str | None = None
     staging_bucket: str | None = None
     staging_prefix: str = "emr_staging"
+
     def __post_init__(self) -> None:
         require_eu_region(self.region)
         if not self.bucket:
