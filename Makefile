@@ -2,7 +2,7 @@
 PYTHON := .venv/bin/python
 export DAGSTER_HOME := $(CURDIR)/.fruits/dagster_home
 
-.PHONY: install demo test ui stop lock
+.PHONY: install demo test ui bench stop lock
 
 install:
 	bash bootstrap/setup.sh
@@ -19,6 +19,10 @@ ui: install
 	if [ "$${FRUITS_DEPLOYMENT:-local}" = local ]; then $(PYTHON) -m bootstrap.local_s3 start; fi
 	$(PYTHON) -m bootstrap.dagster_home
 	.venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# Speed and memory figures on this machine (about 10 min): a table and bench/results.json.
+bench: install
+	$(PYTHON) -m bench.run
 
 stop:
 	$(PYTHON) -m bootstrap.local_s3 stop

@@ -129,7 +129,9 @@ def image_features(
     session = spark.session()
     weights = load_weights(settings.weights, settings.weights_seed, s3)
     started = time.monotonic()
-    run = extract_features(session, layout, dates, weights, settings.tf_intra_op_threads)
+    run = extract_features(
+        session, layout, dates, weights, settings.tf_intra_op_threads, settings.decode_prefetch
+    )
     seconds = time.monotonic() - started
     images = sum(manifest.values())
     written = read_features(session, layout, dates)
@@ -148,6 +150,7 @@ def image_features(
             "weights_source": run.weights_source,
             "weights_sha256": run.weights_sha256,
             "model_builds": run.model_builds,
+            "worker_peak_rss_mb": run.worker_peak_rss_mb,
             "spark_application_id": session.sparkContext.applicationId,
             "duration_s": round(seconds, 2),
             "images_per_s": round(images / seconds, 2) if seconds else 0.0,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import resource
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pyspark import Accumulator, Broadcast
+from pyspark import Accumulator, AccumulatorParam, Broadcast
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
@@ -33,14 +35,32 @@ RESULT_TYPE = StructType(
 _PREDICTORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
 
 
+class MaxParam(AccumulatorParam):
+    """Accumulates the largest value seen (Spark's accumulators add by default)."""
+
+    def zero(self, value: float) -> float:
+        return 0.0
+
+    def addInPlace(self, value1: float, value2: float) -> float:  # noqa: N802 (Spark's name)
+        return max(value1, value2)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 @dataclass(frozen=True)
 class ModelBroadcast:
-    """What a worker needs to rebuild the model: weights by broadcast, and a build counter."""
+    """What a worker needs to rebuild the model (weights by broadcast), and what it reports:
+    how many times a model was built, and the workers' peak memory."""
 
     weights: Broadcast
     sha256: str
     tf_threads: int
+    decode_prefetch: bool
     builds: Accumulator
+    worker_peak_rss_mb: Accumulator
 
     def predictor(self) -> Callable[[np.ndarray], np.ndarray]:
         if self.sha256 not in _PREDICTORS:
@@ -52,37 +72,63 @@ class ModelBroadcast:
         return _PREDICTORS[self.sha256]
 
 
-def broadcast_model(spark: SparkSession, weights: ModelWeights, tf_threads: int) -> ModelBroadcast:
+def broadcast_model(
+    spark: SparkSession, weights: ModelWeights, tf_threads: int, decode_prefetch: bool = True
+) -> ModelBroadcast:
     sc = spark.sparkContext
     return ModelBroadcast(
         weights=sc.broadcast(weights.arrays),
         sha256=weights.sha256,
         tf_threads=tf_threads,
+        decode_prefetch=decode_prefetch,
         builds=sc.accumulator(0),
+        worker_peak_rss_mb=sc.accumulator(0.0, MaxParam()),
     )
 
 
-def featurize_batch(
-    paths: pd.Series,
-    contents: pd.Series,
-    predictor: Callable[[], Callable[[np.ndarray], np.ndarray]],
-) -> pd.DataFrame:
-    """Decode a batch and run the model on the images that decoded; the others get a reason."""
-    tensors: list[np.ndarray] = []
-    decoded_rows: list[int] = []
-    errors: list[str | None] = [None] * len(paths)
+@dataclass
+class DecodedBatch:
+    size: int
+    tensors: list[np.ndarray]
+    rows: list[int]  # the batch rows the tensors belong to
+    errors: list[str | None]
+
+
+def decode_batch(paths: pd.Series, contents: pd.Series) -> DecodedBatch:
+    batch = DecodedBatch(len(paths), [], [], [None] * len(paths))
     for row, (path, content) in enumerate(zip(paths, contents, strict=True)):
         try:
-            tensors.append(decode_image(content, path))
-            decoded_rows.append(row)
+            batch.tensors.append(decode_image(content, path))
+            batch.rows.append(row)
         except DecodeError as error:
-            errors[row] = str(error)
-    features: list[np.ndarray | None] = [None] * len(paths)
-    if tensors:  # a batch of rejects only never builds the model
-        outputs = predictor()(np.stack(tensors))
-        for row, vector in zip(decoded_rows, outputs, strict=True):
+            batch.errors[row] = str(error)
+    return batch
+
+
+def infer_batch(
+    batch: DecodedBatch, predictor: Callable[[], Callable[[np.ndarray], np.ndarray]]
+) -> pd.DataFrame:
+    """Run the model on the images that decoded; the others keep their reason."""
+    features: list[np.ndarray | None] = [None] * batch.size
+    if batch.tensors:  # a batch of rejects only never builds the model
+        outputs = predictor()(np.stack(batch.tensors))
+        for row, vector in zip(batch.rows, outputs, strict=True):
             features[row] = vector.astype(np.float32, copy=False)
-    return pd.DataFrame({"features": features, "error": errors})
+    return pd.DataFrame({"features": features, "error": batch.errors})
+
+
+def _prefetched(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[DecodedBatch]:
+    """Decode batch n+1 in a thread while the model runs on batch n (Pillow and TensorFlow
+    both release the GIL)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = None
+        for paths, contents in batches:
+            future = pool.submit(decode_batch, paths, contents)
+            if pending is not None:
+                yield pending.result()
+            pending = future
+        if pending is not None:
+            yield pending.result()
 
 
 def features_udf(model: ModelBroadcast) -> Callable[[Column, Column], Column]:
@@ -90,8 +136,14 @@ def features_udf(model: ModelBroadcast) -> Callable[[Column, Column], Column]:
     def mobilenet_features(
         batches: Iterator[tuple[pd.Series, pd.Series]],
     ) -> Iterator[pd.DataFrame]:
-        for paths, contents in batches:
-            yield featurize_batch(paths, contents, model.predictor)
+        decoded = (
+            _prefetched(batches)
+            if model.decode_prefetch
+            else (decode_batch(p, c) for p, c in batches)
+        )
+        for batch in decoded:
+            yield infer_batch(batch, model.predictor)
+        model.worker_peak_rss_mb.add(peak_rss_mb())
 
     return mobilenet_features
 
@@ -108,4 +160,4 @@ def featurize(images: DataFrame, model: ModelBroadcast) -> DataFrame:
     )
 
 
-__all__ = ["FEATURE_DIM", "ModelBroadcast", "broadcast_model", "featurize", "featurize_batch"]
+__all__ = ["FEATURE_DIM", "ModelBroadcast", "broadcast_model", "featurize"]

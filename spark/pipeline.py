@@ -41,6 +41,7 @@ class FeatureRun:
     model_builds: int
     weights_source: str
     weights_sha256: str
+    worker_peak_rss_mb: float = 0.0
 
     @property
     def feature_rows(self) -> int:
@@ -84,9 +85,10 @@ def extract_features(
     dates: Sequence[str],
     weights: ModelWeights,
     tf_threads: int,
+    decode_prefetch: bool = True,
 ) -> FeatureRun:
     """raw images of `dates` -> features/ and rejects/ for those dates."""
-    model = broadcast_model(spark, weights, tf_threads)
+    model = broadcast_model(spark, weights, tf_threads, decode_prefetch)
     scored = (
         featurize(read_images(spark, layout, dates), model)
         .withColumn("weights_source", F.lit(weights.source))
@@ -103,7 +105,13 @@ def extract_features(
     finally:
         scored.unpersist()
     return FeatureRun(
-        features, rejects, reject_list, model.builds.value, weights.source, weights.sha256
+        features,
+        rejects,
+        reject_list,
+        model.builds.value,
+        weights.source,
+        weights.sha256,
+        round(model.worker_peak_rss_mb.value, 1),
     )
 
 

@@ -85,11 +85,13 @@ class Settings:
     prefix: str
     s3_endpoint: str | None
     spark_master: str | None
+    spark_driver_memory: str
     weights: str
     weights_seed: int
     pca_k: int
     arrow_batch_size: int
     tf_intra_op_threads: int
+    decode_prefetch: bool
     partitions_start: str
     max_reject_rate: float
     min_explained_variance: float
@@ -142,6 +144,8 @@ class Settings:
             prefix=(get("FRUITS_PREFIX", "") or "").strip("/"),
             s3_endpoint=get("FRUITS_S3_ENDPOINT"),
             spark_master=get("FRUITS_SPARK_MASTER"),
+            # Local only (on EMR the cluster's defaults apply): the driver JVM's heap.
+            spark_driver_memory=get("FRUITS_SPARK_DRIVER_MEMORY", "2g"),  # type: ignore[arg-type]
             weights=get("FRUITS_WEIGHTS", "imagenet"),  # type: ignore[arg-type]
             weights_seed=get_number("FRUITS_WEIGHTS_SEED", 42),
             pca_k=get_number("FRUITS_PCA_K", 100),
@@ -150,6 +154,7 @@ class Settings:
             arrow_batch_size=get_number("FRUITS_ARROW_BATCH_SIZE", 64),
             # One TensorFlow thread per Python worker: Spark already runs one worker per core.
             tf_intra_op_threads=get_number("FRUITS_TF_THREADS", 1),
+            decode_prefetch=get("FRUITS_DECODE_PREFETCH", "true").lower() in ("1", "true", "yes"),  # type: ignore[union-attr]
             partitions_start=_iso_date(get("FRUITS_PARTITIONS_START", "2026-01-01")),
             max_reject_rate=get_number("FRUITS_MAX_REJECT_RATE", 0.05, float),
             min_explained_variance=get_number("FRUITS_MIN_EXPLAINED_VARIANCE", 0.7, float),
