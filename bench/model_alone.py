@@ -19,17 +19,27 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--jit", action="store_true", help="XLA: tf.function(jit_compile=True)")
+    parser.add_argument("--engine", choices=["tflite", "keras"], default="tflite")
     args = parser.parse_args()
 
     import numpy as np
     import tensorflow as tf
 
-    from spark.model import build_mobilenet, compiled_predictor, configure_tensorflow, load_weights
+    from spark.model import (
+        build_mobilenet,
+        compiled_predictor,
+        configure_tensorflow,
+        load_weights,
+        tflite_flatbuffer,
+        tflite_predictor,
+    )
 
     configure_tensorflow(args.threads)
     model = build_mobilenet(None)
     model.set_weights(load_weights("random", 42).arrays)
-    if args.jit:
+    if args.engine == "tflite":
+        predict = tflite_predictor(tflite_flatbuffer(model.get_weights()), args.threads)
+    elif args.jit:
         jitted = tf.function(lambda x: model(x, training=False), jit_compile=True)
         predict = lambda batch: jitted(batch).numpy()  # noqa: E731
     else:

@@ -59,19 +59,17 @@ def bench_files(date: str, count: int, size: tuple[int, int], seed: int) -> Iter
 
 # --- model alone -----------------------------------------------------------------------------
 def model_alone(
-    processes: int, threads: int, images: int, jit: bool = False, onednn: bool = True
+    processes: int,
+    threads: int,
+    images: int,
+    engine: str = "tflite",
+    jit: bool = False,
+    onednn: bool = True,
 ) -> float:
     """Images per second of `processes` concurrent model-only processes, started together."""
     env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1" if onednn else "0")
-    command = [
-        sys.executable,
-        "-m",
-        "bench.model_alone",
-        "--threads",
-        str(threads),
-        "--images",
-        str(images),
-    ]
+    command = [sys.executable, "-m", "bench.model_alone", "--threads", str(threads),
+               "--images", str(images), "--engine", engine]  # fmt: skip
     workers = [
         subprocess.Popen(
             command + (["--jit"] if jit else []),
@@ -159,10 +157,11 @@ def pipeline(
     tf_threads: int = 1,
     prefetch: bool = True,
     arrow_batch: int = 64,
+    engine: str = "tflite",
 ) -> dict[str, Any]:
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch))
     run, seconds = timed(
-        lambda: extract_features(spark, layout, [date], weights, tf_threads, prefetch)
+        lambda: extract_features(spark, layout, [date], weights, tf_threads, prefetch, engine)
     )
     assert run.features_per_date[date] == images, run.features_per_date
     return {
@@ -243,17 +242,15 @@ def pca_scaling(spark: Any, rows_list: list[int]) -> dict[int, float]:
 def end_to_end(settings: Settings, dates: list[str]) -> dict[str, float]:
     """The demo's path: the sample dates in one Dagster run through the CLI, and its start-up."""
     from bootstrap.dagster_home import prepare_dagster_home
+    from bootstrap.demo import materialize_command
     from bootstrap.sample_data import synthetic_files
 
     upload(synthetic_files(dates, 60, 2, seed=7), settings)
     home = prepare_dagster_home(PROJECT_ROOT / ".fruits" / "bench_dagster_home")
     env = dict(os.environ, DAGSTER_HOME=str(home), FRUITS_PREFIX=settings.prefix)
-    dagster = str(Path(sys.executable).with_name("dagster"))
-    base = [dagster, "asset", "materialize", "-m", "fruits_assets.definitions"]
-    span = f"{min(dates)}...{max(dates)}"
 
     def cli(select: str) -> float:
-        command = base + ["--select", select, "--partition-range", span]
+        command = materialize_command(dates, select)
         return timed(lambda: subprocess.run(command, env=env, check=True, capture_output=True))[1]
 
     total = cli("*")
@@ -298,9 +295,10 @@ def run(smoke: bool, e2e: bool) -> dict[str, Any]:
     results["ceiling_ips"] = model_alone(2, 1, ceiling_n)
     if not smoke:
         results["ceiling_variants_ips"] = {
-            "xla_jit_compile": model_alone(2, 1, ceiling_n, jit=True),
-            "onednn_off": model_alone(2, 1, ceiling_n, onednn=False),
-            "one_process_two_threads": model_alone(1, 2, ceiling_n),
+            "keras": model_alone(2, 1, ceiling_n, engine="keras"),
+            "keras_xla_jit_compile": model_alone(2, 1, ceiling_n, engine="keras", jit=True),
+            "keras_onednn_off": model_alone(2, 1, ceiling_n, engine="keras", onednn=False),
+            "tflite_one_process_two_threads": model_alone(1, 2, ceiling_n),
         }
 
     from spark.session import build_session
@@ -346,6 +344,7 @@ def run(smoke: bool, e2e: bool) -> dict[str, Any]:
                 "arrow_batch_128": {"arrow_batch": 128},
                 "tf_threads_2": {"tf_threads": 2},
                 "no_decode_prefetch": {"prefetch": False},
+                "engine_keras": {"engine": "keras"},
             }
             results["variants_ips"] = {
                 name: pipeline(spark, layout, SMALL_DATE, weights, small_n, **kw)["ips"]
@@ -368,7 +367,7 @@ def run(smoke: bool, e2e: bool) -> dict[str, Any]:
 
 
 TABLE = [
-    ("model-alone ceiling, 2 processes x 1 thread", "ceiling_ips", "{:.1f} img/s"),
+    ("model-alone ceiling (LiteRT), 2 processes x 1 thread", "ceiling_ips", "{:.1f} img/s"),
     ("pipeline, 100x100 JPEG, S3 -> Parquet on S3", "pipeline_ips", "{:.1f} img/s"),
     ("  ratio to ceiling (target >= 0.90)", "ratio_to_ceiling", "{:.2f}"),
     ("pipeline, 1280x960 JPEG", "phone_pipeline_ips", "{:.1f} img/s"),

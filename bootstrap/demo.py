@@ -28,16 +28,20 @@ SUMMARY_FILE = STATE_DIR / "last_run.json"
 ASSETS = ("raw_images", "image_features", "pca_model", "reduced_features")
 
 
-def materialize(dates: Sequence[str], env: dict[str, str]) -> None:
-    """All four assets for a range of dates, in one run, through the dagster CLI."""
+def materialize_command(dates: Sequence[str], select: str = "*") -> list[str]:
+    """The dagster CLI call that materializes `select` for a range of dates, in one run."""
     dagster = Path(sys.executable).with_name("dagster")
-    command = [
+    return [
         str(dagster), "asset", "materialize",
         "-m", "fruits_assets.definitions",
-        "--select", "*",
+        "--select", select,
         "--partition-range", f"{min(dates)}...{max(dates)}",
     ]  # fmt: skip
-    subprocess.run(command, env=env, check=True, cwd=PROJECT_ROOT)
+
+
+def materialize(dates: Sequence[str], env: dict[str, str]) -> None:
+    """All four assets for a range of dates, in one run, through the dagster CLI."""
+    subprocess.run(materialize_command(dates), env=env, check=True, cwd=PROJECT_ROOT)
 
 
 def _by_date(table: Any) -> dict[str, dict[str, Any]]:

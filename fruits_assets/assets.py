@@ -130,7 +130,13 @@ def image_features(
     weights = load_weights(settings.weights, settings.weights_seed, s3)
     started = time.monotonic()
     run = extract_features(
-        session, layout, dates, weights, settings.tf_intra_op_threads, settings.decode_prefetch
+        session,
+        layout,
+        dates,
+        weights,
+        settings.tf_intra_op_threads,
+        settings.decode_prefetch,
+        settings.engine,
     )
     seconds = time.monotonic() - started
     images = sum(manifest.values())
@@ -149,6 +155,7 @@ def image_features(
             "rejects": dg.MetadataValue.json(run.rejects),
             "weights_source": run.weights_source,
             "weights_sha256": run.weights_sha256,
+            "inference_engine": settings.engine,
             "model_builds": run.model_builds,
             "worker_peak_rss_mb": run.worker_peak_rss_mb,
             "spark_application_id": session.sparkContext.applicationId,

@@ -16,11 +16,15 @@ from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, Str
 
 from spark.decode import DecodeError, decode_image
 from spark.model import (
+    ENGINES,
     FEATURE_DIM,
+    TFLITE,
     ModelWeights,
     build_mobilenet,
     compiled_predictor,
     configure_tensorflow,
+    tflite_flatbuffer,
+    tflite_predictor,
 )
 
 RESULT_TYPE = StructType(
@@ -30,7 +34,7 @@ RESULT_TYPE = StructType(
     ]
 )
 
-# Per Python worker process: weights digest -> compiled predictor. Spark reuses workers
+# Per Python worker process: engine and weights digest -> predictor. Spark reuses workers
 # across tasks (spark.python.worker.reuse), so each worker builds the model once per run.
 _PREDICTORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
 
@@ -55,31 +59,45 @@ class ModelBroadcast:
     """What a worker needs to rebuild the model (weights by broadcast), and what it reports:
     how many times a model was built, and the workers' peak memory."""
 
-    weights: Broadcast
+    engine: str
+    payload: Broadcast  # Keras: the weight arrays; LiteRT: the converted model
     sha256: str
-    tf_threads: int
+    threads: int
     decode_prefetch: bool
     builds: Accumulator
     worker_peak_rss_mb: Accumulator
 
     def predictor(self) -> Callable[[np.ndarray], np.ndarray]:
-        if self.sha256 not in _PREDICTORS:
-            configure_tensorflow(self.tf_threads)
-            model = build_mobilenet(None)
-            model.set_weights(self.weights.value)
-            _PREDICTORS[self.sha256] = compiled_predictor(model)
+        key = f"{self.engine}:{self.sha256}"
+        if key not in _PREDICTORS:
+            if self.engine == TFLITE:
+                _PREDICTORS[key] = tflite_predictor(self.payload.value, self.threads)
+            else:
+                configure_tensorflow(self.threads)
+                model = build_mobilenet(None)
+                model.set_weights(self.payload.value)
+                _PREDICTORS[key] = compiled_predictor(model)
             self.builds.add(1)
-        return _PREDICTORS[self.sha256]
+        return _PREDICTORS[key]
 
 
 def broadcast_model(
-    spark: SparkSession, weights: ModelWeights, tf_threads: int, decode_prefetch: bool = True
+    spark: SparkSession,
+    weights: ModelWeights,
+    threads: int,
+    decode_prefetch: bool = True,
+    engine: str = TFLITE,
 ) -> ModelBroadcast:
+    """Everything the workers need, prepared once on the driver and broadcast."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown inference engine {engine!r}: one of {ENGINES}")
     sc = spark.sparkContext
+    payload = tflite_flatbuffer(weights.arrays) if engine == TFLITE else weights.arrays
     return ModelBroadcast(
-        weights=sc.broadcast(weights.arrays),
+        engine=engine,
+        payload=sc.broadcast(payload),
         sha256=weights.sha256,
-        tf_threads=tf_threads,
+        threads=threads,
         decode_prefetch=decode_prefetch,
         builds=sc.accumulator(0),
         worker_peak_rss_mb=sc.accumulator(0.0, MaxParam()),

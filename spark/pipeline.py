@@ -18,7 +18,7 @@ from spark import fs
 from spark.featurize import broadcast_model, featurize
 from spark.images import read_images
 from spark.layout import PARTITION_COLUMN, Layout
-from spark.model import ModelWeights
+from spark.model import TFLITE, ModelWeights
 from spark.pca import explained_variance, fit_pca, load_pca, new_version, reduce_features, save_pca
 
 FEATURE_COLUMNS = [
@@ -86,9 +86,10 @@ def extract_features(
     weights: ModelWeights,
     tf_threads: int,
     decode_prefetch: bool = True,
+    engine: str = TFLITE,
 ) -> FeatureRun:
     """raw images of `dates` -> features/ and rejects/ for those dates."""
-    model = broadcast_model(spark, weights, tf_threads, decode_prefetch)
+    model = broadcast_model(spark, weights, tf_threads, decode_prefetch, engine)
     scored = (
         featurize(read_images(spark, layout, dates), model)
         .withColumn("weights_source", F.lit(weights.source))

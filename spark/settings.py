@@ -92,6 +92,7 @@ class Settings:
     arrow_batch_size: int
     tf_intra_op_threads: int
     decode_prefetch: bool
+    engine: str
     partitions_start: str
     max_reject_rate: float
     min_explained_variance: float
@@ -115,6 +116,8 @@ class Settings:
                 f"FRUITS_WEIGHTS must be an s3:// URI on EMR (the cluster never downloads "
                 f"weights from the internet), got {self.weights!r}; see bootstrap.weights"
             )
+        if self.engine not in ("tflite", "keras"):
+            raise ConfigError(f"FRUITS_ENGINE must be tflite or keras, got {self.engine!r}")
         if self.arrow_batch_size < 1:
             raise ConfigError(
                 f"FRUITS_ARROW_BATCH_SIZE must be positive, got {self.arrow_batch_size}"
@@ -155,6 +158,7 @@ class Settings:
             # One TensorFlow thread per Python worker: Spark already runs one worker per core.
             tf_intra_op_threads=get_number("FRUITS_TF_THREADS", 1),
             decode_prefetch=get("FRUITS_DECODE_PREFETCH", "true").lower() in ("1", "true", "yes"),  # type: ignore[union-attr]
+            engine=get("FRUITS_ENGINE", "tflite"),  # type: ignore[arg-type]
             partitions_start=_iso_date(get("FRUITS_PARTITIONS_START", "2026-01-01")),
             max_reject_rate=get_number("FRUITS_MAX_REJECT_RATE", 0.05, float),
             min_explained_variance=get_number("FRUITS_MIN_EXPLAINED_VARIANCE", 0.7, float),

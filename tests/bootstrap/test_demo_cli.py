@@ -2,27 +2,26 @@
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from bootstrap.dagster_home import prepare_dagster_home
-from bootstrap.demo import summary_from_instance
+from bootstrap.demo import materialize_command, summary_from_instance
 
 pytestmark = pytest.mark.slow
 DATES = ["2026-11-10", "2026-11-11", "2026-11-12"]
 
 
 def dagster_materialize(env: dict[str, str], repo_root: Path) -> subprocess.CompletedProcess:
-    command = [
-        str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
-        "-m", "fruits_assets.definitions", "--select", "*",
-        "--partition-range", f"{DATES[0]}...{DATES[-1]}",
-    ]  # fmt: skip
     return subprocess.run(
-        command, env=env, cwd=repo_root, capture_output=True, text=True, timeout=600
+        materialize_command(DATES),
+        env=env,
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 

@@ -3,7 +3,6 @@ EMR control plane (bootstrap.fake_emr) and the local S3 server: no AWS, nothing 
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -11,6 +10,7 @@ import h5py
 import pytest
 
 from bootstrap.dagster_home import prepare_dagster_home
+from bootstrap.demo import materialize_command
 from bootstrap.emr_cluster import ClusterOptions, create
 from bootstrap.fake_emr import FakeEmrServer
 from spark.settings import Settings
@@ -72,13 +72,13 @@ def emr_env(settings, fresh_layout, fake_emr, weights, s3, tmp_path) -> dict[str
 
 
 def materialize(env: dict[str, str], repo_root: Path) -> subprocess.CompletedProcess:
-    command = [
-        str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
-        "-m", "fruits_assets.definitions", "--select", "raw_images,image_features",
-        "--partition-range", f"{D1}...{D2}",
-    ]  # fmt: skip
     return subprocess.run(
-        command, env=env, cwd=repo_root, capture_output=True, text=True, timeout=900
+        materialize_command([D1, D2], "raw_images,image_features"),
+        env=env,
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
 
 
