@@ -155,7 +155,7 @@ def pipeline(
     weights: ModelWeights,
     images: int,
     tf_threads: int = 1,
-    prefetch: bool = True,
+    prefetch: bool = False,
     arrow_batch: int = 64,
     engine: str = "tflite",
 ) -> dict[str, Any]:
@@ -343,7 +343,7 @@ def run(smoke: bool, e2e: bool) -> dict[str, Any]:
                 "arrow_batch_32": {"arrow_batch": 32},
                 "arrow_batch_128": {"arrow_batch": 128},
                 "tf_threads_2": {"tf_threads": 2},
-                "no_decode_prefetch": {"prefetch": False},
+                "decode_prefetch": {"prefetch": True},
                 "engine_keras": {"engine": "keras"},
             }
             results["variants_ips"] = {

@@ -85,7 +85,7 @@ def broadcast_model(
     spark: SparkSession,
     weights: ModelWeights,
     threads: int,
-    decode_prefetch: bool = True,
+    decode_prefetch: bool = False,
     engine: str = TFLITE,
 ) -> ModelBroadcast:
     """Everything the workers need, prepared once on the driver and broadcast."""

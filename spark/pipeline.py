@@ -85,7 +85,7 @@ def extract_features(
     dates: Sequence[str],
     weights: ModelWeights,
     tf_threads: int,
-    decode_prefetch: bool = True,
+    decode_prefetch: bool = False,
     engine: str = TFLITE,
 ) -> FeatureRun:
     """raw images of `dates` -> features/ and rejects/ for those dates."""

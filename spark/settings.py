@@ -152,12 +152,19 @@ class Settings:
             weights=get("FRUITS_WEIGHTS", "imagenet"),  # type: ignore[arg-type]
             weights_seed=get_number("FRUITS_WEIGHTS_SEED", 42),
             pca_k=get_number("FRUITS_PCA_K", 100),
-            # Small Arrow batches keep a worker's decoded tensors (batch x 224x224x3 floats)
-            # well under a gigabyte.
+            # Tuning defaults, chosen from `make bench` on a 2-core machine (bench/results.json,
+            # README "Performance"):
+            # - engine tflite: LiteRT runs the model at 432 img/s (2 processes, 1 thread each)
+            #   against 118 for Keras, and the pipeline at 50 against 41 img/s;
+            # - 1 inference thread per Python worker: Spark runs one worker per core already;
+            #   2 threads measured the same (55.6 against 54-57 img/s);
+            # - Arrow batch 64: 32 and 128 measured the same; 64 keeps a worker's decoded
+            #   tensors at 64 x 224x224x3 float32 = 38 MB;
+            # - no decode prefetch: decoding in a thread ahead of the model did not help
+            #   (57.6 img/s without, 50-54 with), so it is off unless asked for.
             arrow_batch_size=get_number("FRUITS_ARROW_BATCH_SIZE", 64),
-            # One TensorFlow thread per Python worker: Spark already runs one worker per core.
             tf_intra_op_threads=get_number("FRUITS_TF_THREADS", 1),
-            decode_prefetch=get("FRUITS_DECODE_PREFETCH", "true").lower() in ("1", "true", "yes"),  # type: ignore[union-attr]
+            decode_prefetch=get("FRUITS_DECODE_PREFETCH", "false").lower() in ("1", "true", "yes"),  # type: ignore[union-attr]
             engine=get("FRUITS_ENGINE", "tflite"),  # type: ignore[arg-type]
             partitions_start=_iso_date(get("FRUITS_PARTITIONS_START", "2026-01-01")),
             max_reject_rate=get_number("FRUITS_MAX_REJECT_RATE", 0.05, float),
