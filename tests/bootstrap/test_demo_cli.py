@@ -37,6 +37,9 @@ def test_the_cli_materializes_the_sample_in_one_run(
     upload_sample(fresh_layout, DATES, per_date=40, phone_per_date=1)
     result = dagster_materialize(cli_env, repo_root)
     assert result.returncode == 0, result.stderr[-3000:]
+    # The run's whole log (Dagster, Spark, workers) never shows the credentials.
+    assert cli_env["AWS_SECRET_ACCESS_KEY"] not in result.stdout + result.stderr
+    assert cli_env["AWS_ACCESS_KEY_ID"] not in result.stdout + result.stderr
 
     monkeypatch.setenv("DAGSTER_HOME", cli_env["DAGSTER_HOME"])
     with dg.DagsterInstance.get() as instance:

@@ -76,3 +76,45 @@ def test_bad_files_raise_decode_errors_with_a_reason(
         content = whole[: len(whole) // 3]
     with pytest.raises(DecodeError, match=re.escape(reason)):
         decode_image(content, name)
+
+
+def test_cmyk_and_one_pixel_images_decode() -> None:
+    assert decode_image(encoded(Image.new("CMYK", (50, 50), (0, 255, 255, 0))), "c.jpg").shape == (
+        INPUT_SIZE,
+        INPUT_SIZE,
+        3,
+    )
+    assert (
+        decode_image(encoded(Image.new("RGB", (1, 1), "red"), "PNG"), "dot.png").shape[0]
+        == INPUT_SIZE
+    )
+
+
+def test_a_16_bit_png_is_scaled_not_clipped() -> None:
+    grey = Image.fromarray(np.full((20, 20), 30000, dtype=np.uint16))
+    tensor = decode_image(encoded(grey, "PNG"), "deep.png")
+    assert tensor.min() == pytest.approx(1.0)  # the brightest value maps to white
+
+
+def test_exif_orientation_is_applied_before_resizing() -> None:
+    image = Image.new("RGB", (200, 100), "white")
+    image.paste(Image.new("RGB", (100, 100), "black"), (0, 0))  # black on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif)
+    tensor = decode_image(buffer.getvalue(), "rotated.jpg")
+    top, bottom = tensor[:100].mean(), tensor[124:].mean()
+    assert top < -0.5 < 0.5 < bottom  # black ends up on top once displayed upright
+
+
+def test_a_very_large_photo_decodes_through_draft_mode() -> None:
+    big = encoded(Image.new("RGB", (8000, 6000), (10, 200, 10)))
+    assert decode_image(big, "big.jpg").shape == (INPUT_SIZE, INPUT_SIZE, 3)
+
+
+def test_a_decompression_bomb_is_refused() -> None:
+    # A small PNG that claims more pixels than Pillow's limit allows.
+    bomb = encoded(Image.new("1", (12_000, 12_000)), "PNG")
+    with pytest.raises(DecodeError, match="decompression bomb"):
+        decode_image(bomb, "bomb.png")

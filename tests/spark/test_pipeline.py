@@ -30,7 +30,9 @@ def three_dates(fresh_layout, upload_sample):
     return fresh_layout, uploaded
 
 
-def test_every_image_ends_as_a_feature_row_or_a_reject(spark, three_dates, weights) -> None:
+def test_every_image_ends_as_a_feature_row_or_a_reject(
+    spark, s3, settings, three_dates, weights
+) -> None:
     layout, uploaded = three_dates
     run = extract_features(spark, layout, DATES, weights, tf_threads=1)
     assert run.features_per_date == {DATES[0]: 8, DATES[1]: 8, DATES[2]: 8}
@@ -45,6 +47,14 @@ def test_every_image_ends_as_a_feature_row_or_a_reject(spark, three_dates, weigh
         weights.sha256
     }
     assert features.where(F.size("features") != 1280).count() == 0
+
+    # Server-side encryption was requested on every object Spark wrote, and applied.
+    written = [
+        k for k in list_keys(s3, settings.bucket, layout.key("features")) if k.endswith(".parquet")
+    ]
+    assert written
+    for key in written:
+        assert s3.head_object(Bucket=settings.bucket, Key=key)["ServerSideEncryption"] == "AES256"
 
     rejects = spark.read.parquet(layout.rejects_uri()).collect()
     assert sorted(r.path.rsplit("/", 1)[-1] for r in rejects) == [
