@@ -27,6 +27,7 @@ from spark.pipeline import (
     rows_per_date,
     write_reduced,
 )
+from spark.storage import preflight
 
 GROUP = "fruits"
 Results = Iterator[dg.MaterializeResult | dg.AssetCheckResult]
@@ -72,6 +73,7 @@ def count_table(counts: dict[str, dict[str, int]], key: str = "upload_date") -> 
 def raw_images(context: dg.AssetExecutionContext, fruits: FruitsResource) -> Results:
     """The manifest of each upload date: every file under raw/upload_date=D/, listed from S3."""
     s3, layout = fruits.s3(), fruits.layout()
+    preflight(s3, fruits.settings())
     in_eu = quality.bucket_in_eu(s3, layout.bucket)
     if not in_eu.passed:  # nothing is written outside the EU, not even a manifest
         yield check_result("storage_in_eu", in_eu, "raw_images")
@@ -125,6 +127,7 @@ def image_features(
     """1280 MobileNetV2 features per image; undecodable files go to rejects/ with a reason."""
     settings, layout, s3 = fruits.settings(), fruits.layout(), fruits.s3()
     dates = context.partition_keys
+    preflight(s3, settings)  # before any Spark work
     manifest = {d: read_manifest(s3, layout, d).num_rows for d in dates}
     session = spark.session()
     weights = load_weights(settings.weights, settings.weights_seed, s3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -66,10 +67,18 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     }
 
 
+def require_java() -> None:
+    java_home = os.environ.get("JAVA_HOME")
+    java = Path(java_home, "bin", "java") if java_home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise ConfigError("Java not found (Spark 3.5 needs Java 17): run `make install`")
+
+
 def build_session(settings: Settings, app_name: str = "fruits") -> SparkSession:
     builder = SparkSession.builder.appName(app_name)
     conf = spark_conf(settings)
     if settings.deployment == "local":
+        require_java()
         builder = builder.master(settings.spark_master or "local[2]")
         conf["spark.driver.memory"] = settings.spark_driver_memory
         conf["spark.jars"] = ",".join(str(j) for j in s3a_jars())

@@ -7,8 +7,9 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError
 
-from spark.settings import Settings
+from spark.settings import ConfigError, Settings
 
 # Server-side encryption requested on every object the pipeline writes.
 SSE = {"ServerSideEncryption": "AES256"}
@@ -26,6 +27,20 @@ def s3_client(settings: Settings) -> Any:
             read_timeout=60,
         ),
     )
+
+
+def preflight(client: Any, settings: Settings) -> None:
+    """Fail fast, in one line, when S3 cannot be reached or the bucket is missing."""
+    where = settings.s3_endpoint or f"AWS S3 in {settings.region}"
+    try:
+        client.head_bucket(Bucket=settings.bucket)
+    except client.exceptions.ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in ("404", "NoSuchBucket"):
+            raise ConfigError(f"bucket {settings.bucket!r} does not exist at {where}") from None
+        raise ConfigError(f"cannot use bucket {settings.bucket!r} at {where}: {code}") from None
+    except (BotoCoreError, OSError) as error:
+        raise ConfigError(f"cannot reach S3 at {where}: {type(error).__name__}") from None
 
 
 def put_json(client: Any, bucket: str, key: str, document: dict[str, Any]) -> None:

@@ -45,3 +45,16 @@ def test_staging_files_expire_and_uploads_are_cleaned(s3, settings, monkeypatch,
     data_rules = s3.get_bucket_lifecycle_configuration(Bucket=settings.bucket)["Rules"]
     assert all("Expiration" not in r for r in data_rules)  # the data itself never expires
     assert any("AbortIncompleteMultipartUpload" in r for r in data_rules)
+
+
+def test_preflight_names_a_missing_bucket_or_a_dead_endpoint(s3, settings) -> None:
+    from dataclasses import replace
+
+    from spark.storage import preflight, s3_client
+
+    preflight(s3, settings)  # the test bucket exists
+    with pytest.raises(ConfigError, match="bucket 'no-such-fruits' does not exist"):
+        preflight(s3, replace(settings, bucket="no-such-fruits"))
+    dead = replace(settings, s3_endpoint="http://127.0.0.1:9")
+    with pytest.raises(ConfigError, match="cannot reach S3 at http://127.0.0.1:9"):
+        preflight(s3_client(dead), dead)

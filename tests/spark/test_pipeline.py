@@ -132,3 +132,33 @@ def test_pca_fit_save_and_reduce(spark, s3, settings, three_dates, weights) -> N
 
 def test_cumulative_explained_variance() -> None:
     assert cumulative([0.5, 0.25, 0.125], at=(1, 2, 100)) == {1: 0.5, 2: 0.75, 100: 0.875}
+
+
+def test_unusual_names_and_places_are_accounted_for(
+    spark, s3, settings, fresh_layout, weights
+) -> None:
+    """Spaces, non-ASCII, upper-case extensions, files outside a label folder, other types."""
+    import io
+
+    from PIL import Image
+
+    from spark.manifest import list_manifest
+
+    date = "2026-02-09"
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), "orange").save(buffer, format="JPEG")
+    names = {
+        "kiwi/my photo é.jpg": buffer.getvalue(),
+        "Apple Braeburn/UPPER.JPG": buffer.getvalue(),
+        "loose file.jpeg": buffer.getvalue(),
+        "kiwi/clip.gif": b"GIF89a not really",
+    }
+    for name, body in names.items():
+        s3.put_object(Bucket=settings.bucket, Key=fresh_layout.raw_date_key(date) + name, Body=body)
+    run = extract_features(spark, fresh_layout, [date], weights, tf_threads=1)
+    assert run.features_per_date[date] + run.rejects_per_date[date] == len(names)
+    assert run.rejects_per_date[date] == 1  # the .gif, with its reason
+    features = read_features(spark, fresh_layout, [date]).collect()
+    assert {r.label for r in features} == {"kiwi", "Apple Braeburn", "unlabelled"}
+    manifest_paths = {r["path"] for r in list_manifest(s3, fresh_layout, date)}
+    assert {r.path for r in features} | {r["path"] for r in run.rejects} == manifest_paths

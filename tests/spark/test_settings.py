@@ -61,3 +61,11 @@ def test_environment_overrides_the_deployment_file() -> None:
 def test_unknown_deployment() -> None:
     with pytest.raises(ConfigError, match="unknown deployment 'moon'"):
         load_deployment_env({"FRUITS_DEPLOYMENT": "moon"})
+
+
+def test_missing_java_is_one_line(monkeypatch) -> None:
+    from spark.session import require_java
+
+    monkeypatch.setenv("JAVA_HOME", "/nowhere")
+    with pytest.raises(ConfigError, match="Java not found"):
+        require_java()
