@@ -19,9 +19,9 @@ from dataclasses import dataclass
 PARTITION_COLUMN = "upload_date"
 UNLABELLED = "unlabelled"
 RAW, MANIFESTS, FEATURES, REJECTS, REDUCED = "raw", "manifests", "features", "rejects", "reduced"
-PCA_MODELS, WEIGHTS = "models/pca", "models/weights"
+PCA_MODELS, WEIGHTS, ERASURES = "models/pca", "models/weights", "audit/erasures"
 # Written by the pipeline under the project prefix (the IAM policy grants exactly these).
-WRITTEN_PREFIXES = (MANIFESTS, FEATURES, REJECTS, REDUCED, PCA_MODELS, WEIGHTS)
+WRITTEN_PREFIXES = (MANIFESTS, FEATURES, REJECTS, REDUCED, PCA_MODELS, WEIGHTS, ERASURES)
 
 # Java-compatible patterns, shared by Spark SQL (regexp_extract, group 1) and Python.
 RAW_DATE_PATTERN = r"(?:^|/)raw/upload_date=(\d{4}-\d{2}-\d{2})/"
@@ -119,6 +119,10 @@ class Layout:
 
     def pca_latest_key(self) -> str:
         return self.key(PCA_MODELS, "LATEST")
+
+    # GDPR erasures, one JSON record each
+    def erasure_record_key(self, record_id: str) -> str:
+        return self.key(ERASURES, f"{record_id}.json")
 
     # model weights staged for the cluster (it never downloads them from the internet)
     def weights_uri(self, filename: str) -> str:
