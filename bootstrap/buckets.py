@@ -8,7 +8,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from spark.settings import ConfigError, Settings, require_eu_region
+from bootstrap import one_line_errors
+from spark.settings import Settings, require_eu_region
 from spark.storage import s3_client
 
 STAGING_RETENTION_DAYS = 14  # step files, code packages and EMR logs: for debugging, not history
@@ -85,17 +86,14 @@ def ensure_all_buckets(settings: Settings) -> dict[str, bool]:
     return created
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv != ["create"]:
         print("usage: python -m bootstrap.buckets create", file=sys.stderr)
         return 2
-    try:
-        for bucket, created in ensure_all_buckets(Settings.load()).items():
-            print(f"s3://{bucket} {'created' if created else 'already there'}; encrypted, private")
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    for bucket, created in ensure_all_buckets(Settings.load()).items():
+        print(f"s3://{bucket} {'created' if created else 'already there'}; encrypted, private")
     return 0
 
 

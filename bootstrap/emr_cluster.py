@@ -29,6 +29,7 @@ from typing import Any
 
 import boto3
 
+from bootstrap import one_line_errors
 from spark.layout import split_uri, staging_uri
 from spark.settings import PROJECT_ROOT, ConfigError, Settings
 from spark.storage import SSE, s3_client
@@ -258,6 +259,7 @@ def create(settings: Settings, options: ClusterOptions, environ: dict[str, str])
     return cluster_id
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bootstrap.emr_cluster",
@@ -276,37 +278,33 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("describe", "steps", "terminate"):
         commands.add_parser(name).add_argument("cluster_id")
     args = parser.parse_args(argv)
-    try:
-        settings = Settings.load()  # refuses a non-EU region before any API call
-        if args.command == "create":
-            options = ClusterOptions(
-                name=args.name,
-                service_role=args.service_role,
-                instance_profile=args.instance_profile,
-                security_configuration=args.security_configuration,
-                kms_key_arn=args.kms_key_arn,
-                tls_certificates=args.tls_certificates,
-                subnet_ids=tuple(args.subnet_id),
-            )
-            cost = hourly_cost(options.layout, settings.region)
-            cluster_id = create(settings, options, dict(os.environ))
-            print(cluster_id)
-            print(f"hourly cost at start, USD (prices of {cost['prices_taken']}):", file=sys.stderr)
-            for line, usd in cost["lines"].items():
-                print(f"  {line:22} {usd:7.3f}", file=sys.stderr)
-            print(f"  {'total':22} {cost['total']:7.3f}", file=sys.stderr)
-        elif args.command == "describe":
-            cluster = emr_client(settings).describe_cluster(ClusterId=args.cluster_id)["Cluster"]
-            print(json.dumps(cluster, indent=2, default=str))
-        elif args.command == "steps":
-            for step in emr_client(settings).list_steps(ClusterId=args.cluster_id)["Steps"]:
-                print(f"{step['Id']}  {step['Status']['State']:10}  {step['Name']}")
-        else:
-            emr_client(settings).terminate_job_flows(JobFlowIds=[args.cluster_id])
-            print(f"terminating {args.cluster_id}")
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    settings = Settings.load()  # refuses a non-EU region before any API call
+    if args.command == "create":
+        options = ClusterOptions(
+            name=args.name,
+            service_role=args.service_role,
+            instance_profile=args.instance_profile,
+            security_configuration=args.security_configuration,
+            kms_key_arn=args.kms_key_arn,
+            tls_certificates=args.tls_certificates,
+            subnet_ids=tuple(args.subnet_id),
+        )
+        cost = hourly_cost(options.layout, settings.region)
+        cluster_id = create(settings, options, dict(os.environ))
+        print(cluster_id)
+        print(f"hourly cost at start, USD (prices of {cost['prices_taken']}):", file=sys.stderr)
+        for line, usd in cost["lines"].items():
+            print(f"  {line:22} {usd:7.3f}", file=sys.stderr)
+        print(f"  {'total':22} {cost['total']:7.3f}", file=sys.stderr)
+    elif args.command == "describe":
+        cluster = emr_client(settings).describe_cluster(ClusterId=args.cluster_id)["Cluster"]
+        print(json.dumps(cluster, indent=2, default=str))
+    elif args.command == "steps":
+        for step in emr_client(settings).list_steps(ClusterId=args.cluster_id)["Steps"]:
+            print(f"{step['Id']}  {step['Status']['State']:10}  {step['Name']}")
+    else:
+        emr_client(settings).terminate_job_flows(JobFlowIds=[args.cluster_id])
+        print(f"terminating {args.cluster_id}")
     return 0
 
 

@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 
+from bootstrap import one_line_errors
 from spark.erasure import erase_image, find_by_sha256
 from spark.layout import Layout
 from spark.session import build_session
@@ -21,6 +22,7 @@ from spark.settings import ConfigError, Settings
 from spark.storage import preflight, s3_client
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bootstrap.erase",
@@ -31,20 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("path", nargs="?", help="s3:// path of the raw image")
     target.add_argument("--sha256", help="SHA-256 of the image's bytes")
     args = parser.parse_args(argv)
+    settings = Settings.load()
+    s3 = s3_client(settings)
+    preflight(s3, settings)
+    layout = Layout(settings.bucket, settings.prefix)
     try:
-        settings = Settings.load()
-        s3 = s3_client(settings)
-        preflight(s3, settings)
-        layout = Layout(settings.bucket, settings.prefix)
         path = args.path or find_by_sha256(s3, layout, args.sha256)
-        spark = build_session(settings, "fruits-erase")
-        try:
-            record = erase_image(spark, layout, s3, path)
-        finally:
-            spark.stop()
-    except (ConfigError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    spark = build_session(settings, "fruits-erase")
+    try:
+        record = erase_image(spark, layout, s3, path)
+    finally:
+        spark.stop()
     print(json.dumps(record, indent=2))
     return 0
 
