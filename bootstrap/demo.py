@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bootstrap import one_line_errors
 from bootstrap.dagster_home import prepare_dagster_home
 from bootstrap.local_s3 import STATE_DIR, from_settings
 from bootstrap.sample_data import DEFAULT_DATES, synthetic_files, upload
@@ -117,6 +118,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"summary written to {SUMMARY_FILE}")
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bootstrap.demo", description=__doc__)
     parser.add_argument("--dates", default=",".join(DEFAULT_DATES))
@@ -126,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     dates = sorted(d.strip() for d in args.dates.split(",") if d.strip())
 
     settings = Settings.load()
+    settings.require_partition_dates(dates)
     if settings.s3_endpoint:
         from_settings(settings).start()
     counts = upload(synthetic_files(dates, args.per_date, args.phone_per_date, seed=7), settings)

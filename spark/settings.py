@@ -176,6 +176,16 @@ class Settings:
             staging_prefix=(get("FRUITS_STAGING_PREFIX", "emr_staging") or "").strip("/"),
         )
 
+    def require_partition_dates(self, dates: list[str], today: dt.date | None = None) -> None:
+        """Upload dates must fall in the daily partitions: from the start date to today."""
+        today = today or dt.datetime.now(dt.UTC).date()
+        outside = [d for d in dates if not self.partitions_start <= d <= today.isoformat()]
+        if outside:
+            raise ConfigError(
+                f"upload dates {outside} are outside the partitions "
+                f"({self.partitions_start} to {today.isoformat()}; FRUITS_PARTITIONS_START)"
+            )
+
     @classmethod
     def load(cls) -> Settings:
         """Settings of the current deployment (FRUITS_DEPLOYMENT, default `local`)."""

@@ -69,3 +69,23 @@ def test_missing_java_is_one_line(monkeypatch) -> None:
     monkeypatch.setenv("JAVA_HOME", "/nowhere")
     with pytest.raises(ConfigError, match="Java not found"):
         require_java()
+
+
+def test_upload_dates_must_fall_in_the_partitions() -> None:
+    import datetime as dt
+
+    settings = Settings.from_env({**BASE, "FRUITS_PARTITIONS_START": "2026-11-01"})
+    today = dt.date(2026, 11, 25)
+    settings.require_partition_dates(["2026-11-01", "2026-11-25"], today)
+    with pytest.raises(ConfigError, match=r"\['2026-10-31'\] are outside") as error:
+        settings.require_partition_dates(["2026-10-31", "2026-11-02"], today)
+    assert "\n" not in str(error.value)
+    with pytest.raises(ConfigError, match="2026-11-26"):
+        settings.require_partition_dates(["2026-11-26"], today)
+
+
+def test_the_demo_refuses_dates_outside_the_partitions(capsys) -> None:
+    from bootstrap.demo import main
+
+    assert main(["--dates", "2020-01-01"]) == 2
+    assert "outside the partitions" in capsys.readouterr().err
