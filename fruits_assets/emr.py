@@ -16,6 +16,7 @@ from dagster._config.pythonic_config.resource import ConfigurableResourceFactory
 from dagster._core.definitions.step_launcher import StepLauncher
 from dagster_aws.emr.pyspark_step_launcher import EmrPySparkStepLauncher
 
+from spark.layout import split_uri, staging_uri
 from spark.settings import PROJECT_ROOT, require_eu_region
 from spark.storage import SSE
 
@@ -55,11 +56,12 @@ class ProjectPackageStepLauncher(EmrPySparkStepLauncher):
         with tempfile.TemporaryDirectory() as tmp:
             package = Path(tmp) / "code.zip"
             sha = build_code_package(package)
-            key = f"{self.staging_prefix}/code/{sha[:16]}.zip"
+            uri = staging_uri(self.staging_bucket, self.staging_prefix, "code", f"{sha[:16]}.zip")
+            bucket, key = split_uri(uri)
             boto3.client("s3", region_name=self.region_name).upload_file(
-                str(package), self.staging_bucket, key, ExtraArgs=SSE
+                str(package), bucket, key, ExtraArgs=SSE
             )
-        self.s3_job_package_path = f"s3://{self.staging_bucket}/{key}"
+        self.s3_job_package_path = uri
         step_context.log.info(f"code package {self.s3_job_package_path}")
         yield from super().launch_step(step_context)
 
