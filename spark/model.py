@@ -17,18 +17,15 @@ import numpy as np
 
 from spark.decode import INPUT_SIZE
 from spark.layout import split_uri
-from spark.settings import ConfigError
+from spark.settings import ENGINES, ConfigError
 
 FEATURE_DIM = 1280
 IMAGENET = "imagenet"
 RANDOM = "random"
-# Inference engines for the same weights: LiteRT (the default: 2x Keras on this CPU, see
-# bench/results.json) and Keras/TensorFlow (kept for reference and debugging).
-TFLITE, KERAS = "tflite", "keras"
-ENGINES = (TFLITE, KERAS)
-# The file Keras downloads for MobileNetV2(weights="imagenet", include_top=False) at 224 px.
+TFLITE, KERAS = ENGINES
 # How many times this process loaded weights from their source (the benchmark counts them).
 WEIGHT_READS = 0
+# The file Keras downloads for MobileNetV2(weights="imagenet", include_top=False) at 224 px.
 IMAGENET_NO_TOP_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
 

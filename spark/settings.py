@@ -28,6 +28,11 @@ EU_REGIONS = frozenset(
 )
 
 
+# Inference engines for the same weights (spark.model): LiteRT, the default (3.7x Keras on
+# ready tensors here, see bench/results.json), and Keras/TensorFlow (kept for reference).
+ENGINES = ("tflite", "keras")
+
+
 class ConfigError(ValueError):
     """A configuration problem, reported as one line before any work starts."""
 
@@ -116,8 +121,8 @@ class Settings:
                 f"FRUITS_WEIGHTS must be an s3:// URI on EMR (the cluster never downloads "
                 f"weights from the internet), got {self.weights!r}; see bootstrap.weights"
             )
-        if self.engine not in ("tflite", "keras"):
-            raise ConfigError(f"FRUITS_ENGINE must be tflite or keras, got {self.engine!r}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"FRUITS_ENGINE must be one of {ENGINES}, got {self.engine!r}")
         if self.arrow_batch_size < 1:
             raise ConfigError(
                 f"FRUITS_ARROW_BATCH_SIZE must be positive, got {self.arrow_batch_size}"
@@ -165,7 +170,7 @@ class Settings:
             arrow_batch_size=get_number("FRUITS_ARROW_BATCH_SIZE", 64),
             tf_intra_op_threads=get_number("FRUITS_TF_THREADS", 1),
             decode_prefetch=get("FRUITS_DECODE_PREFETCH", "false").lower() in ("1", "true", "yes"),  # type: ignore[union-attr]
-            engine=get("FRUITS_ENGINE", "tflite"),  # type: ignore[arg-type]
+            engine=get("FRUITS_ENGINE", ENGINES[0]),  # type: ignore[arg-type]
             partitions_start=_iso_date(get("FRUITS_PARTITIONS_START", "2026-01-01")),
             max_reject_rate=get_number("FRUITS_MAX_REJECT_RATE", 0.05, float),
             min_explained_variance=get_number("FRUITS_MIN_EXPLAINED_VARIANCE", 0.7, float),
