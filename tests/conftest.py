@@ -122,3 +122,24 @@ def upload_sample(settings: Settings, local_s3: LocalS3):
         )
 
     return _upload
+
+
+@pytest.fixture(scope="session")
+def save_legacy_h5():
+    """Writes MobileNetV2 weights (or any Keras model's) in the legacy HDF5 layout that Keras
+    publishes its ImageNet weights in."""
+
+    def _save(path: Path, arrays=None, model=None) -> Path:
+        import h5py
+        from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
+
+        from spark.model import build_mobilenet
+
+        if model is None:
+            model = build_mobilenet(None)
+            model.set_weights(arrays)
+        with h5py.File(path, "w") as handle:
+            save_weights_to_hdf5_group(handle, model)
+        return path
+
+    return _save

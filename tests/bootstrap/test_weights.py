@@ -1,22 +1,16 @@
-import h5py
 import pytest
 
 from bootstrap import weights as staging
-from spark.model import IMAGENET_NO_TOP_FILE, build_mobilenet, load_weights
+from spark.model import IMAGENET_NO_TOP_FILE, load_weights
 
 
 def test_stage_uploads_the_keras_imagenet_file_and_it_loads(
-    weights, s3, settings, tmp_path, monkeypatch
+    weights, s3, settings, tmp_path, monkeypatch, save_legacy_h5
 ) -> None:
     """No internet here: the Keras cache holds a file in the published format already."""
-    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
-
     cached = tmp_path / "models" / IMAGENET_NO_TOP_FILE
     cached.parent.mkdir()
-    model = build_mobilenet(None)
-    model.set_weights(weights.arrays)
-    with h5py.File(cached, "w") as handle:
-        save_weights_to_hdf5_group(handle, model)
+    save_legacy_h5(cached, weights.arrays)
     monkeypatch.setattr(staging, "keras_cache_file", lambda: cached)
     monkeypatch.setattr(staging, "build_mobilenet", lambda source: None)  # the download step
 

@@ -4,7 +4,6 @@ from collections import Counter
 
 import boto3
 import dagster as dg
-import h5py
 import numpy as np
 import pytest
 
@@ -122,19 +121,19 @@ def test_a_bucket_outside_the_eu_fails_before_anything_is_written(
 
 
 def test_nan_features_fail_the_blocking_check(
-    asset_layout, upload_sample, run_assets, check_outcomes, weights, tmp_path, monkeypatch
+    asset_layout,
+    upload_sample,
+    run_assets,
+    check_outcomes,
+    weights,
+    tmp_path,
+    monkeypatch,
+    save_legacy_h5,
 ) -> None:
-    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
-
     from fruits_assets.assets import image_features, raw_images
-    from spark.model import build_mobilenet
 
-    model = build_mobilenet(None)
-    model.set_weights(
-        [np.full_like(a, np.nan) if i == 0 else a for i, a in enumerate(weights.arrays)]
-    )
-    with h5py.File(tmp_path / "nan.h5", "w") as handle:
-        save_weights_to_hdf5_group(handle, model)
+    nan_first = [np.full_like(a, np.nan) if i == 0 else a for i, a in enumerate(weights.arrays)]
+    save_legacy_h5(tmp_path / "nan.h5", nan_first)
     monkeypatch.setenv("FRUITS_WEIGHTS", str(tmp_path / "nan.h5"))
     upload_sample(asset_layout, [D1], per_date=4, broken=False)
     result = run_assets([D1], assets=[raw_images, image_features])

@@ -6,7 +6,6 @@ import subprocess
 from pathlib import Path
 
 import dagster as dg
-import h5py
 import pytest
 
 from bootstrap.dagster_home import prepare_dagster_home
@@ -26,16 +25,11 @@ def fake_emr(settings, local_s3, tmp_path):
 
 
 @pytest.fixture
-def emr_env(settings, fresh_layout, fake_emr, weights, s3, tmp_path) -> dict[str, str]:
+def emr_env(
+    settings, fresh_layout, fake_emr, weights, s3, tmp_path, save_legacy_h5
+) -> dict[str, str]:
     """The host's environment for FRUITS_DEPLOYMENT=emr, with a cluster created by the CLI."""
-    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
-
-    from spark.model import build_mobilenet
-
-    model = build_mobilenet(None)
-    model.set_weights(weights.arrays)
-    with h5py.File(tmp_path / "weights.h5", "w") as handle:
-        save_weights_to_hdf5_group(handle, model)
+    save_legacy_h5(tmp_path / "weights.h5", weights.arrays)
     weights_uri = fresh_layout.weights_uri("mobilenet_v2_no_top.h5")
     s3.upload_file(str(tmp_path / "weights.h5"), settings.bucket, weights_uri.split("/", 3)[3])
 

@@ -3,7 +3,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 
@@ -16,17 +15,6 @@ from spark.model import (
     weights_sha256,
 )
 from spark.settings import ConfigError
-
-
-def save_legacy_h5(arrays: list[np.ndarray], path: Path) -> Path:
-    """The legacy HDF5 layout Keras publishes its ImageNet weights in."""
-    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
-
-    model = build_mobilenet(None)
-    model.set_weights(arrays)
-    with h5py.File(path, "w") as handle:
-        save_weights_to_hdf5_group(handle, model)
-    return path
 
 
 def test_random_weights_are_seeded(weights) -> None:
@@ -46,27 +34,24 @@ def test_the_model_gives_1280_float32_values(weights) -> None:
     assert np.isfinite(out).all()
 
 
-def test_weights_from_a_local_file(weights, tmp_path: Path) -> None:
-    path = save_legacy_h5(weights.arrays, tmp_path / "mobilenet.h5")
+def test_weights_from_a_local_file(weights, tmp_path: Path, save_legacy_h5) -> None:
+    path = save_legacy_h5(tmp_path / "mobilenet.h5", weights.arrays)
     loaded = load_weights(str(path))
     assert loaded.sha256 == weights.sha256 and loaded.source == str(path)
 
 
-def test_weights_from_s3(weights, s3, settings, tmp_path: Path) -> None:
-    path = save_legacy_h5(weights.arrays, tmp_path / "mobilenet.h5")
+def test_weights_from_s3(weights, s3, settings, tmp_path: Path, save_legacy_h5) -> None:
+    path = save_legacy_h5(tmp_path / "mobilenet.h5", weights.arrays)
     s3.upload_file(str(path), settings.bucket, "models/weights/mobilenet.h5")
     loaded = load_weights(f"s3://{settings.bucket}/models/weights/mobilenet.h5", s3=s3)
     assert loaded.sha256 == weights.sha256
 
 
-def test_a_weights_file_of_the_wrong_shape_is_refused(tmp_path: Path) -> None:
+def test_a_weights_file_of_the_wrong_shape_is_refused(tmp_path: Path, save_legacy_h5) -> None:
     import keras
 
     small = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
-
-    with h5py.File(tmp_path / "other.h5", "w") as handle:
-        save_weights_to_hdf5_group(handle, small)
+    save_legacy_h5(tmp_path / "other.h5", model=small)
     with pytest.raises(ConfigError, match="does not fit MobileNetV2") as error:
         load_weights(str(tmp_path / "other.h5"))
     assert "\n" not in str(error.value)
@@ -77,12 +62,12 @@ def test_unknown_weights_source() -> None:
         load_weights("/nowhere/weights.h5")
 
 
-def test_imagenet_goes_through_keras_own_download(weights, tmp_path: Path) -> None:
+def test_imagenet_goes_through_keras_own_download(weights, tmp_path: Path, save_legacy_h5) -> None:
     """No internet here: seed Keras's download cache with a file in the published format and
     check that `imagenet` loads exactly that file through keras.applications."""
     cache = tmp_path / "keras_home"
     (cache / "models").mkdir(parents=True)
-    save_legacy_h5(weights.arrays, cache / "models" / IMAGENET_NO_TOP_FILE)
+    save_legacy_h5(cache / "models" / IMAGENET_NO_TOP_FILE, weights.arrays)
     code = "from spark.model import load_weights as f; w = f('imagenet'); print(w.source, w.sha256)"
     result = subprocess.run(
         [sys.executable, "-c", code],
