@@ -17,10 +17,10 @@ from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from spark import fs
 from spark.layout import RAW_DATE_PATTERN, Layout, split_uri
 from spark.manifest import list_manifest, write_manifest
 from spark.pipeline import read_dataset, write_partitions
+from spark.publish import read_pointer
 from spark.storage import put_json
 
 
@@ -38,14 +38,15 @@ def find_by_sha256(s3: Any, layout: Layout, digest: str) -> str:
 
 def _without(spark: SparkSession, uri: str, date: str, path: str) -> int:
     """Rewrite one date's partition of `uri` without `path`; returns the rows removed."""
-    if not fs.exists(spark, f"{uri}/upload_date={date}"):
+    if read_pointer(spark, uri, date) is None:
         return 0
     rows = read_dataset(spark, uri, [date])
-    # Materialized before the overwrite deletes the files it was read from.
+    # Materialized before publishing deletes the files it was read from.
     kept = rows.where(F.col("path") != path).persist(StorageLevel.MEMORY_AND_DISK)
     before, after = rows.count(), kept.count()
     if before != after:
-        write_partitions(spark, kept, uri, [date])
+        # No grace for readers of the old version: it holds the erased image.
+        write_partitions(spark, kept, uri, [date], keep_previous=False)
     kept.unpersist()
     return before - after
 

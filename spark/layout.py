@@ -2,10 +2,12 @@
 
     s3://<bucket>/<prefix>/raw/upload_date=YYYY-MM-DD/<label>/<file>
     s3://<bucket>/<prefix>/manifests/upload_date=YYYY-MM-DD/manifest.parquet
-    s3://<bucket>/<prefix>/features/upload_date=YYYY-MM-DD/part-*.parquet
-    s3://<bucket>/<prefix>/rejects/upload_date=YYYY-MM-DD/part-*.parquet
+    s3://<bucket>/<prefix>/features/upload_date=YYYY-MM-DD/<attempt>-part-*.parquet
+    s3://<bucket>/<prefix>/features/upload_date=YYYY-MM-DD/_published.json   (see spark.publish)
+    s3://<bucket>/<prefix>/features/_staging/<attempt>/                    (a write in progress)
+    s3://<bucket>/<prefix>/rejects/upload_date=YYYY-MM-DD/...           (as features/)
     s3://<bucket>/<prefix>/models/pca/<version>/        (PCAModel.save + metadata.json)
-    s3://<bucket>/<prefix>/reduced/upload_date=YYYY-MM-DD/part-*.parquet
+    s3://<bucket>/<prefix>/reduced/upload_date=YYYY-MM-DD/...           (as features/)
 
 URIs use the `s3://` scheme: EMRFS on EMR, S3A locally (see spark.session).
 """
@@ -27,6 +29,10 @@ WRITTEN_PREFIXES = (MANIFESTS, FEATURES, REJECTS, REDUCED, PCA_MODELS, WEIGHTS, 
 RAW_DATE_PATTERN = r"(?:^|/)raw/upload_date=(\d{4}-\d{2}-\d{2})/"
 RAW_LABEL_PATTERN = r"(?:^|/)raw/upload_date=[^/]+/([^/]+)/.+$"
 
+# In each Parquet dataset: a partition's published files, and where writes are staged.
+# Both start with '_', so Spark's partition discovery skips them.
+PUBLISHED_POINTER, STAGING = "_published.json", "_staging"
+
 _S3_URI = re.compile(r"^s3a?://(?P<bucket>[^/]+)/?(?P<key>.*)$")
 
 
@@ -40,6 +46,18 @@ def parse_date(value: str) -> dt.date:
 def staging_uri(bucket: str, prefix: str, *parts: str) -> str:
     """Under the EMR staging prefix: code/, bootstrap/, logs/; Dagster's launcher adds <run_id>/."""
     return "/".join([f"s3://{bucket}", prefix.strip("/"), *(p.strip("/") for p in parts)])
+
+
+def dataset_partition_uri(dataset_uri: str, date: str) -> str:
+    return f"{dataset_uri}/{PARTITION_COLUMN}={parse_date(date).isoformat()}"
+
+
+def pointer_uri(dataset_uri: str, date: str) -> str:
+    return f"{dataset_partition_uri(dataset_uri, date)}/{PUBLISHED_POINTER}"
+
+
+def staging_attempt_uri(dataset_uri: str, attempt: str) -> str:
+    return f"{dataset_uri}/{STAGING}/{attempt}"
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -105,7 +123,7 @@ class Layout:
         return self.uri(REDUCED)
 
     def partition_uri(self, dataset_uri: str, date: str) -> str:
-        return f"{dataset_uri}/{PARTITION_COLUMN}={parse_date(date).isoformat()}"
+        return dataset_partition_uri(dataset_uri, date)
 
     # PCA models, one folder per version
     def pca_models_uri(self) -> str:

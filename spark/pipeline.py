@@ -14,12 +14,12 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark import fs
 from spark.featurize import broadcast_model, featurize
 from spark.images import read_images
 from spark.layout import PARTITION_COLUMN, Layout
 from spark.model import TFLITE, ModelWeights
 from spark.pca import explained_variance, fit_pca, load_pca, new_version, reduce_features, save_pca
+from spark.publish import publish_partitions, read_published
 
 FEATURE_COLUMNS = [
     "path",
@@ -63,19 +63,18 @@ def rows_per_date(rows: DataFrame) -> dict[str, int]:
 
 
 def write_partitions(
-    spark: SparkSession, rows: DataFrame, dataset_uri: str, dates: Sequence[str]
+    spark: SparkSession,
+    rows: DataFrame,
+    dataset_uri: str,
+    dates: Sequence[str],
+    keep_previous: bool = True,
 ) -> dict[str, int]:
-    """Write the given dates' partitions (dynamic overwrite); returns rows per date.
+    """Replace the given dates' partitions, each atomically (spark.publish); rows per date.
 
-    A requested date with no rows has its old partition removed, so a re-run never leaves
-    stale rows behind.
+    A requested date with no rows becomes empty, so a re-run never leaves stale rows behind.
     """
     counts = rows_per_date(rows)
-    if counts:
-        rows.write.mode("overwrite").partitionBy(PARTITION_COLUMN).parquet(dataset_uri)
-    for date in dates:
-        if date not in counts:
-            fs.delete(spark, f"{dataset_uri}/{PARTITION_COLUMN}={date}")
+    publish_partitions(spark, rows, dataset_uri, dates, counts, keep_previous)
     return {date: counts.get(date, 0) for date in dates}
 
 
@@ -117,8 +116,8 @@ def extract_features(
 
 
 def read_dataset(spark: SparkSession, uri: str, dates: Sequence[str] | None = None) -> DataFrame:
-    rows = spark.read.parquet(uri)
-    return rows if dates is None else rows.where(F.col(PARTITION_COLUMN).isin(list(dates)))
+    """The published rows of `dates` (every date when None)."""
+    return read_published(spark, uri, dates)
 
 
 def read_features(

@@ -20,7 +20,7 @@ S3A_FILESYSTEM = "org.apache.hadoop.fs.s3a.S3AFileSystem"
 def s3a_jars(jars_dir: Path = S3A_JARS_DIR) -> list[Path]:
     jars = sorted(jars_dir.glob("*.jar"))
     if not any(j.name.startswith("hadoop-aws-") for j in jars):
-        raise ConfigError(f"S3A jars missing in {jars_dir}: run `make jars` (bootstrap/setup.sh)")
+        raise ConfigError(f"S3A jars missing in {jars_dir}: run `make install`")
     return jars
 
 

@@ -118,7 +118,8 @@ def upload_sample(settings: Settings, local_s3: LocalS3):
         options.setdefault("phone_per_date", 0)
         options.setdefault("seed", 3)
         return upload(
-            synthetic_files(dates, per_date, **options), replace(settings, prefix=layout.prefix)
+            synthetic_files(dates, per_date, **options),
+            replace(settings, bucket=layout.bucket, prefix=layout.prefix),
         )
 
     return _upload
