@@ -79,7 +79,7 @@ def build_session(settings: Settings, app_name: str = "fruits") -> SparkSession:
     conf = spark_conf(settings)
     if settings.deployment == "local":
         require_java()
-        builder = builder.master(settings.spark_master or "local[2]")
+        builder = builder.master(settings.spark_master or "local[2,3]")
         conf["spark.driver.memory"] = settings.spark_driver_memory
         conf["spark.jars"] = ",".join(str(j) for j in s3a_jars())
         # Workers run the driver's interpreter (the project's .venv), not whatever is on PATH.

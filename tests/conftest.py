@@ -6,6 +6,7 @@ Tests never touch the demo's server or bucket: they get their own port, bucket a
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +39,7 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
         "FRUITS_BUCKET": "fruits-test",
         "FRUITS_PREFIX": "t",
         "FRUITS_WEIGHTS": "random",
-        "FRUITS_SPARK_MASTER": "local[2]",
+        "FRUITS_SPARK_MASTER": "local[2,3]",
     }
     with pytest.MonkeyPatch.context() as patch:
         for key, value in overrides.items():
@@ -144,3 +145,26 @@ def save_legacy_h5():
         return path
 
     return _save
+
+
+KEY_PATTERNS = {
+    "AWS access key id": re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
+    "AWS secret assignment": re.compile(
+        r"aws_secret_access_key\s*[=:]\s*['\"]?[A-Za-z0-9/+]{40}\b", re.IGNORECASE
+    ),
+    "private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+}
+
+
+def scan(text: str) -> list[str]:
+    return [name for name, pattern in KEY_PATTERNS.items() if pattern.search(text)]
+
+
+@pytest.fixture(scope="session")
+def scan_credentials():
+    """Names of the credential patterns found in a text (empty when it is clean)."""
+
+    def _scan(text: str) -> list[str]:
+        return [name for name, pattern in KEY_PATTERNS.items() if pattern.search(text)]
+
+    return _scan

@@ -1,22 +1,10 @@
 """No credentials in the repository (code, configuration, docs)."""
 
-import re
 import subprocess
 
-KEY_PATTERNS = {
-    "AWS access key id": re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
-    "AWS secret assignment": re.compile(
-        r"aws_secret_access_key\s*[=:]\s*['\"]?[A-Za-z0-9/+]{40}\b", re.IGNORECASE
-    ),
-    "private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
-}
 
-
-def scan(text: str) -> list[str]:
-    return [name for name, pattern in KEY_PATTERNS.items() if pattern.search(text)]
-
-
-def test_the_patterns_catch_keys() -> None:
+def test_the_patterns_catch_keys(scan_credentials) -> None:
+    scan = scan_credentials
     fake_id = "AKIA" + "ABCDEFGHIJKLMNOP"
     fake_secret = "aws_secret_access_key = " + "a" * 40
     assert scan(fake_id) == ["AWS access key id"]
@@ -24,7 +12,8 @@ def test_the_patterns_catch_keys() -> None:
     assert scan("local-dummy-key") == []
 
 
-def test_no_tracked_file_holds_a_credential(repo_root) -> None:
+def test_no_tracked_file_holds_a_credential(repo_root, scan_credentials) -> None:
+    scan = scan_credentials
     files = subprocess.run(
         ["git", "ls-files"], cwd=repo_root, capture_output=True, text=True, check=True
     ).stdout.split()

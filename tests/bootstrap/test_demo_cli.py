@@ -32,7 +32,7 @@ def cli_env(fresh_layout, tmp_path, spark) -> dict[str, str]:
 
 
 def test_the_cli_materializes_the_sample_in_one_run(
-    cli_env, fresh_layout, upload_sample, repo_root, monkeypatch
+    cli_env, fresh_layout, upload_sample, repo_root, monkeypatch, scan_credentials
 ) -> None:
     upload_sample(fresh_layout, DATES, per_date=40, phone_per_date=1)
     result = dagster_materialize(cli_env, repo_root)
@@ -40,6 +40,13 @@ def test_the_cli_materializes_the_sample_in_one_run(
     # The run's whole log (Dagster, Spark, workers) never shows the credentials.
     assert cli_env["AWS_SECRET_ACCESS_KEY"] not in result.stdout + result.stderr
     assert cli_env["AWS_ACCESS_KEY_ID"] not in result.stdout + result.stderr
+    assert scan_credentials(result.stdout + result.stderr) == []
+    # Nor do the logs and the event log the run left in DAGSTER_HOME.
+    for stored in Path(cli_env["DAGSTER_HOME"]).rglob("*"):
+        if stored.is_file():
+            text = stored.read_bytes().decode(errors="ignore")
+            assert cli_env["AWS_SECRET_ACCESS_KEY"] not in text, stored
+            assert scan_credentials(text) == [], stored
 
     monkeypatch.setenv("DAGSTER_HOME", cli_env["DAGSTER_HOME"])
     with dg.DagsterInstance.get() as instance:

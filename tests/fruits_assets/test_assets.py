@@ -7,6 +7,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from fruits_assets.assets import image_features, raw_images
 from spark.pipeline import read_features
 from spark.storage import list_keys
 
@@ -105,8 +106,6 @@ def test_a_missing_feature_row_fails_the_blocking_check(
 def test_a_bucket_outside_the_eu_fails_before_anything_is_written(
     asset_layout, run_assets, check_outcomes, settings, monkeypatch
 ) -> None:
-    from fruits_assets.assets import raw_images
-
     us = boto3.client("s3", region_name="us-east-1", endpoint_url=settings.s3_endpoint)
     us.create_bucket(Bucket="fruits-us-doctored")
     us.put_object(
@@ -152,3 +151,19 @@ def test_sample_labels_reach_the_manifest(asset_layout, upload_sample, run_asset
         materialized(result, "raw_images")[0].materialization.metadata["images_per_label"].value
     )
     assert Counter({r.data["label"]: r.data["images"] for r in labels.records}).total() == 8
+
+
+def test_s3_down_at_start_fails_in_one_line_naming_the_endpoint(
+    asset_layout, upload_sample, run_assets, s3, settings, unused_port, monkeypatch
+) -> None:
+    upload_sample(asset_layout, [D1], per_date=2)
+    down = f"http://127.0.0.1:{unused_port}"
+    monkeypatch.setenv("FRUITS_S3_ENDPOINT", down)
+    result = run_assets([D1], assets=[raw_images, image_features])
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    error = failure.event_specific_data.error
+    message = error.cause.message if error.cause else error.message
+    assert f"cannot reach S3 at {down}" in message and "\n" not in message.strip()
+    written = list_keys(s3, settings.bucket, asset_layout.key(""))
+    assert [k for k in written if "/raw/" not in k] == []  # nothing published
