@@ -1,0 +1,82 @@
+"""Soak: 5,000 images over 10 upload dates, one date after another, as a daily backfill runs.
+
+Every image is accounted for, and memory stays flat from the first date to the last: the
+driver's Python, the JVM's heap after a full GC, and each date's peak Python-worker RSS.
+The figures are printed (pytest -s shows them; `make test` shows them for failures).
+"""
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import pytest
+
+from spark.pipeline import extract_features, read_features
+
+pytestmark = pytest.mark.slow
+DATES = [(dt.date(2026, 4, 1) + dt.timedelta(days=n)).isoformat() for n in range(10)]
+PER_DATE = 500
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def jvm_heap_after_gc_mb(spark) -> float:
+    runtime = spark.sparkContext._jvm.java.lang.Runtime.getRuntime()
+    spark.sparkContext._jvm.java.lang.System.gc()
+    return (runtime.totalMemory() - runtime.freeMemory()) / 2**20
+
+
+def jvm_pid() -> int:
+    """The driver JVM: the java process started under this Python process."""
+    children: dict[int, list[int]] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        children.setdefault(parent, []).append(int(pid))
+    stack = list(children.get(os.getpid(), []))
+    while stack:
+        pid = stack.pop()
+        if Path(f"/proc/{pid}/exe").resolve().name == "java":
+            return pid
+        stack.extend(children.get(pid, []))
+    raise LookupError("no driver JVM under this process")
+
+
+def test_soak_5000_images_over_10_dates(spark, fresh_layout, upload_sample, weights) -> None:
+    uploaded = upload_sample(fresh_layout, DATES, per_date=PER_DATE)
+    assert sum(uploaded.values()) >= 5000
+    java = jvm_pid()
+    figures = []
+    for date in DATES:
+        run = extract_features(spark, fresh_layout, [date], weights, tf_threads=1)
+        assert run.features_per_date[date] + run.rejects_per_date[date] == uploaded[date]
+        figures.append(
+            {
+                "date": date,
+                "images": uploaded[date],
+                "driver_python_rss_mb": round(rss_mb(), 1),
+                "driver_jvm_rss_mb": round(rss_mb(java), 1),
+                "jvm_heap_after_gc_mb": round(jvm_heap_after_gc_mb(spark), 1),
+                "worker_peak_rss_mb": run.worker_peak_rss_mb,
+            }
+        )
+    print("\nsoak: memory after each upload date")
+    for row in figures:
+        print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+
+    paths = [r.path for r in read_features(spark, fresh_layout, DATES).select("path").collect()]
+    assert len(paths) == len(set(paths))
+
+    first, last = figures[0], figures[-1]
+    # Flat: what the last date holds is within a small margin of what the first one did.
+    assert last["driver_python_rss_mb"] <= first["driver_python_rss_mb"] + 100
+    assert last["jvm_heap_after_gc_mb"] <= first["jvm_heap_after_gc_mb"] * 1.5 + 64
+    assert last["worker_peak_rss_mb"] <= first["worker_peak_rss_mb"] + 100
+    assert max(f["worker_peak_rss_mb"] for f in figures) < 1536
