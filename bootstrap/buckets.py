@@ -9,10 +9,12 @@ import sys
 from typing import Any
 
 from bootstrap import one_line_errors
+from spark.layout import PUBLISHED_DATASETS, STAGING, Layout
 from spark.settings import Settings, require_eu_region
 from spark.storage import s3_client
 
 STAGING_RETENTION_DAYS = 14  # step files, code packages and EMR logs: for debugging, not history
+ABANDONED_WRITE_DAYS = 2  # what a failed write left staged (spark.publish); runs take hours
 
 
 def lifecycle_rules(expire_prefixes: dict[str, int]) -> list[dict[str, Any]]:
@@ -70,14 +72,20 @@ def ensure_bucket(
     return created
 
 
+def pipeline_expiry(settings: Settings) -> dict[str, int]:
+    layout = Layout(settings.bucket, settings.prefix)
+    return {layout.key(dataset, STAGING): ABANDONED_WRITE_DAYS for dataset in PUBLISHED_DATASETS}
+
+
 def ensure_pipeline_bucket(settings: Settings) -> bool:
-    return ensure_bucket(s3_client(settings), settings.bucket, settings.region)
+    client = s3_client(settings)
+    return ensure_bucket(client, settings.bucket, settings.region, pipeline_expiry(settings))
 
 
 def ensure_all_buckets(settings: Settings) -> dict[str, bool]:
     """The data bucket, and the staging bucket whose staging prefix expires."""
     client = s3_client(settings)
-    created = {settings.bucket: ensure_bucket(client, settings.bucket, settings.region)}
+    created = {settings.bucket: ensure_pipeline_bucket(settings)}
     if settings.staging_bucket:
         expire = {settings.staging_prefix: STAGING_RETENTION_DAYS}
         created[settings.staging_bucket] = ensure_bucket(

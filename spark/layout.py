@@ -32,6 +32,7 @@ RAW_LABEL_PATTERN = r"(?:^|/)raw/upload_date=[^/]+/([^/]+)/.+$"
 # In each Parquet dataset: a partition's published files, and where writes are staged.
 # Both start with '_', so Spark's partition discovery skips them.
 PUBLISHED_POINTER, STAGING = "_published.json", "_staging"
+PUBLISHED_DATASETS = (FEATURES, REJECTS, REDUCED)
 
 _S3_URI = re.compile(r"^s3a?://(?P<bucket>[^/]+)/?(?P<key>.*)$")
 

@@ -43,7 +43,10 @@ def test_staging_files_expire_and_uploads_are_cleaned(s3, settings, monkeypatch,
         (f"{settings.staging_prefix}/", STAGING_RETENTION_DAYS)
     ]
     data_rules = s3.get_bucket_lifecycle_configuration(Bucket=settings.bucket)["Rules"]
-    assert all("Expiration" not in r for r in data_rules)  # the data itself never expires
+    # The data itself never expires, only what failed writes left staged.
+    assert all(
+        r["Filter"]["Prefix"].endswith("/_staging/") for r in data_rules if "Expiration" in r
+    )
     assert any("AbortIncompleteMultipartUpload" in r for r in data_rules)
 
 
@@ -58,3 +61,15 @@ def test_preflight_names_a_missing_bucket_or_a_dead_endpoint(s3, settings) -> No
     dead = replace(settings, s3_endpoint="http://127.0.0.1:9")
     with pytest.raises(ConfigError, match="cannot reach S3 at http://127.0.0.1:9"):
         preflight(s3_client(dead), dead)
+
+
+def test_abandoned_staged_writes_expire(s3, settings) -> None:
+    from bootstrap.buckets import ensure_pipeline_bucket
+
+    ensure_pipeline_bucket(settings)
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=settings.bucket)["Rules"]
+    expiring = {r["Filter"]["Prefix"]: r["Expiration"]["Days"] for r in rules if "Expiration" in r}
+    assert expiring == {
+        f"{settings.prefix}/{dataset}/_staging/": 2
+        for dataset in ("features", "rejects", "reduced")
+    }
