@@ -1,6 +1,7 @@
 """Materializing the assets on local Spark and the local S3 server, good data and doctored."""
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import dagster as dg
@@ -167,3 +168,18 @@ def test_s3_down_at_start_fails_in_one_line_naming_the_endpoint(
     assert f"cannot reach S3 at {down}" in message and "\n" not in message.strip()
     written = list_keys(s3, settings.bucket, asset_layout.key(""))
     assert [k for k in written if "/raw/" not in k] == []  # nothing published
+
+
+def test_two_runs_of_one_date_at_once_are_harmless(
+    asset_layout, upload_sample, run_assets, check_outcomes, spark
+) -> None:
+    """deployments/dagster.yaml queues the second run of a date; even without it, both runs
+    succeed and the date ends with one whole version (spark.publish)."""
+    upload_sample(asset_layout, [D1], per_date=12, broken=False)
+    assets = [raw_images, image_features]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: run_assets([D1], assets=assets), range(2)))
+    assert [r.success for r in results] == [True, True]
+    assert all(all(check_outcomes(r).values()) for r in results)
+    paths = [r.path for r in read_features(spark, asset_layout, [D1]).collect()]
+    assert len(paths) == len(set(paths)) == 12
