@@ -55,8 +55,6 @@ def s3a_conf(settings: Settings) -> dict[str, str]:
 
 def spark_conf(settings: Settings) -> dict[str, str]:
     return {
-        # Re-running one upload date replaces that date's partition only.
-        "spark.sql.sources.partitionOverwriteMode": "dynamic",
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(settings.arrow_batch_size),
         # Python workers are reused across tasks, so the model is built once per worker.
         "spark.python.worker.reuse": "true",
