@@ -129,8 +129,8 @@ def image_features(
     dates = context.partition_keys
     preflight(s3, settings)  # before any Spark work
     manifest = {d: read_manifest(s3, layout, d).num_rows for d in dates}
+    weights = load_weights(settings.weights, settings.weights_seed, s3)  # wrong shapes fail here
     session = spark.session()
-    weights = load_weights(settings.weights, settings.weights_seed, s3)
     started = time.monotonic()
     run = extract_features(
         session,
