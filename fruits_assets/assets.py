@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 
 from fruits_assets import metadata as md
+from fruits_assets.observability import label_spark_jobs, progress_to_run_log, spark_ui_metadata
 from fruits_assets.partitions import ONE_RUN_PER_BACKFILL, UPLOAD_DATES
 from fruits_assets.resources import FruitsResource, SparkResource
 from spark import quality
@@ -131,6 +132,7 @@ def image_features(
     manifest = {d: read_manifest(s3, layout, d).num_rows for d in dates}
     weights = load_weights(settings.weights, settings.weights_seed, s3)  # wrong shapes fail here
     session = spark.session()
+    label_spark_jobs(context, session)
     started = time.monotonic()
     run = extract_features(
         session,
@@ -140,6 +142,8 @@ def image_features(
         settings.tf_intra_op_threads,
         settings.decode_prefetch,
         settings.engine,
+        progress=progress_to_run_log(context),
+        expected=manifest,
     )
     seconds = time.monotonic() - started
     images = sum(manifest.values())
@@ -162,6 +166,7 @@ def image_features(
             "model_builds": run.model_builds,
             "worker_peak_rss_mb": run.worker_peak_rss_mb,
             "spark_application_id": session.sparkContext.applicationId,
+            **spark_ui_metadata(session, settings.deployment),
             "duration_s": round(seconds, 2),
             "images_per_s": round(images / seconds, 2) if seconds else 0.0,
             "features": dg.MetadataValue.path(layout.features_uri()),
@@ -201,11 +206,16 @@ def image_features(
     ],
 )
 def pca_model(
-    fruits: FruitsResource, spark: SparkResource, pyspark_step_launcher: StepLauncherParam
+    context: dg.AssetExecutionContext,
+    fruits: FruitsResource,
+    spark: SparkResource,
+    pyspark_step_launcher: StepLauncherParam,
 ) -> Results:
     """PCA (k components) fitted on every feature row so far, saved under a new version."""
     settings, layout, s3 = fruits.settings(), fruits.layout(), fruits.s3()
-    run = fit_and_save_pca(spark.session(), layout, s3, settings.pca_k)
+    session = spark.session()
+    label_spark_jobs(context, session)
+    run = fit_and_save_pca(session, layout, s3, settings.pca_k, progress_to_run_log(context))
     at = cumulative(run.explained_variance)
     yield dg.MaterializeResult(
         metadata={
@@ -251,7 +261,8 @@ def reduced_features(
         raise dg.Failure("no PCA model yet: materialize pca_model first")
     dates = context.partition_keys
     session = spark.session()
-    counts = write_reduced(session, layout, dates, version)
+    label_spark_jobs(context, session)
+    counts = write_reduced(session, layout, dates, version, progress_to_run_log(context))
     yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": sum(counts.values()),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import resource
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
 from spark.decode import DecodeError, decode_image
+from spark.layout import RAW_DATE_PATTERN
 from spark.model import (
     ENGINES,
     FEATURE_DIM,
@@ -26,6 +29,7 @@ from spark.model import (
     tflite_flatbuffer,
     tflite_predictor,
 )
+from spark.progress import CountsParam
 
 RESULT_TYPE = StructType(
     [
@@ -57,7 +61,7 @@ def peak_rss_mb() -> float:
 @dataclass(frozen=True)
 class ModelBroadcast:
     """What a worker needs to rebuild the model (weights by broadcast), and what it reports:
-    how many times a model was built, and the workers' peak memory."""
+    how many times a model was built, the workers' peak memory, and images done per date."""
 
     engine: str
     payload: Broadcast  # Keras: the weight arrays; LiteRT: the converted model
@@ -66,6 +70,7 @@ class ModelBroadcast:
     decode_prefetch: bool
     builds: Accumulator
     worker_peak_rss_mb: Accumulator
+    images_done: Accumulator  # {upload date: images}, for progress reports
 
     def predictor(self) -> Callable[[np.ndarray], np.ndarray]:
         key = f"{self.engine}:{self.sha256}"
@@ -101,19 +106,25 @@ def broadcast_model(
         decode_prefetch=decode_prefetch,
         builds=sc.accumulator(0),
         worker_peak_rss_mb=sc.accumulator(0.0, MaxParam()),
+        images_done=sc.accumulator({}, CountsParam()),
     )
+
+
+def upload_dates(paths: list[str]) -> list[str]:
+    return [m[1] if (m := re.search(RAW_DATE_PATTERN, p)) else "unknown" for p in paths]
 
 
 @dataclass
 class DecodedBatch:
     size: int
+    paths: list[str]
     tensors: list[np.ndarray]
     rows: list[int]  # the batch rows the tensors belong to
     errors: list[str | None]
 
 
 def decode_batch(paths: pd.Series, contents: pd.Series) -> DecodedBatch:
-    batch = DecodedBatch(len(paths), [], [], [None] * len(paths))
+    batch = DecodedBatch(len(paths), list(paths), [], [], [None] * len(paths))
     for row, (path, content) in enumerate(zip(paths, contents, strict=True)):
         try:
             batch.tensors.append(decode_image(content, path))
@@ -159,8 +170,11 @@ def features_udf(model: ModelBroadcast) -> Callable[[Column, Column], Column]:
             if model.decode_prefetch
             else (decode_batch(p, c) for p, c in batches)
         )
+        done: Counter[str] = Counter()
         for batch in decoded:
             yield infer_batch(batch, model.predictor)
+            done.update(upload_dates(batch.paths))
+        model.images_done.add(dict(done))
         model.worker_peak_rss_mb.add(peak_rss_mb())
 
     return mobilenet_features

@@ -6,7 +6,7 @@ the Dagster assets (fruits_assets) and the demo both call these.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ from spark.images import read_images
 from spark.layout import PARTITION_COLUMN, Layout
 from spark.model import TFLITE, ModelWeights
 from spark.pca import explained_variance, fit_pca, load_pca, new_version, reduce_features, save_pca
+from spark.progress import Report, watch
 from spark.publish import publish_partitions, read_published
 
 FEATURE_COLUMNS = [
@@ -86,8 +87,14 @@ def extract_features(
     tf_threads: int,
     decode_prefetch: bool = False,
     engine: str = TFLITE,
+    progress: Report | None = None,
+    expected: Mapping[str, int] | None = None,
 ) -> FeatureRun:
-    """raw images of `dates` -> features/ and rejects/ for those dates."""
+    """raw images of `dates` -> features/ and rejects/ for those dates.
+
+    With `progress`, lines of progress go there while it runs (spark.progress); `expected`
+    (images per date, e.g. from the manifests) gives the counts to go and the time left.
+    """
     model = broadcast_model(spark, weights, tf_threads, decode_prefetch, engine)
     scored = (
         featurize(read_images(spark, layout, dates), model)
@@ -96,12 +103,15 @@ def extract_features(
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     try:
-        ok = scored.where(F.col("error").isNull()).select(FEATURE_COLUMNS)
-        bad = scored.where(F.col("error").isNotNull()).withColumn("reason", F.col("error"))
-        bad = bad.select(REJECT_COLUMNS)
-        features = write_partitions(spark, ok, layout.features_uri(), dates)
-        rejects = write_partitions(spark, bad, layout.rejects_uri(), dates)
-        reject_list = [r.asDict() for r in bad.select("path", "reason").orderBy("path").collect()]
+        with watch(spark, progress, "featurize", model.images_done, expected):
+            ok = scored.where(F.col("error").isNull()).select(FEATURE_COLUMNS)
+            bad = scored.where(F.col("error").isNotNull()).withColumn("reason", F.col("error"))
+            bad = bad.select(REJECT_COLUMNS)
+            features = write_partitions(spark, ok, layout.features_uri(), dates)
+            rejects = write_partitions(spark, bad, layout.rejects_uri(), dates)
+            reject_list = [
+                r.asDict() for r in bad.select("path", "reason").orderBy("path").collect()
+            ]
     finally:
         scored.unpersist()
     return FeatureRun(
@@ -126,14 +136,17 @@ def read_features(
     return read_dataset(spark, layout.features_uri(), dates)
 
 
-def fit_and_save_pca(spark: SparkSession, layout: Layout, s3: Any, k: int) -> PcaRun:
+def fit_and_save_pca(
+    spark: SparkSession, layout: Layout, s3: Any, k: int, progress: Report | None = None
+) -> PcaRun:
     """Fit PCA on every feature row stored so far and save it under a new version."""
     features = read_features(spark, layout).select("features").persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        rows = features.count()
-        if rows == 0:
-            raise ValueError(f"no features under {layout.features_uri()} to fit PCA on")
-        model = fit_pca(features, k)
+        with watch(spark, progress, "pca"):
+            rows = features.count()
+            if rows == 0:
+                raise ValueError(f"no features under {layout.features_uri()} to fit PCA on")
+            model = fit_pca(features, k)
     finally:
         features.unpersist()
     version = new_version()
@@ -144,13 +157,18 @@ def fit_and_save_pca(spark: SparkSession, layout: Layout, s3: Any, k: int) -> Pc
 
 
 def write_reduced(
-    spark: SparkSession, layout: Layout, dates: Sequence[str], version: str
+    spark: SparkSession,
+    layout: Layout,
+    dates: Sequence[str],
+    version: str,
+    progress: Report | None = None,
 ) -> dict[str, int]:
     """features of `dates` -> reduced/ with the PCA model `version`."""
     reduced = reduce_features(
         load_pca(layout, version), read_features(spark, layout, dates), version
     )
-    return write_partitions(spark, reduced, layout.reduced_uri(), dates)
+    with watch(spark, progress, "reduce"):
+        return write_partitions(spark, reduced, layout.reduced_uri(), dates)
 
 
 def cumulative(variance: Sequence[float], at: Sequence[int] = (10, 50, 100)) -> dict[int, float]:

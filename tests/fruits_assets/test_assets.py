@@ -36,7 +36,8 @@ def test_one_date_materializes_and_passes_every_check(
     asset_layout, upload_sample, run_assets, check_outcomes
 ) -> None:
     upload_sample(asset_layout, [D1], per_date=40)  # + 2 broken: a 4.8% reject rate, under 5%
-    result = run_assets([D1])
+    instance = dg.DagsterInstance.ephemeral()
+    result = run_assets([D1], instance=instance)
     assert result.success
     assert check_outcomes(result) == ALL_CHECKS_PASSED
     features = materialized(result, "image_features")
@@ -52,6 +53,13 @@ def test_one_date_materializes_and_passes_every_check(
     )
     reduced = materialized(result, "reduced_features")[0].materialization.metadata
     assert reduced["pca_version"].value == pca["version"].value
+    assert metadata["spark_ui"].value.startswith("http://127.0.0.1:")
+
+    # Progress in the run log, one grep-able logfmt line per partition and stage.
+    logged = [e.user_message for e in instance.all_logs(result.run_id)]
+    done = f"run_id={result.run_id} asset=image_features stage=featurize partition={D1} done=42"
+    assert any(m.startswith(done) and "to_go=0" in m for m in logged)
+    assert any("asset=reduced_features stage=reduce event=done" in m for m in logged)
 
 
 def test_a_range_of_dates_is_one_run_and_one_spark_job(

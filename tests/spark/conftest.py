@@ -1,11 +1,15 @@
-"""A fault-injecting proxy in front of the local S3 server, for tests of S3 failing mid-write."""
+"""Fault injection for the Spark tests: a fault proxy in front of the local S3 server (S3 failing
+mid-write), and this process's tree of processes (to kill a Python worker, to measure the JVM)."""
 
 from __future__ import annotations
 
 import http.client
+import os
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -108,3 +112,44 @@ def through_proxy(spark, s3, fault_proxy):
     conf.set(f"fs.s3a.bucket.{bucket}.endpoint", fault_proxy.endpoint)
     yield Layout(bucket, "p")
     conf.unset(f"fs.s3a.bucket.{bucket}.endpoint")
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    parent: int
+    state: str
+    cpu_s: float
+    cmdline: str
+    exe: str
+
+
+def read_proc(pid: int) -> Proc | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+    cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    return Proc(pid, int(stat[1]), stat[0], cpu, cmdline, exe)
+
+
+def descendants(root: int | None = None) -> list[Proc]:
+    """The processes started under `root` (this test process by default), at any depth."""
+    procs = [p for p in map(read_proc, map(int, filter(str.isdigit, os.listdir("/proc")))) if p]
+    children: dict[int, list[Proc]] = {}
+    for proc in procs:
+        children.setdefault(proc.parent, []).append(proc)
+    found, stack = [], list(children.get(root or os.getpid(), []))
+    while stack:
+        proc = stack.pop()
+        found.append(proc)
+        stack.extend(children.get(proc.pid, []))
+    return found
+
+
+@pytest.fixture
+def process_tree() -> Callable[[], list[Proc]]:
+    """This test process's descendants: the driver JVM, PySpark's daemon and workers."""
+    return descendants

@@ -4,7 +4,6 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
@@ -170,56 +169,56 @@ def test_unusual_names_and_places_are_accounted_for(
     assert {r.path for r in features} | {r["path"] for r in run.rejects} == manifest_paths
 
 
-def python_workers() -> dict[int, float]:
-    """pid -> CPU seconds of each forked PySpark worker (a child of pyspark.daemon)."""
+def kill_a_busy_worker(
+    process_tree, killed: list[int], stop: threading.Event, after_cpu_s: float
+) -> None:
+    """SIGKILL the first of our Python workers (children of pyspark.daemon) that is computing
+    and has computed `after_cpu_s` since this started: it is in the middle of a partition."""
 
-    def cmdline(pid: str) -> str:
-        try:
-            return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="ignore")
-        except OSError:
-            return ""
+    def workers() -> dict[int, tuple[str, float]]:
+        tree = process_tree()
+        daemons = {p.pid for p in tree if "pyspark.daemon" in p.cmdline}
+        return {p.pid: (p.state, p.cpu_s) for p in tree if p.parent in daemons}
 
-    workers = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if "pyspark.daemon" in cmdline(pid) and "pyspark.daemon" in cmdline(stat[1]):
-            workers[int(pid)] = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-    return workers
-
-
-def kill_a_busy_worker(killed: list[int], stop: threading.Event, after_cpu_s: float) -> None:
-    """SIGKILL the first Python worker that has computed `after_cpu_s` since this started."""
-    start = python_workers()
+    start = {pid: cpu for pid, (_, cpu) in workers().items()}
+    last: dict[int, float] = {}
     while not stop.is_set() and not killed:
-        for pid, cpu in python_workers().items():
-            if cpu - start.get(pid, 0.0) >= after_cpu_s:
+        for pid, (state, cpu) in workers().items():
+            computing = state == "R" and cpu > last.get(pid, cpu)  # still busy since last look
+            if computing and cpu - start.get(pid, 0.0) >= after_cpu_s:
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
                 break
+            last[pid] = cpu
         time.sleep(0.05)
 
 
 def test_a_worker_killed_mid_partition_is_retried_and_no_image_is_doubled(
-    spark, fresh_layout, upload_sample, weights
+    spark, fresh_layout, upload_sample, weights, process_tree
 ) -> None:
     dates = DATES[:2]
-    uploaded = upload_sample(fresh_layout, dates, per_date=120)
+    uploaded = upload_sample(fresh_layout, dates, per_date=300)
     killed: list[int] = []
     stop = threading.Event()
-    killer = threading.Thread(target=kill_a_busy_worker, args=(killed, stop, 1.0))
+    killer = threading.Thread(target=kill_a_busy_worker, args=(process_tree, killed, stop, 0.5))
     killer.start()
+    spark.sparkContext.setJobGroup("killed-worker", "a worker is killed mid-partition")
     try:
         run = extract_features(spark, fresh_layout, dates, weights, tf_threads=1)
     finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
         stop.set()
         killer.join()
 
     assert killed, "no Python worker was busy long enough to be killed"
+    tracker = spark.sparkContext.statusTracker()
+    stages = [
+        tracker.getStageInfo(stage)
+        for job in tracker.getJobIdsForGroup("killed-worker")
+        for stage in tracker.getJobInfo(job).stageIds
+    ]
+    assert sum(s.numFailedTasks for s in stages if s) >= 1  # the task failed, then was retried
     assert {d: run.features_per_date[d] + run.rejects_per_date[d] for d in dates} == uploaded
-    assert run.model_builds > 2  # the retried task's new worker built the model again
     paths = [r.path for r in read_features(spark, fresh_layout, dates).select("path").collect()]
     paths += [r["path"] for r in run.rejects]
     assert len(paths) == len(set(paths)) == sum(uploaded.values())

@@ -6,7 +6,6 @@ The figures are printed (pytest -s shows them; `make test` shows them for failur
 """
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import pytest
@@ -31,28 +30,12 @@ def jvm_heap_after_gc_mb(spark) -> float:
     return (runtime.totalMemory() - runtime.freeMemory()) / 2**20
 
 
-def jvm_pid() -> int:
-    """The driver JVM: the java process started under this Python process."""
-    children: dict[int, list[int]] = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            continue
-        children.setdefault(parent, []).append(int(pid))
-    stack = list(children.get(os.getpid(), []))
-    while stack:
-        pid = stack.pop()
-        if Path(f"/proc/{pid}/exe").resolve().name == "java":
-            return pid
-        stack.extend(children.get(pid, []))
-    raise LookupError("no driver JVM under this process")
-
-
-def test_soak_5000_images_over_10_dates(spark, fresh_layout, upload_sample, weights) -> None:
+def test_soak_5000_images_over_10_dates(
+    spark, fresh_layout, upload_sample, weights, process_tree
+) -> None:
     uploaded = upload_sample(fresh_layout, DATES, per_date=PER_DATE)
     assert sum(uploaded.values()) >= 5000
-    java = jvm_pid()
+    [java] = [p.pid for p in process_tree() if p.exe.endswith("/java")]
     figures = []
     for date in DATES:
         run = extract_features(spark, fresh_layout, [date], weights, tf_threads=1)
