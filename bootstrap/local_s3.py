@@ -1,6 +1,7 @@
 """The local S3 server: moto in server mode on loopback, as a background process.
 
     python -m bootstrap.local_s3 start|stop|status
+    python -m bootstrap.local_s3 ls [SUB/PREFIX]   the keys and sizes under the project prefix
 
 The endpoint comes from FRUITS_S3_ENDPOINT (spark/conf/local.env). moto keeps objects in
 memory: they are gone once the server stops.
@@ -21,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from spark.layout import Layout
 from spark.settings import PROJECT_ROOT, ConfigError, Settings
+from spark.storage import s3_client
 
 STATE_DIR = PROJECT_ROOT / ".fruits"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -134,11 +137,27 @@ def from_settings(settings: Settings, state_dir: Path = STATE_DIR) -> LocalS3:
     return LocalS3(settings.s3_endpoint, state_dir)
 
 
+def list_objects(settings: Settings, under: str) -> int:
+    """What the pipeline stored, without the AWS CLI: one line per object, key and size."""
+    client, layout = s3_client(settings), Layout(settings.bucket, settings.prefix)
+    prefix = layout.key(under)
+    for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=settings.bucket, Prefix=prefix
+    ):
+        for obj in page.get("Contents", []):
+            print(f"{obj['Size']:>10}  s3://{settings.bucket}/{obj['Key']}")
+    return 0
+
+
 def main(argv: list[str] | None = None, state_dir: Path = STATE_DIR) -> int:
     parser = argparse.ArgumentParser(prog="python -m bootstrap.local_s3", description=__doc__)
-    parser.add_argument("command", choices=["start", "stop", "status"])
+    parser.add_argument("command", choices=["start", "stop", "status", "ls"])
+    parser.add_argument("under", nargs="?", default="", help="ls: a folder under the prefix")
     args = parser.parse_args(argv)
-    server = from_settings(Settings.load(), state_dir)
+    settings = Settings.load()
+    server = from_settings(settings, state_dir)
+    if args.command == "ls":
+        return list_objects(settings, args.under)
     if args.command == "start":
         print(f"local S3 server on {server.endpoint} (pid {server.start()})")
     elif args.command == "stop":

@@ -67,3 +67,11 @@ def test_cli_status_start_stop(tmp_path, unused_port, monkeypatch, capsys, test_
         assert main(["stop"], tmp_path) == 0
     out = capsys.readouterr().out
     assert "not running" in out and "running on" in out and "stopped" in out
+
+
+def test_cli_ls_lists_what_the_pipeline_stored(s3, settings, local_s3, capsys) -> None:
+    key = f"{settings.prefix}/features/upload_date=2026-11-20/_published.json"
+    s3.put_object(Bucket=settings.bucket, Key=key, Body=b"{}")
+    assert main(["ls", "features/"]) == 0
+    out = capsys.readouterr().out
+    assert f"s3://{settings.bucket}/{key}" in out and out.split()[0] == "2"
