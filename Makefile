@@ -1,6 +1,10 @@
 # The two commands of the README are `make demo` and `make test`; both install what is missing.
 PYTHON := .venv/bin/python
-export DAGSTER_HOME := $(CURDIR)/.fruits/dagster_home
+# Overridable (`make ui UI_PORT=3001 DAGSTER_HOME=/tmp/home`), as tests/ui does to run beside
+# a user's server; LOCAL_S3=0 when FRUITS_S3_ENDPOINT already points at a running server.
+export DAGSTER_HOME ?= $(CURDIR)/.fruits/dagster_home
+UI_PORT ?= 3000
+LOCAL_S3 ?= 1
 
 .PHONY: install demo test ui bench stop lock
 
@@ -14,11 +18,13 @@ test: install
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -ra
 
-# The Dagster UI (webserver + daemon) on http://127.0.0.1:3000, over the local S3 server.
+# The Dagster UI (webserver + daemon) on http://127.0.0.1:$(UI_PORT), over the local S3 server.
 ui: install
-	if [ "$${FRUITS_DEPLOYMENT:-local}" = local ]; then $(PYTHON) -m bootstrap.local_s3 start; fi
-	$(PYTHON) -m bootstrap.dagster_home
-	.venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	if [ "$${FRUITS_DEPLOYMENT:-local}" = local ] && [ "$(LOCAL_S3)" = 1 ]; then \
+		$(PYTHON) -m bootstrap.local_s3 start; fi
+	$(PYTHON) -c 'import sys, pathlib, bootstrap.dagster_home as h; \
+	h.prepare_dagster_home(pathlib.Path(sys.argv[1]))' "$(DAGSTER_HOME)"
+	.venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
 # Speed and memory figures on this machine (about 10 min): a table and bench/results.json.
 bench: install

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian/Ubuntu machine, idempotently:
 #   - system packages: Python 3.11, Java 17 (Spark 3.5), Maven (fetches the S3A jars),
-#     and the shell linter the tests run on the EMR bootstrap action;
+#     the shell linter the tests run on the EMR bootstrap action, and headless Chromium for
+#     the browser test of the Dagster UI (Playwright drives Debian's build; it downloads none);
 #   - .venv from requirements.lock (the one lock of every Python version), plus this project;
 #   - .jars/: hadoop-aws and the AWS SDK modules S3A needs (bootstrap/jars/pom.xml).
 # Each step is skipped when its inputs have not changed since it last succeeded.
@@ -26,6 +27,8 @@ system_packages() {
   command -v mvn >/dev/null || missing+=(maven)
   # The tests lint the EMR bootstrap action with it.
   command -v shellcheck >/dev/null || missing+=(shellcheck)
+  # tests/ui drives it through Playwright (executable_path), headless.
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing system packages: ${missing[*]}"
     apt_install "${missing[@]}"

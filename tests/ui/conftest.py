@@ -1,0 +1,143 @@
+"""`make ui` on a free loopback port with its own DAGSTER_HOME, and a headless Chromium page.
+
+The UI runs over the session's test S3 server (tests/conftest.py: `local_s3`), never the demo's.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from playwright.sync_api import Page, Route, sync_playwright
+
+from spark.layout import Layout
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; bootstrap/setup.sh installs it
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / ".fruits" / "artifacts" / "ui"
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+def _default_signals() -> None:
+    # A shell that starts jobs in the background makes them ignore SIGINT; Dagster maps SIGTERM
+    # onto SIGINT's handler, so without this `dagster dev` would ignore SIGTERM as well.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/server_info", timeout=2)
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"`make ui` did not serve {url}; see {log}") from None
+            time.sleep(0.5)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_group(process: subprocess.Popen, timeout_s: float = 90) -> None:
+    """SIGTERM to the whole group (make, dagster dev, webserver, daemon, code servers, runs),
+    SIGKILL to whatever is left after `timeout_s`."""
+    pgid = process.pid  # start_new_session: the group's id is the leader's pid
+    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10)):
+        if not _group_alive(pgid):
+            break
+        os.killpg(pgid, sig)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            process.poll()  # reaps make, our own child; init reaps the rest
+            if not _group_alive(pgid):
+                break
+            time.sleep(0.2)
+    process.wait(timeout=10)
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def dagster_ui(
+    fresh_layout: Layout,
+    local_s3,
+    repo_root: Path,
+    tmp_path: Path,
+    unused_port: int,
+    artifacts: Path,
+) -> Iterator[str]:
+    """`make ui` as the README runs it, on its own port, DAGSTER_HOME and S3 prefix (so that
+    other tests' uploads never show up as upload dates here).
+
+    LOCAL_S3=0: FRUITS_S3_ENDPOINT already points at the session's test server, which
+    `bootstrap.local_s3 start` would not recognize as its own (its pid file is elsewhere).
+    """
+    url = f"http://127.0.0.1:{unused_port}"
+    home = tmp_path / "dagster_home"
+    log = artifacts / "make-ui.log"
+    command = ["make", "ui", f"UI_PORT={unused_port}", f"DAGSTER_HOME={home}", "LOCAL_S3=0"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=repo_root,
+            env={**os.environ, "FRUITS_PREFIX": fresh_layout.prefix},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_default_signals,
+        )
+    try:
+        _wait_until_serving(url, process, log, timeout_s=300)
+        yield url
+    finally:
+        stop_group(process)
+    assert not _group_alive(process.pid), "processes of `make ui` outlived it"
+    assert not listening(unused_port), f"something still listens on {url}"
+
+
+def _loopback_only(route: Route) -> None:
+    # The UI may reach for fonts or telemetry elsewhere: tests only talk to loopback.
+    if urlparse(route.request.url).hostname == "127.0.0.1":
+        route.continue_()
+    else:
+        print(f"blocked {route.request.url}")
+        route.abort()
+
+
+@pytest.fixture
+def page() -> Iterator[Page]:
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run bash bootstrap/setup.sh"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        context = browser.new_context(viewport={"width": 1600, "height": 1000})
+        context.route("**/*", _loopback_only)
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        try:
+            yield page
+        finally:
+            browser.close()
