@@ -22,8 +22,7 @@ test: install
 ui: install
 	if [ "$${FRUITS_DEPLOYMENT:-local}" = local ] && [ "$(LOCAL_S3)" = 1 ]; then \
 		$(PYTHON) -m bootstrap.local_s3 start; fi
-	$(PYTHON) -c 'import sys, pathlib, bootstrap.dagster_home as h; \
-	h.prepare_dagster_home(pathlib.Path(sys.argv[1]))' "$(DAGSTER_HOME)"
+	$(PYTHON) -m bootstrap.dagster_home
 	.venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
 # Speed and memory figures on this machine (about 10 min): a table and bench/results.json.
@@ -33,7 +32,9 @@ bench: install
 stop:
 	$(PYTHON) -m bootstrap.local_s3 stop
 
-# Re-resolve every version after editing pyproject.toml; commit the new lock.
+# Re-resolve every version after editing pyproject.toml; commit the new lock. uv keeps the
+# versions already in the lock unless pyproject.toml asks otherwise (tests/test_lock.py).
+LOCK ?= requirements.lock
 lock:
 	.venv/bin/uv pip compile -q pyproject.toml --extra dev --generate-hashes \
-		--python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements.lock
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 -o $(LOCK)

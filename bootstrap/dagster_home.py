@@ -1,10 +1,11 @@
 """DAGSTER_HOME for local use: .fruits/dagster_home (git-ignored) with the project's dagster.yaml.
 
-python -m bootstrap.dagster_home        prepares it and prints its path
+python -m bootstrap.dagster_home        prepares $DAGSTER_HOME (that default if unset), prints it
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -21,5 +22,5 @@ def prepare_dagster_home(home: Path = DAGSTER_HOME) -> Path:
 
 
 if __name__ == "__main__":
-    print(prepare_dagster_home())
+    print(prepare_dagster_home(Path(os.environ.get("DAGSTER_HOME") or DAGSTER_HOME)))
     sys.exit(0)

@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bootstrap.dagster_home import prepare_dagster_home
+from bootstrap.processes import default_signals, stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +40,7 @@ def webserver(repo_root: Path, tmp_path: Path, unused_port: int, test_env):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=default_signals,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
@@ -53,8 +54,7 @@ def webserver(repo_root: Path, tmp_path: Path, unused_port: int, test_env):
                 time.sleep(0.5)
         yield unused_port
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        stop_group(process, timeout_s=30)
 
 
 def test_the_ui_shows_the_four_assets_and_their_lineage(webserver: int) -> None:

@@ -6,7 +6,6 @@ The UI runs over the session's test S3 server (tests/conftest.py: `local_s3`), n
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -18,6 +17,7 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import Page, Route, sync_playwright
 
+from bootstrap.processes import default_signals, group_alive, stop_group
 from spark.layout import Layout
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; bootstrap/setup.sh installs it
@@ -31,13 +31,6 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-def _default_signals() -> None:
-    # A shell that starts jobs in the background makes them ignore SIGINT; Dagster maps SIGTERM
-    # onto SIGINT's handler, so without this `dagster dev` would ignore SIGTERM as well.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def _wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -48,31 +41,6 @@ def _wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout_
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"`make ui` did not serve {url}; see {log}") from None
             time.sleep(0.5)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def stop_group(process: subprocess.Popen, timeout_s: float = 90) -> None:
-    """SIGTERM to the whole group (make, dagster dev, webserver, daemon, code servers, runs),
-    SIGKILL to whatever is left after `timeout_s`."""
-    pgid = process.pid  # start_new_session: the group's id is the leader's pid
-    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10)):
-        if not _group_alive(pgid):
-            break
-        os.killpg(pgid, sig)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            process.poll()  # reaps make, our own child; init reaps the rest
-            if not _group_alive(pgid):
-                break
-            time.sleep(0.2)
-    process.wait(timeout=10)
 
 
 def listening(port: int) -> bool:
@@ -108,14 +76,14 @@ def dagster_ui(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_default_signals,
+            preexec_fn=default_signals,
         )
     try:
         _wait_until_serving(url, process, log, timeout_s=300)
         yield url
     finally:
         stop_group(process)
-    assert not _group_alive(process.pid), "processes of `make ui` outlived it"
+    assert not group_alive(process.pid), "processes of `make ui` outlived it"
     assert not listening(unused_port), f"something still listens on {url}"
 
 

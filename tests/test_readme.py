@@ -1,0 +1,160 @@
+"""Every command the README shows is run: here, by a named test, or by CI; AWS-only ones say so.
+
+A command added to the README without a place that runs it fails this test, so none rots.
+"""
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+COMMAND = re.compile(r"^(make |\.venv/bin/|DAGSTER_HOME=|export |aws )")
+
+# Run by this file, each in a scratch folder (beside a link to .venv) against the test S3.
+RUN_HERE = {
+    ".venv/bin/python -m bootstrap.cost --images 10000000 --region eu-west-3 --deadline 2h": "Spot",
+    ".venv/bin/python -m bootstrap.buckets create": "encrypted, private",
+    ".venv/bin/python -m bootstrap.iam > fruits-policy.json": "",
+    ".venv/bin/python -m bootstrap.sample_data generate --dates 2026-11-20,2026-11-21 "
+    "--per-date 60": "",
+    ".venv/bin/python -m bootstrap.sample_data generate --dates 2026-11-23": "",
+    ".venv/bin/python -m bootstrap.local_s3 ls features/": "",
+}
+# Run by a test elsewhere (the same command, or its CLI's main() with the same arguments).
+ELSEWHERE = {
+    r"make test": ".ci/run",
+    r"make install": ".ci/run",  # make test installs first
+    r"make lock": "tests/test_lock.py::test_make_lock_reproduces_the_committed_lock",
+    r"make (demo|stop)": "tests/test_readme.py::test_make_demo_then_make_stop",
+    r"make ui": "tests/ui/test_browser.py",
+    r"make bench": "tests/bench/test_bench.py::test_the_benchmark_smoke_run_reports_every_figure",
+    r"DAGSTER_HOME=\S+ \.venv/bin/dagster asset materialize .*2026-11-22": (
+        "tests/bootstrap/test_demo_cli.py::test_the_cli_materializes_the_sample_in_one_run"
+    ),
+    r"\.venv/bin/python -m bootstrap\.local_s3 (start\|stop\|status|ls \[FOLDER\])": (
+        "tests/bootstrap/test_local_s3.py::test_cli_status_start_stop"
+    ),
+    r"\.venv/bin/python -m bootstrap\.local_s3 status": (
+        "tests/bootstrap/test_local_s3.py::test_cli_status_start_stop"
+    ),
+    r"\.venv/bin/python -m bootstrap\.sample_data import-fruits360 .*": (
+        "tests/bootstrap/test_sample_data.py::test_cli_uploads_into_the_raw_layout"
+    ),
+    r"\.venv/bin/python -m bootstrap\.erase .*": (
+        "tests/spark/test_erasure.py::test_erasure_by_path_and_by_hash"
+    ),
+}
+# AWS itself: run against the local stand-ins (moto's EMR, the fake EMR control plane).
+AWS = {
+    r"\.venv/bin/python -m bootstrap\.emr_cluster .*": (
+        "tests/bootstrap/test_emr_cluster.py::test_create_describe_steps_terminate_against_moto"
+    ),
+    r"export FRUITS_EMR_CLUSTER_ID=.*": (
+        "tests/bootstrap/test_emr_cluster.py::test_create_describe_steps_terminate_against_moto"
+    ),
+    r"\.venv/bin/dagster asset materialize .*2026-11-23": (
+        "tests/fruits_assets/test_emr_round_trip.py::test_a_backfill_runs_as_one_emr_step_and_reports_back"
+    ),
+    r"export FRUITS_WEIGHTS=\$\(.*bootstrap\.weights stage\)": (
+        "tests/bootstrap/test_weights.py::test_stage_uploads_the_keras_imagenet_file_and_it_loads"
+    ),
+    r"export (FRUITS_DEPLOYMENT|FRUITS_BUCKET|DAGSTER_HOME)=.*": "set by the tests above",
+}
+# Only on AWS, with no local stand-in: the AWS CLI's account set-up.
+AWS_ONLY = [r"aws sso login", r"aws emr create-default-roles .*", r"aws iam put-role-policy .*"]
+AWS_ONLY += [r"aws s3 sync"]
+
+
+def readme_commands() -> list[str]:
+    """Commands in fenced blocks (continuations joined, comments cut) and in inline code."""
+    text = (REPO / "README.md").read_text()
+    found: list[str] = []
+    for block in re.findall(r"^ *```\n(.*?)^ *```", text, flags=re.S | re.M):
+        joined = re.sub(r"\\\n\s*", "", block)
+        for line in joined.splitlines():
+            line = re.sub(r"\s+#.*$", "", line.strip())
+            if COMMAND.match(line):
+                found.append(line)
+    text_outside = re.sub(r"^ *```\n.*?^ *```", "", text, flags=re.S | re.M)
+    found += [c for c in re.findall(r"`([^`\n]+)`", text_outside) if COMMAND.match(c)]
+    return sorted(set(found))
+
+
+def where_it_runs(command: str) -> str | None:
+    if command in RUN_HERE:
+        return "tests/test_readme.py::test_readme_command_runs"
+    for table in (ELSEWHERE, AWS):
+        for pattern, place in table.items():
+            if re.fullmatch(pattern, command):
+                return place
+    if any(re.fullmatch(pattern, command) for pattern in AWS_ONLY):
+        return "AWS only"
+    return None
+
+
+def test_every_readme_command_runs_somewhere() -> None:
+    commands = readme_commands()
+    assert len(commands) > 20
+    assert {c: where_it_runs(c) for c in commands if where_it_runs(c) is None} == {}
+    assert set(RUN_HERE) <= set(commands)  # none of these is stale either
+
+
+@pytest.mark.parametrize(
+    "place", sorted({p for p in [*ELSEWHERE.values(), *AWS.values()] if p.startswith("tests/")})
+)
+def test_the_named_tests_exist(place: str) -> None:
+    path, _, name = place.partition("::")
+    source = (REPO / path).read_text()
+    assert not name or re.search(rf"^def {name}\(", source, flags=re.M), place
+
+
+def scratch_env(tmp_path: Path, prefix: str) -> dict[str, str]:
+    (tmp_path / ".venv").symlink_to(REPO / ".venv")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    return {**os.environ, "FRUITS_PREFIX": prefix, "DAGSTER_HOME": str(home)}
+
+
+@pytest.mark.parametrize("command", sorted(RUN_HERE))
+def test_readme_command_runs(command: str, tmp_path: Path, local_s3) -> None:
+    env = scratch_env(tmp_path, "readme")
+    done = subprocess.run(
+        ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert RUN_HERE[command] in done.stdout
+    if ">" in command:
+        assert (tmp_path / command.split(">")[1].strip()).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_make_demo_then_make_stop(tmp_path: Path, unused_port: int, test_env) -> None:
+    """The README's main command, on a server and bucket of its own; then `make stop`."""
+    from bootstrap.local_s3 import LocalS3
+
+    endpoint = f"http://127.0.0.1:{unused_port}"
+    env = {
+        **os.environ,
+        "FRUITS_S3_ENDPOINT": endpoint,
+        "FRUITS_BUCKET": "fruits-demo-test",
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+    }
+
+    def make(target: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["make", target], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+        )
+
+    try:
+        demo = make("demo")
+        assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-3000:]
+        assert "Fruits! pipeline run" in demo.stdout
+        assert "rejected" in demo.stdout and "explained variance" in demo.stdout
+        assert LocalS3(endpoint).responds()  # left running to look at the outputs
+    finally:
+        stop = make("stop")
+    assert stop.returncode == 0 and "stopped" in stop.stdout
+    assert not LocalS3(endpoint).responds()
