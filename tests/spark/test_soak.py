@@ -1,7 +1,8 @@
 """Soak: 5,000 images over 10 upload dates, one date after another, as a daily backfill runs.
 
 Every image is accounted for, and memory stays flat from the first date to the last: the
-driver's Python, the JVM's heap after a full GC, and each date's peak Python-worker RSS.
+driver's Python, the JVM's heap after a full GC, the Python workers' RSS after each date, and
+their peak RSS.
 The figures are printed, in `make test`'s output too.
 """
 
@@ -22,6 +23,12 @@ def rss_mb(pid: int | str = "self") -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def workers_rss_mb(tree) -> float:
+    """What the Python workers (children of pyspark.daemon) hold now, together."""
+    daemons = {p.pid for p in tree if "pyspark.daemon" in p.cmdline}
+    return sum(rss_mb(p.pid) for p in tree if p.parent in daemons)
 
 
 def jvm_heap_after_gc_mb(spark) -> float:
@@ -47,6 +54,8 @@ def test_soak_5000_images_over_10_dates(
                 "driver_python_rss_mb": round(rss_mb(), 1),
                 "driver_jvm_rss_mb": round(rss_mb(java), 1),
                 "jvm_heap_after_gc_mb": round(jvm_heap_after_gc_mb(spark), 1),
+                "workers_rss_mb": round(workers_rss_mb(process_tree()), 1),
+                # ru_maxrss: each worker's peak since it started, earlier tests included
                 "worker_peak_rss_mb": run.worker_peak_rss_mb,
             }
         )
@@ -62,5 +71,6 @@ def test_soak_5000_images_over_10_dates(
     # Flat: what the last date holds is within a small margin of what the first one did.
     assert last["driver_python_rss_mb"] <= first["driver_python_rss_mb"] + 100
     assert last["jvm_heap_after_gc_mb"] <= first["jvm_heap_after_gc_mb"] * 1.5 + 64
+    assert last["workers_rss_mb"] <= first["workers_rss_mb"] + 150
     assert last["worker_peak_rss_mb"] <= first["worker_peak_rss_mb"] + 100
     assert max(f["worker_peak_rss_mb"] for f in figures) < 1536
