@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 
 from fruits_assets import metadata as md
-from fruits_assets.observability import label_spark_jobs, progress_to_run_log, spark_ui_metadata
+from fruits_assets.observability import progress_to_run_log, spark_ui_metadata
 from fruits_assets.partitions import ONE_RUN_PER_BACKFILL, UPLOAD_DATES
 from fruits_assets.resources import FruitsResource, SparkResource
 from spark import quality
@@ -131,8 +131,7 @@ def image_features(
     preflight(s3, settings)  # before any Spark work
     manifest = {d: read_manifest(s3, layout, d).num_rows for d in dates}
     weights = load_weights(settings.weights, settings.weights_seed, s3)  # wrong shapes fail here
-    session = spark.session()
-    label_spark_jobs(context, session)
+    session = spark.session_for(context)
     started = time.monotonic()
     run = extract_features(
         session,
@@ -213,8 +212,7 @@ def pca_model(
 ) -> Results:
     """PCA (k components) fitted on every feature row so far, saved under a new version."""
     settings, layout, s3 = fruits.settings(), fruits.layout(), fruits.s3()
-    session = spark.session()
-    label_spark_jobs(context, session)
+    session = spark.session_for(context)
     run = fit_and_save_pca(session, layout, s3, settings.pca_k, progress_to_run_log(context))
     at = cumulative(run.explained_variance)
     yield dg.MaterializeResult(
@@ -260,8 +258,7 @@ def reduced_features(
     if version is None:
         raise dg.Failure("no PCA model yet: materialize pca_model first")
     dates = context.partition_keys
-    session = spark.session()
-    label_spark_jobs(context, session)
+    session = spark.session_for(context)
     counts = write_reduced(session, layout, dates, version, progress_to_run_log(context))
     yield dg.MaterializeResult(
         metadata={

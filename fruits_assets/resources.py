@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 from pyspark.sql import SparkSession
 
+from fruits_assets.observability import label_spark_jobs
 from spark.layout import Layout
 from spark.settings import Settings
 from spark.storage import s3_client
@@ -38,6 +39,12 @@ class SparkResource(dg.ConfigurableResource):
         from spark.session import build_session
 
         return build_session(Settings.load(), self.app_name)
+
+    def session_for(self, context: dg.AssetExecutionContext) -> SparkSession:
+        """The session, its jobs labelled with the asset's run and partitions (Spark UI, logs)."""
+        session = self.session()
+        label_spark_jobs(context, session)
+        return session
 
 
 STEP_LAUNCHER = "pyspark_step_launcher"
