@@ -145,6 +145,9 @@ def watch(
     thread.start()
     try:
         yield
+    except BaseException:
+        report(logfmt(stage=stage, event="failed", elapsed_s=time.monotonic() - start))
+        raise
     finally:
         stop.set()
         thread.join()

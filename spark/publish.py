@@ -20,12 +20,14 @@ pointer check and its PUT (S3 has no compare-and-swap through Hadoop's FileSyste
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
@@ -94,7 +96,9 @@ def publish_partitions(
             fs.write_text(spark, pointer_uri(dataset_uri, date), pointer.dump())
             _remove_unpublished(spark, dataset_uri, date, pointer, keep_previous)
     finally:
-        fs.delete(spark, staging)
+        # Best effort: with S3 down this fails too, and the lifecycle rule expires what is left.
+        with contextlib.suppress(Py4JJavaError):
+            fs.delete(spark, staging)
 
 
 def _move_into_partition(

@@ -68,3 +68,10 @@ def test_a_run_reports_each_partition_and_spark_stage(
     assert {final[d]["to_go"] for d in dates} == {"0"}
     assert any(p["stage"] == "spark" and int(p["tasks"]) > 0 for p in parsed if "tasks" in p)
     assert any(int(p["to_go"]) > 0 for p in parsed if "to_go" in p)  # mid-run
+
+
+def test_a_failing_body_reports_failed_not_done(spark) -> None:
+    lines: list[str] = []
+    with pytest.raises(ValueError), progress.watch(spark, lines.append, "pca"):
+        raise ValueError("boom")
+    assert [parse(line)["event"] for line in lines] == ["start", "failed"]
