@@ -28,7 +28,7 @@ EU_REGIONS = frozenset(
 )
 
 
-# Inference engines for the same weights (spark.model): LiteRT, the default (3.7x Keras on
+# Inference engines for the same weights (spark.model): LiteRT, the default (3.4-3.7x Keras on
 # ready tensors here, see bench/results.json), and Keras/TensorFlow (kept for reference).
 ENGINES = ("tflite", "keras")
 
@@ -159,14 +159,15 @@ class Settings:
             pca_k=get_number("FRUITS_PCA_K", 100),
             # Tuning defaults, chosen from `make bench` on a 2-core machine (bench/results.json,
             # README "Performance"):
-            # - engine tflite: LiteRT runs the model at 432 img/s (2 processes, 1 thread each)
-            #   against 118 for Keras, and the pipeline at 50 against 41 img/s;
+            # - engine tflite: LiteRT runs the model at 385-432 img/s (2 processes, 1 thread
+            #   each) against 112-118 for Keras, and the pipeline at 50-51 against 38-41 img/s;
             # - 1 inference thread per Python worker: Spark runs one worker per core already;
-            #   2 threads measured the same (55.6 against 54-57 img/s);
+            #   2 threads measured the same (52.6 against 51.4 img/s, 55.6 against 54-57 before);
             # - Arrow batch 64: 32 and 128 measured the same; 64 keeps a worker's decoded
             #   tensors at 64 x 224x224x3 float32 = 38 MB;
             # - no decode prefetch: decoding in a thread ahead of the model did not help
-            #   (57.6 img/s without, 50-54 with), so it is off unless asked for.
+            #   reliably (51.4 img/s without and 54.1 with in one run, 57.6 without and 50-54
+            #   with in the one before), so it is off unless asked for.
             arrow_batch_size=get_number("FRUITS_ARROW_BATCH_SIZE", 64),
             tf_intra_op_threads=get_number("FRUITS_TF_THREADS", 1),
             decode_prefetch=get("FRUITS_DECODE_PREFETCH", "false").lower() in ("1", "true", "yes"),  # type: ignore[union-attr]
