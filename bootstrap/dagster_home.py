@@ -15,12 +15,14 @@ from spark.settings import DEPLOYMENTS_DIR
 DAGSTER_HOME = STATE_DIR / "dagster_home"
 
 
-def prepare_dagster_home(home: Path = DAGSTER_HOME) -> Path:
+def prepare_dagster_home(home: Path | None = None) -> Path:
+    """`home`, else $DAGSTER_HOME, else .fruits/dagster_home: created, with dagster.yaml."""
+    home = home or Path(os.environ.get("DAGSTER_HOME") or DAGSTER_HOME)
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text((DEPLOYMENTS_DIR / "dagster.yaml").read_text())
     return home
 
 
 if __name__ == "__main__":
-    print(prepare_dagster_home(Path(os.environ.get("DAGSTER_HOME") or DAGSTER_HOME)))
+    print(prepare_dagster_home())
     sys.exit(0)

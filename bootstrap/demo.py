@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap import one_line_errors
-from bootstrap.dagster_home import DAGSTER_HOME, prepare_dagster_home
+from bootstrap.dagster_home import prepare_dagster_home
 from bootstrap.local_s3 import STATE_DIR, from_settings
 from bootstrap.sample_data import DEFAULT_DATES, synthetic_files, upload
 from spark.settings import PROJECT_ROOT, Settings
@@ -133,9 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         from_settings(settings).start()
     counts = upload(synthetic_files(dates, args.per_date, args.phone_per_date, seed=7), settings)
     print(f"sample: {sum(counts.values())} files over {len(counts)} upload dates")
-    # The Makefile's DAGSTER_HOME (overridable), else the project's: with its dagster.yaml.
-    home = prepare_dagster_home(Path(os.environ.get("DAGSTER_HOME") or DAGSTER_HOME))
-    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(prepare_dagster_home())  # the Makefile's, overridable
     materialize(dates, dict(os.environ))
     summary = summary_from_instance(dates)
     SUMMARY_FILE.write_text(json.dumps(summary, indent=2))

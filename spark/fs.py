@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import SparkSession
 
 
@@ -32,11 +33,14 @@ def list_names(spark: SparkSession, uri: str) -> list[str]:
 
 
 def read_text(spark: SparkSession, uri: str) -> str | None:
-    """The object's text, or None when it does not exist."""
+    """The object's text, or None when it does not exist (one request, not a check first)."""
     path, fs = _path_and_fs(spark, uri)
-    if not fs.exists(path):
-        return None
-    stream = fs.open(path)
+    try:
+        stream = fs.open(path)
+    except Py4JJavaError as error:
+        if "FileNotFoundException" in error.java_exception.getClass().getName():
+            return None
+        raise
     try:
         return spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
     finally:
