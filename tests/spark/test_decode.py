@@ -1,11 +1,20 @@
 import io
 import re
+import struct
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile, ImageOps
 
-from spark.decode import INPUT_SIZE, DecodeError, decode_image, preprocess
+from spark.decode import (
+    ACCEPTED_EXTENSIONS,
+    DECODED_FORMATS,
+    INPUT_SIZE,
+    DecodeError,
+    decode_image,
+    preprocess,
+)
 
 
 def encoded(image: Image.Image, fmt: str = "JPEG") -> bytes:
@@ -118,3 +127,144 @@ def test_a_decompression_bomb_is_refused() -> None:
     bomb = encoded(Image.new("1", (12_000, 12_000)), "PNG")
     with pytest.raises(DecodeError, match="decompression bomb"):
         decode_image(bomb, "bomb.png")
+
+
+def noisy(size: tuple[int, int] = (64, 64)) -> Image.Image:
+    return Image.effect_noise(size, 60).convert("RGB")
+
+
+def psd_header() -> bytes:
+    """A minimal Photoshop file: a header, empty sections, raw 4x4 RGB data."""
+    header = b"8BPS" + struct.pack(">H6sHIIHH", 1, b"", 3, 4, 4, 8, 3)
+    return header + struct.pack(">IIIH", 0, 0, 0, 0) + bytes(48)
+
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 4 4\n%%EndComments\nshowpage\n"
+HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(32)
+
+
+@pytest.mark.parametrize(
+    ("make", "fmt"),
+    [
+        (lambda: encoded(noisy(), "TIFF"), "TIFF"),
+        (lambda: encoded(noisy(), "GIF"), "GIF"),
+        (lambda: encoded(noisy(), "WEBP"), "WebP"),
+        (lambda: encoded(noisy(), "BMP"), None),
+        (psd_header, "PSD"),
+        (lambda: EPS, "EPS"),
+        (lambda: HEIC, "HEIC"),
+    ],
+    ids=["tiff", "gif", "webp", "bmp", "psd", "eps", "heic"],
+)
+def test_other_formats_named_jpg_are_refused_by_content(
+    make: Callable[[], bytes], fmt: str | None
+) -> None:
+    content = make()
+    with pytest.raises(DecodeError, match="JPEG or PNG") as raised:
+        decode_image(content, "photo.jpg")
+    if fmt:
+        assert f"content is {fmt}, not JPEG or PNG" in str(raised.value)
+
+
+def test_the_parsers_refused_above_would_accept_those_bytes() -> None:
+    # Without the allow-list Pillow picks a parser by content, whatever the name says.
+    assert Image.open(io.BytesIO(psd_header())).format == "PSD"
+    assert Image.open(io.BytesIO(EPS)).format == "EPS"
+
+
+def test_decoded_formats_and_extensions_agree() -> None:
+    assert DECODED_FORMATS == ("JPEG", "PNG")
+    assert sorted(ACCEPTED_EXTENSIONS) == [".jpeg", ".jpg", ".png"]
+    assert decode_image(encoded(red_square(), "PNG"), "really-a-png.jpg").shape[0] == INPUT_SIZE
+
+
+def test_a_multi_picture_jpeg_still_decodes() -> None:
+    # Pillow's JPEG parser returns such files as MPO, which some cameras and phones write.
+    buffer = io.BytesIO()
+    red_square().save(buffer, format="MPO", save_all=True, append_images=[red_square()])
+    assert decode_image(buffer.getvalue(), "pair.jpg").shape == (INPUT_SIZE, INPUT_SIZE, 3)
+
+
+@pytest.mark.parametrize(
+    ("error", "name"),
+    [
+        (struct.error("unpack requires a buffer of 4 bytes"), "struct.error"),
+        (EOFError("no more data"), "EOFError"),
+        (IndexError("list index out of range"), "IndexError"),
+        (KeyError("missing tag"), "KeyError"),
+        (ZeroDivisionError("division by zero"), "ZeroDivisionError"),
+        (MemoryError("cannot allocate"), "MemoryError"),
+    ],
+)
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_any_exception_inside_pillow_becomes_a_reject(
+    monkeypatch: pytest.MonkeyPatch, error: Exception, name: str, fmt: str
+) -> None:
+    content = encoded(noisy(), fmt)
+
+    def fail(*_args: object, **_kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", fail)
+    with pytest.raises(DecodeError, match=f"^cannot decode image: {re.escape(name)}: "):
+        decode_image(content, f"x.{fmt.lower()}")
+
+
+@pytest.mark.parametrize("target", ["exif_transpose", "resize"])
+def test_exceptions_from_orientation_or_resizing_become_rejects(
+    monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    def fail(*_args: object, **_kwargs: object) -> None:
+        raise IndexError("tuple index out of range")
+
+    owner = ImageOps if target == "exif_transpose" else Image.Image
+    monkeypatch.setattr(owner, target, fail)
+    with pytest.raises(DecodeError, match="IndexError"):
+        decode_image(encoded(noisy()), "x.jpg")
+
+
+HEADER_BYTES = 160  # signature, metadata segments, the first image data
+# A seed under which a mutated JPEG raises struct.error, which the decoder once let through.
+FUZZ_SEED = 1
+
+
+def with_metadata(fmt: str) -> bytes:
+    """A noisy image with EXIF tags: the metadata parsers are where odd exceptions come from."""
+    exif = Image.Exif()
+    exif.update({0x0112: 6, 0x010F: "Phone", 0x0110: "Model", 0x0132: "2024:06:01 12:00:00"})
+    buffer = io.BytesIO()
+    noisy().save(buffer, format=fmt, exif=exif)
+    return buffer.getvalue()
+
+
+def mutations(valid: bytes, rng: np.random.Generator, count: int) -> Iterator[bytes]:
+    """Byte flips (half of them in the headers), truncations and random insertions, in turn."""
+    original = np.frombuffer(valid, dtype=np.uint8)
+    for i in range(count):
+        where = int(rng.integers(0, len(original)))
+        if i % 4 in (0, 2):
+            data = original.copy()
+            span = HEADER_BYTES if i % 4 == 0 else len(data)
+            spots = rng.integers(0, span, int(rng.integers(1, 4)))
+            data[spots] ^= rng.integers(1, 256, len(spots), dtype=np.uint8)
+            yield data.tobytes()
+        elif i % 4 == 1:
+            yield valid[:where]
+        else:
+            noise = rng.integers(0, 256, int(rng.integers(1, 33)), dtype=np.uint8).tobytes()
+            yield valid[:where] + noise + valid[where:]
+
+
+@pytest.mark.filterwarnings("ignore")  # corrupt files make Pillow warn; only the outcome matters
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_mutated_files_decode_or_raise_decode_error_only(fmt: str) -> None:
+    rng = np.random.default_rng(FUZZ_SEED)
+    rejected = 0
+    for content in mutations(with_metadata(fmt), rng, 100):
+        try:
+            tensor = decode_image(content, "fuzz.png")
+        except DecodeError:
+            rejected += 1
+        else:
+            assert tensor.shape == (INPUT_SIZE, INPUT_SIZE, 3) and tensor.dtype == np.float32
+    assert rejected > 0  # the mutations do break files
