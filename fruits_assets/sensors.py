@@ -1,6 +1,7 @@
 """Sensors: new or changed uploads, and the PCA re-fit policy."""
 
 import json
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -17,25 +18,39 @@ ingest_job = dg.define_asset_job(
 pca_job = dg.define_asset_job("refit_pca", selection=[pca_model])
 
 
+def _now() -> datetime:
+    """The sensor's clock: tests replace it to move "today" and so the last valid partition."""
+    return datetime.now(UTC)
+
+
 @dg.sensor(
     job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING
 )
 def new_uploads(context: dg.SensorEvaluationContext, fruits: FruitsResource) -> dg.SensorResult:
-    """One run per upload date whose files are new or changed since the sensor last saw them.
+    """One run per upload date whose files are new or changed since the sensor last requested it.
 
-    The cursor keeps a fingerprint (keys, sizes, ETags) of every date already requested.
+    The cursor, {date: fingerprint of its keys, sizes and ETags}, holds only dates actually
+    requested: a date outside the partitions (in the future, today, or before
+    FRUITS_PARTITIONS_START) stays "changed" and is requested once it becomes a partition.
     """
-    seen: dict[str, str] = json.loads(context.cursor or "{}")
+    valid = set(UPLOAD_DATES.get_partition_keys(current_time=_now()))
+    # Entries outside the partitions come from cursors written before skipped dates were left
+    # out (or from a later FRUITS_PARTITIONS_START): dropped, so they are requested once in range.
+    seen = {d: fp for d, fp in json.loads(context.cursor or "{}").items() if d in valid}
     current = raw_fingerprints(fruits.s3(), fruits.layout())
-    valid = set(UPLOAD_DATES.get_partition_keys(dynamic_partitions_store=context.instance))
     changed = [d for d, fp in current.items() if seen.get(d) != fp]
-    requests = [
-        dg.RunRequest(run_key=f"{d}:{current[d]}", partition_key=d) for d in changed if d in valid
-    ]
+    requested = [d for d in changed if d in valid]
     skipped = [d for d in changed if d not in valid]
     if skipped:
-        context.log.warning(f"upload dates outside the partitions, not requested: {skipped}")
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(current, sort_keys=True))
+        context.log.warning(f"upload dates outside the partitions, not requested yet: {skipped}")
+    # Dates since removed from S3 keep their entry: harmless, and at most one entry per date.
+    cursor = seen | {d: current[d] for d in requested}
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(run_key=f"{d}:{current[d]}", partition_key=d) for d in requested
+        ],
+        cursor=json.dumps(cursor, sort_keys=True),
+    )
 
 
 @dg.sensor(job=pca_job, minimum_interval_seconds=300)

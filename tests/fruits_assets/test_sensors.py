@@ -1,7 +1,10 @@
 import json
+from datetime import UTC, datetime
 
 import dagster as dg
+import pytest
 
+from fruits_assets import sensors
 from fruits_assets.definitions import defs
 from fruits_assets.resources import FruitsResource
 from fruits_assets.sensors import new_uploads, pca_refit_policy
@@ -46,6 +49,81 @@ def test_dates_outside_the_partitions_are_not_requested(
     monkeypatch.setenv("FRUITS_PREFIX", fresh_layout.prefix)
     upload_sample(fresh_layout, ["2020-01-01", D1], per_date=1, broken=False)
     assert [r.partition_key for r in evaluate(None).run_requests] == [D1]
+
+
+def set_today(monkeypatch: pytest.MonkeyPatch, date: str) -> None:
+    """Move the sensor's clock to noon UTC of `date`: the last valid partition is the day before."""
+    noon = datetime.fromisoformat(f"{date}T12:00:00").replace(tzinfo=UTC)
+    monkeypatch.setattr(sensors, "_now", lambda: noon)
+
+
+def requested(result: dg.SensorResult) -> list[str]:
+    return sorted(r.partition_key for r in result.run_requests)
+
+
+def test_a_future_date_is_requested_once_it_is_in_range(
+    fresh_layout, upload_sample, monkeypatch
+) -> None:
+    monkeypatch.setenv("FRUITS_PREFIX", fresh_layout.prefix)
+    upload_sample(fresh_layout, [D1, D3], per_date=1, broken=False)
+
+    set_today(monkeypatch, D2)  # D3 lies in the future
+    first = evaluate(None)
+    assert requested(first) == [D1]
+    assert set(json.loads(first.cursor)) == {D1}  # D3 stays "changed"
+
+    set_today(monkeypatch, D3)  # today is not a partition yet: the day must be over
+    assert requested(evaluate(first.cursor)) == []
+
+    set_today(monkeypatch, "2026-11-08")
+    later = evaluate(first.cursor)
+    assert requested(later) == [D3]
+    assert set(json.loads(later.cursor)) == {D1, D3}
+    assert requested(evaluate(later.cursor)) == []  # requested once only
+
+
+def test_a_date_before_the_start_stays_unrequested_and_out_of_the_cursor(
+    fresh_layout, upload_sample, monkeypatch
+) -> None:
+    monkeypatch.setenv("FRUITS_PREFIX", fresh_layout.prefix)
+    upload_sample(fresh_layout, ["2020-01-01", D1], per_date=1, broken=False)
+
+    first = evaluate(None)
+    assert json.loads(first.cursor).keys() == {D1}
+    second = evaluate(first.cursor)
+    assert requested(second) == []
+    assert json.loads(second.cursor) == json.loads(first.cursor)
+
+
+def test_skipped_dates_in_an_older_cursor_are_requested_once_in_range(
+    fresh_layout, upload_sample, monkeypatch
+) -> None:
+    """Cursors written before this fix held the fingerprints of skipped dates too."""
+    monkeypatch.setenv("FRUITS_PREFIX", fresh_layout.prefix)
+    upload_sample(fresh_layout, [D1, D3], per_date=1, broken=False)
+    set_today(monkeypatch, D2)
+    requested_only = json.loads(evaluate(None).cursor)
+    old_style = requested_only | {D3: "fingerprint recorded while D3 was skipped"}
+    older = evaluate(json.dumps(old_style))  # still skipped, and dropped from the cursor
+    assert requested(older) == [] and set(json.loads(older.cursor)) == {D1}
+
+    set_today(monkeypatch, "2026-11-08")
+    assert requested(evaluate(older.cursor)) == [D3]
+
+
+def test_a_date_removed_from_s3_keeps_its_entry(
+    fresh_layout, upload_sample, monkeypatch, s3, settings
+) -> None:
+    monkeypatch.setenv("FRUITS_PREFIX", fresh_layout.prefix)
+    upload_sample(fresh_layout, [D1, D2], per_date=1, broken=False)
+    first = evaluate(None)
+
+    listed = s3.list_objects_v2(Bucket=settings.bucket, Prefix=fresh_layout.raw_date_key(D2))
+    for obj in listed.get("Contents", []):
+        s3.delete_object(Bucket=settings.bucket, Key=obj["Key"])
+    after = evaluate(first.cursor)
+    assert requested(after) == []
+    assert json.loads(after.cursor) == json.loads(first.cursor)
 
 
 def test_pca_refit_is_on_demand_by_default(local_s3) -> None:
