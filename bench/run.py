@@ -3,12 +3,14 @@
 Generates its own images on the local S3 server, measures in one run on this machine:
 - the model-alone ceiling (one process per core, one TensorFlow thread each), plus XLA,
   oneDNN off and one process with two threads;
-- the pipeline, S3 bytes -> 1280 features in Parquet on S3 (spark.pipeline.extract_features,
-  local[2]), for Fruits-360-size and phone-size photos, and its ratio to the ceiling;
-- the common public pattern (labelled BASELINE below) on the same images;
+- the pipeline, S3 bytes -> 1280 features in Parquet on S3 (spark.pipeline.extract_features:
+  the workers GET each manifest entry, local[2]), for Fruits-360-size and phone-size photos,
+  and its ratio to the ceiling;
+- the common public pattern (labelled BASELINE below) on the same images, read with Spark's
+  binaryFile source;
 - counted loads (model builds per worker, weight reads, worker downloads), memory (peak RSS
   per Python worker, peak RSS of the whole run), decode cost of phone photos;
-- tuning variants (Arrow batch, TensorFlow threads, decode prefetch, partitions per core);
+- tuning variants (Arrow batch, TensorFlow threads, concurrent fetches per worker, engine);
 - PCA fit time against rows, and against featurizing as many images;
 - with --e2e-dates, the Dagster materialization of the sample dates and the start-up cost.
 
@@ -40,7 +42,9 @@ from bootstrap.local_s3 import from_settings
 from bootstrap.sample_data import SampleFile, upload
 from spark import model as model_module
 from spark.decode import decode_image
+from spark.fetch import ImageSource
 from spark.layout import Layout
+from spark.manifest import write_manifests
 from spark.model import ModelWeights, build_mobilenet, load_weights
 from spark.pipeline import extract_features
 from spark.settings import PROJECT_ROOT, Settings
@@ -152,17 +156,21 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 def pipeline(
     spark: Any,
     layout: Layout,
+    s3: Any,
     date: str,
     weights: ModelWeights,
     images: int,
+    source: ImageSource,
     tf_threads: int = 1,
-    prefetch: bool = False,
     arrow_batch: int = 64,
     engine: str = "tflite",
 ) -> dict[str, Any]:
+    """extract_features on one date whose manifest is written (not timed here)."""
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch))
     run, seconds = timed(
-        lambda: extract_features(spark, layout, [date], weights, tf_threads, prefetch, engine)
+        lambda: extract_features(
+            spark, layout, s3, [date], weights, source=source, tf_threads=tf_threads, engine=engine
+        )
     )
     assert run.features_per_date[date] == images, run.features_per_date
     return {
@@ -173,13 +181,22 @@ def pipeline(
     }
 
 
+def read_images(spark: Any, layout: Layout, date: str) -> Any:
+    """BASELINE's reader, as the public pattern reads images: Spark's binaryFile source over
+    the date's raw folder (a listing, then every file's bytes in the JVM); path and content."""
+    return (
+        spark.read.format("binaryFile")
+        .option("recursiveFileLookup", "true")
+        .load(layout.raw_date_uri(date))
+        .select("path", "content")
+    )
+
+
 def baseline(spark: Any, layout: Layout, date: str, weights: ModelWeights, images: int) -> float:
     """BASELINE - the common public pattern, written from its description: an iterator pandas
     UDF that builds the model again in every task, over repartition(24), with Spark's default
-    Arrow batch (10,000 rows). Not the project's code path."""
+    Arrow batch (10,000 rows), the images read by binaryFile. Not the project's code path."""
     from pyspark.sql import functions as F
-
-    from spark.images import read_images
 
     arrays = spark.sparkContext.broadcast(weights.arrays)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "10000")
@@ -192,7 +209,7 @@ def baseline(spark: Any, layout: Layout, date: str, weights: ModelWeights, image
             tensors = np.stack([decode_image(c) for c in contents])
             yield pd.Series(list(model.predict(tensors, batch_size=64, verbose=0)))
 
-    images_df = read_images(spark, layout, [date]).repartition(24)
+    images_df = read_images(spark, layout, date).repartition(24)
     out = layout.uri("baseline_features")
     _, seconds = timed(
         lambda: (
@@ -303,6 +320,9 @@ def run(smoke: bool, e2e: bool) -> dict[str, Any]:
     small = list(bench_files(SMALL_DATE, small_n, (100, 100), 1))
     phone = list(bench_files(PHONE_DATE, phone_n, (1280, 960), 2))
     upload(small + phone + [replace(f, date=BASELINE_DATE) for f in small], settings)
+    s3 = s3_client(settings)
+    write_manifests(s3, layout, [SMALL_DATE, PHONE_DATE])  # what raw_images does
+    source = ImageSource.of(settings)
     results: dict[str, Any] = {
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, {memory_gib():.0f} GiB",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -329,9 +349,10 @@ def run(smoke: bool, e2e: bool) -> dict[str, Any]:
         weights = load_weights("random", 42)
         with TreeMemory() as memory:
             print("pipeline ...", flush=True)
-            warm = pipeline(spark, layout, SMALL_DATE, weights, small_n)  # JVM, workers, model
-            main = pipeline(spark, layout, SMALL_DATE, weights, small_n)
-            phone_run = pipeline(spark, layout, PHONE_DATE, weights, phone_n)
+            # The first run warms the JVM, the Python workers and their model.
+            warm = pipeline(spark, layout, s3, SMALL_DATE, weights, small_n, source)
+            main = pipeline(spark, layout, s3, SMALL_DATE, weights, small_n, source)
+            phone_run = pipeline(spark, layout, s3, PHONE_DATE, weights, phone_n, source)
         builds = warm["builds"] + main["builds"] + phone_run["builds"]
         results |= {
             "pipeline_ips": main["ips"],
@@ -367,11 +388,13 @@ def run(smoke: bool, e2e: bool) -> dict[str, Any]:
                 "arrow_batch_32": {"arrow_batch": 32},
                 "arrow_batch_128": {"arrow_batch": 128},
                 "tf_threads_2": {"tf_threads": 2},
-                "decode_prefetch": {"prefetch": True},
+                "fetch_threads_4": {"source": replace(source, concurrency=4)},
                 "engine_keras": {"engine": "keras"},
             }
             results["variants_ips"] = {
-                name: pipeline(spark, layout, SMALL_DATE, weights, small_n, **kw)["ips"]
+                name: pipeline(
+                    spark, layout, s3, SMALL_DATE, weights, small_n, **({"source": source} | kw)
+                )["ips"]
                 for name, kw in variants.items()
             }
 

@@ -1,12 +1,13 @@
 """The four assets of group `fruits`: raw_images -> image_features -> pca_model -> reduced_features.
 
-Each asset writes its own Parquet to S3 through the `spark` library and returns a
-MaterializeResult with the URIs; its checks run in the same step (check_specs), so they run
-wherever the asset runs. Blocking checks stop wrong data from flowing downstream.
+Write, audit, publish: each Spark asset writes its new version out of readers' sight, runs its
+blocking checks on that staged version, and publishes it (pointers, LATEST) only when they all
+pass. A failed check publishes nothing, records no materialization (so nothing downstream runs,
+automation included), and names where the staged version can be inspected.
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import dagster as dg
@@ -16,18 +17,22 @@ from fruits_assets.observability import progress_to_run_log, spark_ui_metadata
 from fruits_assets.partitions import ONE_RUN_PER_BACKFILL, UPLOAD_DATES
 from fruits_assets.resources import FruitsResource, SparkResource
 from spark import quality
+from spark.fetch import ImageSource
+from spark.images import manifest_images, tombstoned
+from spark.layout import FEATURES, REDUCED, REJECTS
 from spark.manifest import list_manifest, read_manifest, write_manifest
 from spark.model import FEATURE_DIM, load_weights
-from spark.pca import latest_version
+from spark.pca import latest_version, publish_pca, read_pca_metadata
 from spark.pipeline import (
     cumulative,
-    extract_features,
-    fit_and_save_pca,
-    read_dataset,
+    fit_pca_version,
+    publish_staged,
     read_features,
     rows_per_date,
-    write_reduced,
+    stage_features,
+    stage_reduced,
 )
+from spark.publish import read_staged
 from spark.storage import preflight
 
 GROUP = "fruits"
@@ -36,15 +41,51 @@ Results = Iterator[dg.MaterializeResult | dg.AssetCheckResult]
 # process), Dagster's EMR step launcher in the `emr` deployment (they run as EMR steps).
 StepLauncherParam = dg.ResourceParam[Any]
 
+# Check names, used by the specs, the results and the tests.
+STORAGE_IN_EU = "storage_in_eu"
+EVERY_IMAGE_ACCOUNTED = "every_image_accounted"
+VECTORS_FINITE = "vectors_finite"
+REJECT_RATE = "reject_rate"
+EXPLAINED_VARIANCE = "explained_variance"
+MATCHES_FEATURES = "matches_features"
 
-def check_result(name: str, outcome: quality.Outcome, asset: str) -> dg.AssetCheckResult:
+
+def check_result(
+    name: str, outcome: quality.Outcome, asset: str, staged: Mapping[str, str] | None = None
+) -> dg.AssetCheckResult:
+    extra = {"staged_at": dg.MetadataValue.json(dict(staged))} if staged else {}
     return dg.AssetCheckResult(
         asset_key=asset,
         check_name=name,
         passed=outcome.passed,
         description=outcome.description,
-        metadata={"details": dg.MetadataValue.json(outcome.details)},
+        metadata={"details": dg.MetadataValue.json(outcome.details), **extra},
     )
+
+
+def audit_then_publish(
+    asset: str,
+    outcomes: Mapping[str, quality.Outcome],
+    staged: Mapping[str, str],
+    publish: Callable[[], None],
+    materialization: Callable[[], dg.MaterializeResult],
+) -> Results:
+    """Publish only when every blocking check passed on the staged version; else report the
+    checks, with where the staged version lies, and fail without a materialization."""
+    failed = sorted(name for name, outcome in outcomes.items() if not outcome.passed)
+    if failed:
+        for name, outcome in outcomes.items():
+            yield check_result(name, outcome, asset, staged)
+        raise dg.Failure(
+            description=(
+                f"{asset}: blocking checks failed ({', '.join(failed)}); nothing was published, "
+                f"readers keep the previous version. Staged for inspection: {dict(staged)}"
+            )
+        )
+    publish()
+    yield materialization()
+    for name, outcome in outcomes.items():
+        yield check_result(name, outcome, asset)
 
 
 def blocking(name: str, asset: str, description: str) -> dg.AssetCheckSpec:
@@ -68,7 +109,7 @@ def count_table(counts: dict[str, dict[str, int]], key: str = "upload_date") -> 
     backfill_policy=ONE_RUN_PER_BACKFILL,
     metadata={"dagster/column_schema": md.MANIFEST_SCHEMA},
     check_specs=[
-        blocking("storage_in_eu", "raw_images", "every bucket the pipeline uses is in the EU")
+        blocking(STORAGE_IN_EU, "raw_images", "every bucket the pipeline uses is in the EU")
     ],
 )
 def raw_images(context: dg.AssetExecutionContext, fruits: FruitsResource) -> Results:
@@ -77,7 +118,7 @@ def raw_images(context: dg.AssetExecutionContext, fruits: FruitsResource) -> Res
     preflight(s3, fruits.settings())
     in_eu = quality.bucket_in_eu(s3, layout.bucket)
     if not in_eu.passed:  # nothing is written outside the EU, not even a manifest
-        yield check_result("storage_in_eu", in_eu, "raw_images")
+        yield check_result(STORAGE_IN_EU, in_eu, "raw_images")
         raise dg.Failure(f"GDPR: {in_eu.description}; refusing to write there")
     labels: dict[str, int] = {}
     per_date: dict[str, dict[str, int]] = {}
@@ -98,7 +139,7 @@ def raw_images(context: dg.AssetExecutionContext, fruits: FruitsResource) -> Res
             "manifests": dg.MetadataValue.path(layout.manifests_uri()),
         }
     )
-    yield check_result("storage_in_eu", in_eu, "raw_images")
+    yield check_result(STORAGE_IN_EU, in_eu, "raw_images")
 
 
 @dg.asset(
@@ -109,14 +150,12 @@ def raw_images(context: dg.AssetExecutionContext, fruits: FruitsResource) -> Res
     metadata={"dagster/column_schema": md.FEATURES_SCHEMA},
     check_specs=[
         blocking(
-            "every_image_accounted",
+            EVERY_IMAGE_ACCOUNTED,
             "image_features",
-            "feature rows + rejects = manifest, no duplicates",
+            "the paths of feature rows + rejects are exactly the manifest's, each once",
         ),
-        blocking(
-            "vectors_finite", "image_features", f"every vector has {FEATURE_DIM} finite values"
-        ),
-        blocking("reject_rate", "image_features", "the share of rejected files is under the limit"),
+        blocking(VECTORS_FINITE, "image_features", f"every vector has {FEATURE_DIM} finite values"),
+        blocking(REJECT_RATE, "image_features", "the share of rejected files is under the limit"),
     ],
 )
 def image_features(
@@ -125,7 +164,7 @@ def image_features(
     spark: SparkResource,
     pyspark_step_launcher: StepLauncherParam,
 ) -> Results:
-    """1280 MobileNetV2 features per image; undecodable files go to rejects/ with a reason."""
+    """1280 MobileNetV2 features per manifest entry; the others go to rejects/ with a reason."""
     settings, layout, s3 = fruits.settings(), fruits.layout(), fruits.s3()
     dates = context.partition_keys
     preflight(s3, settings)  # before any Spark work
@@ -133,62 +172,68 @@ def image_features(
     weights = load_weights(settings.weights, settings.weights_seed, s3)  # wrong shapes fail here
     session = spark.session_for(context)
     started = time.monotonic()
-    run = extract_features(
+    run = stage_features(
         session,
         layout,
+        s3,
         dates,
         weights,
-        settings.tf_intra_op_threads,
-        settings.decode_prefetch,
-        settings.engine,
+        source=ImageSource.of(settings),
+        tf_threads=settings.tf_intra_op_threads,
+        engine=settings.engine,
         progress=progress_to_run_log(context),
         expected=manifest,
     )
     seconds = time.monotonic() - started
     images = sum(manifest.values())
-    written = read_features(session, layout, dates)
-    yield dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": run.feature_rows,
-            "dagster/column_lineage": md.FEATURES_LINEAGE,
-            "reject_count": sum(run.rejects_per_date.values()),
-            "per_date": count_table(
-                {
-                    d: {"features": run.features_per_date[d], "rejects": run.rejects_per_date[d]}
-                    for d in dates
-                }
-            ),
-            "rejects": dg.MetadataValue.json(run.rejects),
-            "weights_source": run.weights_source,
-            "weights_sha256": run.weights_sha256,
-            "inference_engine": settings.engine,
-            "model_builds": run.model_builds,
-            "worker_peak_rss_mb": run.worker_peak_rss_mb,
-            "spark_application_id": session.sparkContext.applicationId,
-            **spark_ui_metadata(session, settings.deployment),
-            "duration_s": round(seconds, 2),
-            "images_per_s": round(images / seconds, 2) if seconds else 0.0,
-            "features": dg.MetadataValue.path(layout.features_uri()),
-            "rejects_uri": dg.MetadataValue.path(layout.rejects_uri()),
-        }
-    )
-    accounted = quality.every_image_accounted(manifest, run.features_per_date, run.rejects_per_date)
-    unique = quality.no_duplicate_paths(written.select("path"))
-    both = quality.Outcome(
-        accounted.passed and unique.passed,
-        f"{accounted.description}; {unique.description}",
-        {**accounted.details, **unique.details},
-    )
-    yield check_result("every_image_accounted", both, "image_features")
-    yield check_result(
-        "vectors_finite",
-        quality.vectors_are_finite(written, "features", FEATURE_DIM),
+    features, rejects = (read_staged(session, run.staged, n) for n in (FEATURES, REJECTS))
+    expected = manifest_images(session, layout, dates, tombstoned(s3, layout, dates))
+    outcomes = {
+        EVERY_IMAGE_ACCOUNTED: quality.every_image_accounted(expected, features, rejects),
+        VECTORS_FINITE: quality.vectors_are_finite(features, "features", FEATURE_DIM),
+        REJECT_RATE: quality.reject_rate_below(
+            run.features_per_date, run.rejects_per_date, settings.max_reject_rate
+        ),
+    }
+
+    def materialization() -> dg.MaterializeResult:
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": run.feature_rows,
+                "dagster/column_lineage": md.FEATURES_LINEAGE,
+                "reject_count": sum(run.rejects_per_date.values()),
+                "per_date": count_table(
+                    {
+                        d: {
+                            "features": run.features_per_date[d],
+                            "rejects": run.rejects_per_date[d],
+                        }
+                        for d in dates
+                    }
+                ),
+                "rejects": dg.MetadataValue.json(run.rejects),
+                "weights_source": run.weights_source,
+                "weights_sha256": run.weights_sha256,
+                "inference_engine": settings.engine,
+                "model_builds": run.model_builds,
+                "worker_peak_rss_mb": run.worker_peak_rss_mb,
+                "spark_application_id": session.sparkContext.applicationId,
+                **spark_ui_metadata(session, settings.deployment),
+                "duration_s": round(seconds, 2),
+                "images_per_s": round(images / seconds, 2) if seconds else 0.0,
+                "attempt": run.staged.attempt,
+                "features": dg.MetadataValue.path(layout.features_uri()),
+                "rejects_uri": dg.MetadataValue.path(layout.rejects_uri()),
+            }
+        )
+
+    yield from audit_then_publish(
         "image_features",
+        outcomes,
+        run.staged.locations(),
+        lambda: publish_staged(session, layout, s3, run.staged),
+        materialization,
     )
-    rate = quality.reject_rate_below(
-        run.features_per_date, run.rejects_per_date, settings.max_reject_rate
-    )
-    yield check_result("reject_rate", rate, "image_features")
 
 
 @dg.asset(
@@ -198,7 +243,7 @@ def image_features(
     backfill_policy=ONE_RUN_PER_BACKFILL,
     check_specs=[
         blocking(
-            "explained_variance",
+            EXPLAINED_VARIANCE,
             "pca_model",
             "enough variance kept, components in decreasing order",
         )
@@ -210,24 +255,46 @@ def pca_model(
     spark: SparkResource,
     pyspark_step_launcher: StepLauncherParam,
 ) -> Results:
-    """PCA (k components) fitted on every feature row so far, saved under a new version."""
+    """PCA (k components) fitted on every published feature row of the current weights, saved
+    under a new version; LATEST moves to it once its check passed."""
     settings, layout, s3 = fruits.settings(), fruits.layout(), fruits.s3()
+    current = load_weights(settings.weights, settings.weights_seed, s3).sha256
     session = spark.session_for(context)
-    run = fit_and_save_pca(session, layout, s3, settings.pca_k, progress_to_run_log(context))
-    at = cumulative(run.explained_variance)
-    yield dg.MaterializeResult(
-        metadata={
-            "version": run.version,
-            "model_uri": dg.MetadataValue.path(run.uri),
-            "rows_used": run.rows,
-            **{f"cumulative_explained_variance_{n}": v for n, v in at.items()},
-            "explained_variance_plot": md.png_markdown(
-                md.explained_variance_png(run.explained_variance), "explained variance"
-            ),
-        }
+    run = fit_pca_version(
+        session, layout, s3, settings.pca_k, current, progress_to_run_log(context)
     )
-    outcome = quality.explained_variance_ok(run.explained_variance, settings.min_explained_variance)
-    yield check_result("explained_variance", outcome, "pca_model")
+    at = cumulative(run.explained_variance)
+    outcomes = {
+        EXPLAINED_VARIANCE: quality.explained_variance_ok(
+            run.explained_variance, settings.min_explained_variance
+        )
+    }
+
+    def materialization() -> dg.MaterializeResult:
+        return dg.MaterializeResult(
+            metadata={
+                "version": run.version,
+                "model_uri": dg.MetadataValue.path(run.uri),
+                "rows_used": run.rows,
+                "weights_sha256": current,
+                "rows_per_date": count_table(
+                    {d: {"rows": n} for d, n in run.rows_per_date.items()}
+                ),
+                "feature_versions": dg.MetadataValue.json(run.feature_versions),
+                **{f"cumulative_explained_variance_{n}": v for n, v in at.items()},
+                "explained_variance_plot": md.png_markdown(
+                    md.explained_variance_png(run.explained_variance), "explained variance"
+                ),
+            }
+        )
+
+    yield from audit_then_publish(
+        "pca_model",
+        outcomes,
+        {"pca_model": run.uri},
+        lambda: publish_pca(layout, s3, run.version),
+        materialization,
+    )
 
 
 @dg.asset(
@@ -237,12 +304,14 @@ def pca_model(
     deps=[image_features, pca_model],
     metadata={"dagster/column_schema": md.REDUCED_SCHEMA},
     # New features for a date, or a new PCA model: recompute, for every date, not only today.
+    # An upstream whose blocking check failed records no materialization (audit_then_publish),
+    # so nothing here fires on it.
     automation_condition=dg.AutomationCondition.eager().without(
         dg.AutomationCondition.in_latest_time_window()
     ),
     check_specs=[
         blocking(
-            "matches_features", "reduced_features", "one row per feature row, current PCA version"
+            MATCHES_FEATURES, "reduced_features", "one row per feature row, current PCA version"
         )
     ],
 )
@@ -253,25 +322,40 @@ def reduced_features(
     pyspark_step_launcher: StepLauncherParam,
 ) -> Results:
     """The features of each date projected on the current PCA model's components."""
-    settings, layout, s3 = fruits.settings(), fruits.layout(), fruits.s3()
+    layout, s3 = fruits.layout(), fruits.s3()
     version = latest_version(layout, s3)
     if version is None:
         raise dg.Failure("no PCA model yet: materialize pca_model first")
     dates = context.partition_keys
     session = spark.session_for(context)
-    counts = write_reduced(session, layout, dates, version, progress_to_run_log(context))
-    yield dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": sum(counts.values()),
-            "dagster/column_lineage": md.REDUCED_LINEAGE,
-            "per_date": count_table({d: {"reduced": n} for d, n in counts.items()}),
-            "pca_version": version,
-            "reduced": dg.MetadataValue.path(layout.reduced_uri()),
-        }
-    )
+    staged = stage_reduced(session, layout, s3, dates, version, progress_to_run_log(context))
+    counts = staged.rows(REDUCED)
     features = rows_per_date(read_features(session, layout, dates))
-    reduced = read_dataset(session, layout.reduced_uri(), dates)
-    outcome = quality.reduced_matches_features(
-        features, reduced, settings.pca_k, latest_version(layout, s3)
+    outcomes = {
+        MATCHES_FEATURES: quality.reduced_matches_features(
+            features,
+            read_staged(session, staged, REDUCED),
+            read_pca_metadata(layout, s3, version)["k"],
+            version,
+        )
+    }
+
+    def materialization() -> dg.MaterializeResult:
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": sum(counts.values()),
+                "dagster/column_lineage": md.REDUCED_LINEAGE,
+                "per_date": count_table({d: {"reduced": n} for d, n in counts.items()}),
+                "pca_version": version,
+                "attempt": staged.attempt,
+                "reduced": dg.MetadataValue.path(layout.reduced_uri()),
+            }
+        )
+
+    yield from audit_then_publish(
+        "reduced_features",
+        outcomes,
+        staged.locations(),
+        lambda: publish_staged(session, layout, s3, staged),
+        materialization,
     )
-    yield check_result("matches_features", outcome, "reduced_features")

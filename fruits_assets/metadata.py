@@ -34,6 +34,7 @@ FEATURES_SCHEMA = _schema(
 REJECTS_SCHEMA = _schema(_PATH, _DATE, _LABEL, _SIZE, ("reason", "string", "why it was rejected"))
 REDUCED_SCHEMA = _schema(
     _PATH, _DATE, _LABEL,
+    ("weights_sha256", "string", "SHA-256 of the model weights the features came from"),
     ("pca_version", "string", "version of the PCA model that produced pca_features"),
     ("pca_features", "array<float>", "the features projected on the PCA components"),
 )  # fmt: skip
@@ -52,7 +53,7 @@ FEATURES_LINEAGE = dg.TableColumnLineage(
 )
 REDUCED_LINEAGE = dg.TableColumnLineage(
     deps_by_column={
-        **_same_columns(FEATURES, "path", "upload_date", "label"),
+        **_same_columns(FEATURES, "path", "upload_date", "label", "weights_sha256"),
         "pca_features": [dg.TableColumnDep(asset_key=FEATURES, column_name="features")],
     }
 )

@@ -6,7 +6,7 @@ import re
 import resource
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
 from spark.decode import DecodeError, decode_image
+from spark.fetch import ImageSource, Unfetchable
 from spark.layout import RAW_DATE_PATTERN
 from spark.model import (
     ENGINES,
@@ -38,7 +39,7 @@ RESULT_TYPE = StructType(
     ]
 )
 
-# Per Python worker process: engine and weights digest -> predictor. Spark reuses workers
+# Per Python worker process: engine, weights digest and threads -> predictor. Spark reuses workers
 # across tasks (spark.python.worker.reuse), so each worker builds the model once per run.
 _PREDICTORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
 
@@ -67,13 +68,12 @@ class ModelBroadcast:
     payload: Broadcast  # Keras: the weight arrays; LiteRT: the converted model
     sha256: str
     threads: int
-    decode_prefetch: bool
     builds: Accumulator
     worker_peak_rss_mb: Accumulator
     images_done: Accumulator  # {upload date: images}, for progress reports
 
     def predictor(self) -> Callable[[np.ndarray], np.ndarray]:
-        key = f"{self.engine}:{self.sha256}"
+        key = f"{self.engine}:{self.sha256}:{self.threads}"
         if key not in _PREDICTORS:
             if self.engine == TFLITE:
                 _PREDICTORS[key] = tflite_predictor(self.payload.value, self.threads)
@@ -90,7 +90,6 @@ def broadcast_model(
     spark: SparkSession,
     weights: ModelWeights,
     threads: int,
-    decode_prefetch: bool = False,
     engine: str = TFLITE,
 ) -> ModelBroadcast:
     """Everything the workers need, prepared once on the driver and broadcast."""
@@ -103,7 +102,6 @@ def broadcast_model(
         payload=sc.broadcast(payload),
         sha256=weights.sha256,
         threads=threads,
-        decode_prefetch=decode_prefetch,
         builds=sc.accumulator(0),
         worker_peak_rss_mb=sc.accumulator(0.0, MaxParam()),
         images_done=sc.accumulator({}, CountsParam()),
@@ -123,15 +121,47 @@ class DecodedBatch:
     errors: list[str | None]
 
 
-def decode_batch(paths: pd.Series, contents: pd.Series) -> DecodedBatch:
-    batch = DecodedBatch(len(paths), list(paths), [], [], [None] * len(paths))
-    for row, (path, content) in enumerate(zip(paths, contents, strict=True)):
-        try:
-            batch.tensors.append(decode_image(content, path))
+def load_image(source: ImageSource, path: str, size: int, etag: str) -> np.ndarray | str:
+    """The preprocessed tensor, or the reason this image is rejected."""
+    if (reason := source.refusal(path, size)) is not None:
+        return reason
+    try:
+        return decode_image(source.get(path, etag), path)
+    except (Unfetchable, DecodeError) as error:
+        return str(error)
+
+
+def collect_batch(paths: list[str], loads: list[Future]) -> DecodedBatch:
+    """Waits for a batch's loads; an error that is not the image's own fails the task."""
+    batch = DecodedBatch(len(paths), paths, [], [], [None] * len(paths))
+    for row, load in enumerate(loads):
+        result = load.result()
+        if isinstance(result, str):
+            batch.errors[row] = result
+        else:
+            batch.tensors.append(result)
             batch.rows.append(row)
-        except DecodeError as error:
-            batch.errors[row] = str(error)
     return batch
+
+
+def loaded_batches(
+    batches: Iterator[tuple[pd.Series, pd.Series, pd.Series]], source: ImageSource
+) -> Iterator[DecodedBatch]:
+    """Fetch and decode batch n+1 in a pool while the model runs on batch n, so S3's latency
+    hides behind the model (Pillow, boto3 and LiteRT release the GIL)."""
+    with ThreadPoolExecutor(max_workers=source.concurrency) as pool:
+        pending: tuple[list[str], list[Future]] | None = None
+        for paths, sizes, etags in batches:
+            listed = list(paths)
+            loads = [
+                pool.submit(load_image, source, p, int(s), e)
+                for p, s, e in zip(listed, sizes, etags, strict=True)
+            ]
+            if pending is not None:
+                yield collect_batch(*pending)
+            pending = (listed, loads)
+        if pending is not None:
+            yield collect_batch(*pending)
 
 
 def infer_batch(
@@ -146,32 +176,13 @@ def infer_batch(
     return pd.DataFrame({"features": features, "error": batch.errors})
 
 
-def _prefetched(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[DecodedBatch]:
-    """Decode batch n+1 in a thread while the model runs on batch n (Pillow and TensorFlow
-    both release the GIL)."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = None
-        for paths, contents in batches:
-            future = pool.submit(decode_batch, paths, contents)
-            if pending is not None:
-                yield pending.result()
-            pending = future
-        if pending is not None:
-            yield pending.result()
-
-
-def features_udf(model: ModelBroadcast) -> Callable[[Column, Column], Column]:
+def features_udf(model: ModelBroadcast, source: ImageSource) -> Callable[..., Column]:
     @F.pandas_udf(RESULT_TYPE)
     def mobilenet_features(
-        batches: Iterator[tuple[pd.Series, pd.Series]],
+        batches: Iterator[tuple[pd.Series, pd.Series, pd.Series]],
     ) -> Iterator[pd.DataFrame]:
-        decoded = (
-            _prefetched(batches)
-            if model.decode_prefetch
-            else (decode_batch(p, c) for p, c in batches)
-        )
         done: Counter[str] = Counter()
-        for batch in decoded:
+        for batch in loaded_batches(batches, source):
             yield infer_batch(batch, model.predictor)
             done.update(upload_dates(batch.paths))
         model.images_done.add(dict(done))
@@ -180,16 +191,17 @@ def features_udf(model: ModelBroadcast) -> Callable[[Column, Column], Column]:
     return mobilenet_features
 
 
-def featurize(images: DataFrame, model: ModelBroadcast) -> DataFrame:
-    """images (path, content, ...) -> the same rows without content, plus features and error."""
-    result = features_udf(model)(F.col("path"), F.col("content"))
+def featurize(images: DataFrame, model: ModelBroadcast, source: ImageSource) -> DataFrame:
+    """manifest rows (path, size_bytes, etag, ...) -> the same rows without etag, plus features
+    and error: exactly one row out for each row in."""
+    result = features_udf(model, source)(F.col("path"), F.col("size_bytes"), F.col("etag"))
     return (
         images.withColumn("_result", result)
-        .drop("content")
+        .drop("etag")
         .withColumn("features", F.col("_result.features"))
         .withColumn("error", F.col("_result.error"))
         .drop("_result")
     )
 
 
-__all__ = ["FEATURE_DIM", "ModelBroadcast", "broadcast_model", "featurize"]
+__all__ = ["FEATURE_DIM", "ImageSource", "ModelBroadcast", "broadcast_model", "featurize"]

@@ -1,40 +1,67 @@
-"""Reading raw images: every file under the requested upload dates, one row each."""
+"""The images of upload dates, exactly as their manifests list them: the manifest is the input.
+
+The feature step never lists raw/ again: every manifest entry (hidden folders, empty files and
+all) becomes exactly one feature row or one reject, and the accounting check compares paths.
+Images erased since the manifest was written (tombstones, spark.erasure) are left out.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark import fs
-from spark.layout import PARTITION_COLUMN, RAW_DATE_PATTERN, RAW_LABEL_PATTERN, UNLABELLED, Layout
+from spark.layout import PARTITION_COLUMN, Layout
 
-IMAGE_SCHEMA = (
-    f"path string, {PARTITION_COLUMN} string, label string, size_bytes long, content binary"
-)
+MANIFEST_COLUMNS = ("path", PARTITION_COLUMN, "label", "size_bytes", "etag")
+MANIFEST_DDL = f"path string, {PARTITION_COLUMN} string, label string, size_bytes long, etag string"
+# Small tasks, at least two per core: a failed task is retried cheaply, a slow one does not
+# hold the stage, and progress (counted as tasks end) moves while the stage runs.
+IMAGES_PER_TASK = 256
+TASKS_PER_CORE = 2
 
 
-def read_images(spark: SparkSession, layout: Layout, dates: Sequence[str]) -> DataFrame:
-    """path, upload_date, label, size_bytes, content for every file of those dates.
+def tombstoned(s3: Any, layout: Layout, dates: Sequence[str]) -> set[str]:
+    """SHA-256 digests of the paths erased in `dates` (spark.erasure writes one key each)."""
+    digests: set[str] = set()
+    for date in dates:
+        prefix = layout.tombstones_key(date)
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=layout.bucket, Prefix=prefix
+        ):
+            digests.update(obj["Key"][len(prefix) :] for obj in page.get("Contents", []))
+    return digests
 
-    Every file is read, not only .jpg/.jpeg/.png: files of other types become recorded
-    rejections downstream, so that no upload goes unaccounted for.
-    """
-    uris = [layout.raw_date_uri(d) for d in sorted(set(dates))]
-    present = [u for u in uris if fs.exists(spark, u)]
-    if not present:
-        return spark.createDataFrame([], IMAGE_SCHEMA)
-    label = F.regexp_extract("path", RAW_LABEL_PATTERN, 1)
-    return (
-        spark.read.format("binaryFile")
-        .option("recursiveFileLookup", "true")
-        .load(present)
-        .select(
-            "path",
-            F.regexp_extract("path", RAW_DATE_PATTERN, 1).alias(PARTITION_COLUMN),
-            F.when(label == "", F.lit(UNLABELLED)).otherwise(label).alias("label"),
-            F.col("length").alias("size_bytes"),
-            "content",
-        )
+
+def without_erased(rows: DataFrame, erased: set[str]) -> DataFrame:
+    if not erased:
+        return rows
+    return rows.where(~F.sha2(F.col("path"), 256).isin(sorted(erased)))
+
+
+def manifest_images(
+    spark: SparkSession,
+    layout: Layout,
+    dates: Sequence[str],
+    erased: set[str] | None = None,
+    images: int | None = None,
+) -> DataFrame:
+    """path, upload_date, label, size_bytes, etag of every image the manifests of `dates` list,
+    spread over tasks of about IMAGES_PER_TASK images (`images`: the total, when known)."""
+    uris = [layout.manifest_uri(d) for d in sorted(set(dates))]
+    if not uris:
+        return spark.createDataFrame([], MANIFEST_DDL)
+    # Each file carries its upload_date column; no partition discovery from the paths.
+    rows = (
+        spark.read.schema(MANIFEST_DDL)
+        .option("basePath", layout.manifests_uri())
+        .parquet(*uris)
+        .select(*MANIFEST_COLUMNS)
     )
+    rows = without_erased(rows, erased or set())
+    cores = spark.sparkContext.defaultParallelism
+    tasks = max(TASKS_PER_CORE * cores, math.ceil((images or 0) / IMAGES_PER_TASK))
+    return rows.repartition(tasks)

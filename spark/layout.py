@@ -4,10 +4,13 @@
     s3://<bucket>/<prefix>/manifests/upload_date=YYYY-MM-DD/manifest.parquet
     s3://<bucket>/<prefix>/features/upload_date=YYYY-MM-DD/<attempt>-part-*.parquet
     s3://<bucket>/<prefix>/features/upload_date=YYYY-MM-DD/_published.json   (see spark.publish)
-    s3://<bucket>/<prefix>/features/_staging/<attempt>/                    (a write in progress)
-    s3://<bucket>/<prefix>/rejects/upload_date=YYYY-MM-DD/...           (as features/)
+    s3://<bucket>/<prefix>/features/_staging/<attempt>/      (written, audited, not yet published)
+    s3://<bucket>/<prefix>/rejects/upload_date=YYYY-MM-DD/...   (published by the features pointer)
     s3://<bucket>/<prefix>/models/pca/<version>/        (PCAModel.save + metadata.json)
+    s3://<bucket>/<prefix>/models/pca/LATEST            (the published version)
     s3://<bucket>/<prefix>/reduced/upload_date=YYYY-MM-DD/...           (as features/)
+    s3://<bucket>/<prefix>/audit/tombstones/upload_date=YYYY-MM-DD/<sha256 of path>  (erased)
+    s3://<bucket>/<prefix>/locks/upload_date=YYYY-MM-DD.lock   (held while a date publishes)
 
 URIs use the `s3://` scheme: EMRFS on EMR, S3A locally (see spark.session).
 """
@@ -15,6 +18,7 @@ URIs use the `s3://` scheme: EMRFS on EMR, S3A locally (see spark.session).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -22,8 +26,11 @@ PARTITION_COLUMN = "upload_date"
 UNLABELLED = "unlabelled"
 RAW, MANIFESTS, FEATURES, REJECTS, REDUCED = "raw", "manifests", "features", "rejects", "reduced"
 PCA_MODELS, WEIGHTS, ERASURES = "models/pca", "models/weights", "audit/erasures"
+TOMBSTONES, LOCKS = "audit/tombstones", "locks"
 # Written by the pipeline under the project prefix (the IAM policy grants exactly these).
-WRITTEN_PREFIXES = (MANIFESTS, FEATURES, REJECTS, REDUCED, PCA_MODELS, WEIGHTS, ERASURES)
+WRITTEN_PREFIXES = (
+    MANIFESTS, FEATURES, REJECTS, REDUCED, PCA_MODELS, WEIGHTS, ERASURES, TOMBSTONES, LOCKS
+)  # fmt: skip
 
 # Java-compatible patterns, shared by Spark SQL (regexp_extract, group 1) and Python.
 RAW_DATE_PATTERN = r"(?:^|/)raw/upload_date=(\d{4}-\d{2}-\d{2})/"
@@ -33,6 +40,8 @@ RAW_LABEL_PATTERN = r"(?:^|/)raw/upload_date=[^/]+/([^/]+)/.+$"
 # Both start with '_', so Spark's partition discovery skips them.
 PUBLISHED_POINTER, STAGING = "_published.json", "_staging"
 PUBLISHED_DATASETS = (FEATURES, REJECTS, REDUCED)
+# Datasets published together, by one pointer: a date's features and rejects are one unit.
+PUBLISHED_WITH = {REJECTS: FEATURES}
 
 _S3_URI = re.compile(r"^s3a?://(?P<bucket>[^/]+)/?(?P<key>.*)$")
 
@@ -69,12 +78,27 @@ def split_uri(uri: str) -> tuple[str, str]:
     return match["bucket"], match["key"]
 
 
+def path_digest(path: str) -> str:
+    """Names an image in keys (tombstones) without spelling its path there."""
+    return hashlib.sha256(path.encode()).hexdigest()
+
+
 def label_of(raw_key: str) -> str:
     """A raw image's label: its folder under the date; files outside any folder are unlabelled."""
     if not re.search(RAW_DATE_PATTERN, raw_key):
         raise ValueError(f"not a raw image key: {raw_key!r}")
     match = re.search(RAW_LABEL_PATTERN, raw_key)
     return match[1] if match else UNLABELLED
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A Parquet dataset partitioned by upload_date; its per-date pointers live in `unit_uri`
+    (its own folder, or that of the dataset it is published with)."""
+
+    name: str
+    uri: str
+    unit_uri: str
 
 
 @dataclass(frozen=True)
@@ -114,6 +138,9 @@ class Layout:
         partition = f"{PARTITION_COLUMN}={parse_date(date).isoformat()}"
         return self.key(MANIFESTS, partition, "manifest.parquet")
 
+    def manifest_uri(self, date: str) -> str:
+        return f"s3://{self.bucket}/{self.manifest_key(date)}"
+
     def features_uri(self) -> str:
         return self.uri(FEATURES)
 
@@ -122,6 +149,11 @@ class Layout:
 
     def reduced_uri(self) -> str:
         return self.uri(REDUCED)
+
+    def dataset(self, name: str) -> Dataset:
+        if name not in PUBLISHED_DATASETS:
+            raise ValueError(f"not a published dataset: {name!r}")
+        return Dataset(name, self.uri(name), self.uri(PUBLISHED_WITH.get(name, name)))
 
     def partition_uri(self, dataset_uri: str, date: str) -> str:
         return dataset_partition_uri(dataset_uri, date)
@@ -139,9 +171,20 @@ class Layout:
     def pca_latest_key(self) -> str:
         return self.key(PCA_MODELS, "LATEST")
 
-    # GDPR erasures, one JSON record each
+    # GDPR erasures, one JSON record each, and a tombstone per erased image that every
+    # later publication of its date honours
     def erasure_record_key(self, record_id: str) -> str:
         return self.key(ERASURES, f"{record_id}.json")
+
+    def tombstones_key(self, date: str) -> str:
+        return self.key(TOMBSTONES, f"{PARTITION_COLUMN}={parse_date(date).isoformat()}") + "/"
+
+    def tombstone_key(self, date: str, path: str) -> str:
+        return self.tombstones_key(date) + path_digest(path)
+
+    # one lock per upload date, held while anything publishes or erases in that date
+    def lock_key(self, date: str) -> str:
+        return self.key(LOCKS, f"{PARTITION_COLUMN}={parse_date(date).isoformat()}.lock")
 
     # model weights staged for the cluster (it never downloads them from the internet)
     def weights_uri(self, filename: str) -> str:

@@ -1,4 +1,7 @@
-"""The manifest of an upload date: every raw file under it, listed from S3 (no Spark needed)."""
+"""The manifest of an upload date: every raw file under it, listed from S3 (no Spark needed).
+
+The manifest is the feature step's input: it processes exactly these files (path, size, ETag).
+"""
 
 from __future__ import annotations
 
@@ -25,15 +28,11 @@ MANIFEST_SCHEMA = pa.schema(
 )
 
 
-def is_hidden(key: str) -> bool:
-    """Spark's file sources skip names starting with '_' or '.'; the manifest does too."""
-    return key.rsplit("/", 1)[-1].startswith(("_", "."))
-
-
 def _raw_objects(s3: Any, layout: Layout, prefix: str) -> Iterator[dict[str, Any]]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=layout.bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            if not is_hidden(obj["Key"]) and not obj["Key"].endswith("/"):
+            # Every upload counts, hidden names and folders too; only folder markers are not files.
+            if not obj["Key"].endswith("/"):
                 yield obj
 
 
@@ -56,6 +55,16 @@ def write_manifest(s3: Any, layout: Layout, date: str, rows: list[dict[str, Any]
     key = layout.manifest_key(date)
     s3.put_object(Bucket=layout.bucket, Key=key, Body=buffer.getvalue(), **SSE)
     return f"s3://{layout.bucket}/{key}"
+
+
+def write_manifests(s3: Any, layout: Layout, dates: list[str]) -> dict[str, int]:
+    """List and write the manifest of each date; files per date."""
+    counts = {}
+    for date in dates:
+        rows = list_manifest(s3, layout, date)
+        write_manifest(s3, layout, date, rows)
+        counts[date] = len(rows)
+    return counts
 
 
 def read_manifest(s3: Any, layout: Layout, date: str) -> pa.Table:

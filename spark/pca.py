@@ -1,4 +1,9 @@
-"""PCA with pyspark.ml: fit, version and save, load, and reduce features."""
+"""PCA with pyspark.ml: fit, stage and publish versions, load, and reduce features.
+
+The projection is not centred: `PCAModel.transform` multiplies the raw feature vectors by the
+components (the mean is only used while fitting), so consumers who need centred scores subtract
+`mean @ pc`, with `mean` the average of the features the model was fitted on.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,59 @@ from pyspark.sql import functions as F
 from spark.layout import PARTITION_COLUMN, Layout
 from spark.storage import get_json, put_json
 
-REDUCED_COLUMNS = ["path", "label", PARTITION_COLUMN, "pca_version", "pca_features"]
+REDUCED_COLUMNS = [
+    "path",
+    "label",
+    PARTITION_COLUMN,
+    "weights_sha256",
+    "pca_version",
+    "pca_features",
+]
+
+
+class MixedWeightsError(ValueError):
+    """Feature rows come from weights other than the current ones, or from several."""
+
+
+def require_one_digest(features: DataFrame, current_sha256: str) -> None:
+    """Refuse features that were not all extracted with the current weights.
+
+    Components fitted on vectors from different weights mix two unrelated feature spaces.
+    """
+    groups = (
+        features.groupBy("weights_sha256")
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.sort_array(F.collect_set(PARTITION_COLUMN)).alias("dates"),
+        )
+        .collect()
+    )
+    found = {g["weights_sha256"]: (g["rows"], list(g["dates"])) for g in groups}
+    if found and set(found) != {current_sha256}:
+        raise MixedWeightsError(_mixed_weights_message(found, current_sha256))
+
+
+def _short(digest: str | None) -> str:
+    return digest[:12] if digest else "(no digest)"
+
+
+def _mixed_weights_message(
+    found: dict[str | None, tuple[int, list[str]]], current_sha256: str
+) -> str:
+    def describe(digest: str | None) -> str:
+        rows, dates = found[digest]
+        mark = ", current" if digest == current_sha256 else ""
+        return f"{_short(digest)} ({rows} rows{mark}; dates {', '.join(dates)})"
+
+    by_rows = sorted(found, key=lambda d: (-found[d][0], d or ""))
+    stale = sorted({date for d in found if d != current_sha256 for date in found[d][1]})
+    return (
+        f"image_features were extracted with {len(found)} different weights, "
+        f"but PCA needs every row from the current weights {_short(current_sha256)}: "
+        f"{'; '.join(describe(d) for d in by_rows)}. "
+        f"Re-materialize image_features for dates {', '.join(stale)} with the current weights, "
+        "then fit PCA again."
+    )
 
 
 def new_version(now: dt.datetime | None = None) -> str:
@@ -36,9 +93,10 @@ def explained_variance(model: PCAModel) -> list[float]:
 def save_pca(
     model: PCAModel, layout: Layout, s3: Any, version: str, details: dict[str, Any]
 ) -> str:
-    """Save the model under models/pca/<version>/, with metadata.json, and point LATEST at it.
+    """Stage the model under models/pca/<version>/, with metadata.json; return its URI.
 
-    LATEST is written last, so readers never see a version whose files are incomplete.
+    LATEST is left alone: the version stays invisible to readers until `publish_pca`, so it
+    can be audited first.
     """
     uri = layout.pca_model_uri(version)
     model.write().overwrite().save(uri)
@@ -50,8 +108,17 @@ def save_pca(
         **details,
     }
     put_json(s3, layout.bucket, layout.pca_metadata_key(version), metadata)
-    put_json(s3, layout.bucket, layout.pca_latest_key(), {"version": version, "uri": uri})
     return uri
+
+
+def publish_pca(layout: Layout, s3: Any, version: str) -> None:
+    """Point LATEST at a saved version: one PUT, so readers switch all at once."""
+    uri = layout.pca_model_uri(version)
+    put_json(s3, layout.bucket, layout.pca_latest_key(), {"version": version, "uri": uri})
+
+
+def read_pca_metadata(layout: Layout, s3: Any, version: str) -> dict[str, Any]:
+    return get_json(s3, layout.bucket, layout.pca_metadata_key(version))
 
 
 def latest_version(layout: Layout, s3: Any) -> str | None:
@@ -66,13 +133,14 @@ def load_pca(layout: Layout, version: str) -> PCAModel:
 
 
 def reduce_features(model: PCAModel, features: DataFrame, version: str) -> DataFrame:
-    """path, label, upload_date, pca_version, pca_features (k float32 values)."""
+    """REDUCED_COLUMNS; pca_features holds k float32 values, projected without centring."""
     vectors = features.withColumn("vector", array_to_vector("features"))
     model = model.copy().setInputCol("vector").setOutputCol("pca_vector")
     return model.transform(vectors).select(
         "path",
         "label",
         PARTITION_COLUMN,
+        "weights_sha256",
         F.lit(version).alias("pca_version"),
         vector_to_array("pca_vector", dtype="float32").alias("pca_features"),
     )

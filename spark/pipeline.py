@@ -1,7 +1,9 @@
 """The pipeline's steps, S3 to S3: features (+ rejects), PCA model, reduced features.
 
-Each step takes a SparkSession and a Layout and writes Parquet partitioned by upload_date;
-the Dagster assets (fruits_assets) and the demo both call these.
+Each step writes its new version out of readers' sight (stage_*), the caller audits it
+(spark.quality), and only then publishes it (publish_staged, publish_pca): a version that
+fails its checks never reaches readers. The Dagster assets (fruits_assets) drive the three
+phases; extract_features and write_reduced stage and publish at once, for scripts and tests.
 """
 
 from __future__ import annotations
@@ -14,13 +16,24 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from spark import pca
 from spark.featurize import broadcast_model, featurize
-from spark.images import read_images
-from spark.layout import PARTITION_COLUMN, Layout
+from spark.fetch import ImageSource
+from spark.images import manifest_images, tombstoned, without_erased
+from spark.layout import FEATURES, PARTITION_COLUMN, REDUCED, REJECTS, Layout
+from spark.locks import date_locks
 from spark.model import TFLITE, ModelWeights
-from spark.pca import explained_variance, fit_pca, load_pca, new_version, reduce_features, save_pca
 from spark.progress import Report, watch
-from spark.publish import publish_partitions, read_published
+from spark.publish import (
+    Staged,
+    publish,
+    published_versions,
+    read_published,
+    read_staged,
+    restage,
+    rows_per_date,
+    stage,
+)
 
 FEATURE_COLUMNS = [
     "path",
@@ -32,17 +45,28 @@ FEATURE_COLUMNS = [
     "weights_sha256",
 ]
 REJECT_COLUMNS = ["path", PARTITION_COLUMN, "label", "size_bytes", "reason"]
+# Reject reasons listed in a run's report; the rest are counted (rejects/ has them all).
+REPORTED_REJECTS = 100
+
+__all__ = ["rows_per_date"]
 
 
 @dataclass(frozen=True)
 class FeatureRun:
-    features_per_date: dict[str, int]
-    rejects_per_date: dict[str, int]
-    rejects: list[dict[str, Any]]  # path, reason: small by design, for reports
+    staged: Staged
+    rejects: list[dict[str, Any]]  # path, reason: the first REPORTED_REJECTS, for reports
     model_builds: int
     weights_source: str
     weights_sha256: str
     worker_peak_rss_mb: float = 0.0
+
+    @property
+    def features_per_date(self) -> dict[str, int]:
+        return self.staged.rows(FEATURES)
+
+    @property
+    def rejects_per_date(self) -> dict[str, int]:
+        return self.staged.rows(REJECTS)
 
     @property
     def feature_rows(self) -> int:
@@ -55,49 +79,34 @@ class PcaRun:
     uri: str
     rows: int
     explained_variance: list[float] = field(repr=False)
+    rows_per_date: dict[str, int] = field(default_factory=dict)
+    feature_versions: dict[str, str] = field(default_factory=dict)
 
 
-def rows_per_date(rows: DataFrame) -> dict[str, int]:
-    return {
-        r[PARTITION_COLUMN]: r["count"] for r in rows.groupBy(PARTITION_COLUMN).count().collect()
-    }
-
-
-def write_partitions(
-    spark: SparkSession,
-    rows: DataFrame,
-    dataset_uri: str,
-    dates: Sequence[str],
-    keep_previous: bool = True,
-) -> dict[str, int]:
-    """Replace the given dates' partitions, each atomically (spark.publish); rows per date.
-
-    A requested date with no rows becomes empty, so a re-run never leaves stale rows behind.
-    """
-    counts = rows_per_date(rows)
-    publish_partitions(spark, rows, dataset_uri, dates, counts, keep_previous)
-    return {date: counts.get(date, 0) for date in dates}
-
-
-def extract_features(
+def stage_features(
     spark: SparkSession,
     layout: Layout,
+    s3: Any,
     dates: Sequence[str],
     weights: ModelWeights,
-    tf_threads: int,
-    decode_prefetch: bool = False,
+    *,
+    source: ImageSource,
+    tf_threads: int = 1,
     engine: str = TFLITE,
     progress: Report | None = None,
     expected: Mapping[str, int] | None = None,
 ) -> FeatureRun:
-    """raw images of `dates` -> features/ and rejects/ for those dates.
+    """The manifest entries of `dates` -> staged features and rejects, one row per entry.
 
     With `progress`, lines of progress go there while it runs (spark.progress); `expected`
-    (images per date, e.g. from the manifests) gives the counts to go and the time left.
+    (images per date, from the manifests) gives the counts to go and the time left.
     """
-    model = broadcast_model(spark, weights, tf_threads, decode_prefetch, engine)
+    model = broadcast_model(spark, weights, tf_threads, engine)
+    images = manifest_images(
+        spark, layout, dates, tombstoned(s3, layout, dates), sum((expected or {}).values())
+    )
     scored = (
-        featurize(read_images(spark, layout, dates), model)
+        featurize(images, model, source)
         .withColumn("weights_source", F.lit(weights.source))
         .withColumn("weights_sha256", F.lit(weights.sha256))
         .persist(StorageLevel.MEMORY_AND_DISK)
@@ -107,16 +116,20 @@ def extract_features(
             ok = scored.where(F.col("error").isNull()).select(FEATURE_COLUMNS)
             bad = scored.where(F.col("error").isNotNull()).withColumn("reason", F.col("error"))
             bad = bad.select(REJECT_COLUMNS)
-            features = write_partitions(spark, ok, layout.features_uri(), dates)
-            rejects = write_partitions(spark, bad, layout.rejects_uri(), dates)
+            staged = stage(
+                spark, {layout.dataset(FEATURES): ok, layout.dataset(REJECTS): bad}, dates
+            )
             reject_list = [
-                r.asDict() for r in bad.select("path", "reason").orderBy("path").collect()
+                r.asDict()
+                for r in bad.select("path", "reason")
+                .orderBy("path")
+                .limit(REPORTED_REJECTS)
+                .collect()
             ]
     finally:
         scored.unpersist()
     return FeatureRun(
-        features,
-        rejects,
+        staged,
         reject_list,
         model.builds.value,
         weights.source,
@@ -125,50 +138,134 @@ def extract_features(
     )
 
 
-def read_dataset(spark: SparkSession, uri: str, dates: Sequence[str] | None = None) -> DataFrame:
-    """The published rows of `dates` (every date when None)."""
-    return read_published(spark, uri, dates)
+def publish_staged(
+    spark: SparkSession, layout: Layout, s3: Any, staged: Staged, keep_previous: bool = True
+) -> None:
+    """Publish a staged write under its dates' locks, without the images erased meanwhile."""
+    with date_locks(s3, layout, staged.dates, owner=f"publish {staged.attempt}"):
+        drop_erased(spark, layout, s3, staged)
+        publish(spark, staged, keep_previous)
+
+
+def drop_erased(spark: SparkSession, layout: Layout, s3: Any, staged: Staged) -> None:
+    """An erasure that ran while this write was staged must not be undone by publishing it."""
+    erased = tombstoned(s3, layout, staged.dates)
+    if not erased:
+        return
+    for name in staged.datasets:
+        rows = read_staged(spark, staged, name)
+        if rows.count() != without_erased(rows, erased).count():
+            restage(spark, staged, name, lambda r: without_erased(r, erased))
+        else:  # the erasure may have rewritten the staged rows itself (spark.erasure)
+            staged.counts[name] = rows_per_date(rows)
+
+
+def extract_features(
+    spark: SparkSession,
+    layout: Layout,
+    s3: Any,
+    dates: Sequence[str],
+    weights: ModelWeights,
+    *,
+    source: ImageSource,
+    **options: Any,
+) -> FeatureRun:
+    """stage_features, then publish without an audit (scripts, tests, benchmarks)."""
+    run = stage_features(spark, layout, s3, dates, weights, source=source, **options)
+    publish_staged(spark, layout, s3, run.staged)
+    return run
+
+
+def read_dataset(
+    spark: SparkSession, layout: Layout, name: str, dates: Sequence[str] | None = None
+) -> DataFrame:
+    """The published rows of one dataset for `dates` (every date when None)."""
+    return read_published(spark, layout.dataset(name), dates)
 
 
 def read_features(
     spark: SparkSession, layout: Layout, dates: Sequence[str] | None = None
 ) -> DataFrame:
-    return read_dataset(spark, layout.features_uri(), dates)
+    return read_dataset(spark, layout, FEATURES, dates)
+
+
+def fit_pca_version(
+    spark: SparkSession,
+    layout: Layout,
+    s3: Any,
+    k: int,
+    weights_sha256: str,
+    progress: Report | None = None,
+) -> PcaRun:
+    """Fit PCA on every published feature row of the current weights and save it under a new
+    version, unpublished: LATEST moves only through pca.publish_pca."""
+    versions = published_versions(spark, layout.dataset(FEATURES))
+    features = read_features(spark, layout, sorted(versions)).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        with watch(spark, progress, "pca"):
+            pca.require_one_digest(features, weights_sha256)
+            per_date = rows_per_date(features)
+            rows = sum(per_date.values())
+            if rows == 0:
+                raise ValueError(f"no features under {layout.features_uri()} to fit PCA on")
+            model = pca.fit_pca(features, k)
+    finally:
+        features.unpersist()
+    version = pca.new_version()
+    details = {
+        "rows": rows,
+        "rows_per_date": per_date,
+        "feature_versions": versions,
+        "weights_sha256": weights_sha256,
+        "features_uri": layout.features_uri(),
+    }
+    uri = pca.save_pca(model, layout, s3, version, details)
+    return PcaRun(version, uri, rows, pca.explained_variance(model), per_date, versions)
 
 
 def fit_and_save_pca(
-    spark: SparkSession, layout: Layout, s3: Any, k: int, progress: Report | None = None
+    spark: SparkSession,
+    layout: Layout,
+    s3: Any,
+    k: int,
+    weights_sha256: str,
+    progress: Report | None = None,
 ) -> PcaRun:
-    """Fit PCA on every feature row stored so far and save it under a new version."""
-    features = read_features(spark, layout).select("features").persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        with watch(spark, progress, "pca"):
-            rows = features.count()
-            if rows == 0:
-                raise ValueError(f"no features under {layout.features_uri()} to fit PCA on")
-            model = fit_pca(features, k)
-    finally:
-        features.unpersist()
-    version = new_version()
-    uri = save_pca(
-        model, layout, s3, version, {"rows": rows, "features_uri": layout.features_uri()}
-    )
-    return PcaRun(version, uri, rows, explained_variance(model))
+    """fit_pca_version, then publish without an audit (scripts, tests, benchmarks)."""
+    run = fit_pca_version(spark, layout, s3, k, weights_sha256, progress)
+    pca.publish_pca(layout, s3, run.version)
+    return run
+
+
+def stage_reduced(
+    spark: SparkSession,
+    layout: Layout,
+    s3: Any,
+    dates: Sequence[str],
+    version: str,
+    progress: Report | None = None,
+) -> Staged:
+    """features of `dates` -> staged reduced rows with the PCA model `version`, refused when
+    the features come from other weights than the model was fitted on."""
+    features = read_features(spark, layout, dates)
+    pca.require_one_digest(features, pca.read_pca_metadata(layout, s3, version)["weights_sha256"])
+    reduced = pca.reduce_features(pca.load_pca(layout, version), features, version)
+    with watch(spark, progress, "reduce"):
+        return stage(spark, {layout.dataset(REDUCED): reduced}, dates)
 
 
 def write_reduced(
     spark: SparkSession,
     layout: Layout,
+    s3: Any,
     dates: Sequence[str],
     version: str,
     progress: Report | None = None,
 ) -> dict[str, int]:
-    """features of `dates` -> reduced/ with the PCA model `version`."""
-    reduced = reduce_features(
-        load_pca(layout, version), read_features(spark, layout, dates), version
-    )
-    with watch(spark, progress, "reduce"):
-        return write_partitions(spark, reduced, layout.reduced_uri(), dates)
+    """stage_reduced, then publish without an audit; rows per date."""
+    staged = stage_reduced(spark, layout, s3, dates, version, progress)
+    publish_staged(spark, layout, s3, staged)
+    return staged.rows(REDUCED)
 
 
 def cumulative(variance: Sequence[float], at: Sequence[int] = (10, 50, 100)) -> dict[int, float]:

@@ -9,7 +9,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from spark.pipeline import rows_per_date
+from spark.publish import rows_per_date
 from spark.settings import EU_REGIONS
 
 
@@ -20,26 +20,37 @@ class Outcome:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def every_image_accounted(
-    manifest: Mapping[str, int], features: Mapping[str, int], rejects: Mapping[str, int]
-) -> Outcome:
-    """Per date: feature rows + rejects == files in the manifest."""
-    off = {
-        date: {"manifest": n, "features": features.get(date, 0), "rejects": rejects.get(date, 0)}
-        for date, n in manifest.items()
-        if features.get(date, 0) + rejects.get(date, 0) != n
-    }
-    total = sum(manifest.values())
-    return Outcome(
-        not off, f"{total} images; dates that do not add up: {sorted(off) or 'none'}", off
-    )
+# Paths listed per problem in a check's details; the counts cover them all.
+SAMPLE_PATHS = 20
 
 
-def no_duplicate_paths(rows: DataFrame) -> Outcome:
-    duplicates = rows.groupBy("path").count().where("count > 1").count()
-    return Outcome(
-        duplicates == 0, f"{duplicates} paths appear more than once", {"duplicates": duplicates}
-    )
+def every_image_accounted(expected: DataFrame, features: DataFrame, rejects: DataFrame) -> Outcome:
+    """The paths of feature rows and rejects are exactly the expected paths (the manifest
+    entries not erased), each once: nothing lost, nothing invented, nothing twice."""
+    out = features.select("path").unionByName(rejects.select("path")).groupBy("path").count()
+    listed = expected.select("path").distinct().withColumn("listed", F.lit(True))
+    joined = listed.join(out, "path", "full_outer").cache()
+    try:
+        problems = {
+            "missing": joined.where(F.col("count").isNull()),
+            "unexpected": joined.where(F.col("listed").isNull()),
+            "duplicated": joined.where(F.col("count") > 1),
+        }
+        counts = {name: rows.count() for name, rows in problems.items()}
+        details: dict[str, Any] = {
+            "expected": listed.count(),
+            **counts,
+            **{
+                f"{name}_paths": sorted(str(r.path) for r in rows.limit(SAMPLE_PATHS).collect())
+                for name, rows in problems.items()
+                if counts[name]
+            },
+        }
+    finally:
+        joined.unpersist()
+    passed = not any(counts.values())
+    summary = ", ".join(f"{n} {name}" for name, n in counts.items())
+    return Outcome(passed, f"{details['expected']} images listed; {summary}", details)
 
 
 def bad_vector_count(rows: DataFrame, column: str, dim: int) -> int:

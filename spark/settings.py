@@ -96,7 +96,8 @@ class Settings:
     pca_k: int
     arrow_batch_size: int
     tf_intra_op_threads: int
-    decode_prefetch: bool
+    fetch_threads: int
+    max_image_bytes: int
     engine: str
     partitions_start: str
     max_reject_rate: float
@@ -123,6 +124,8 @@ class Settings:
             )
         if self.engine not in ENGINES:
             raise ConfigError(f"FRUITS_ENGINE must be one of {ENGINES}, got {self.engine!r}")
+        if self.fetch_threads < 1 or self.max_image_bytes < 1:
+            raise ConfigError("FRUITS_FETCH_THREADS and FRUITS_MAX_IMAGE_BYTES must be positive")
         if self.arrow_batch_size < 1:
             raise ConfigError(
                 f"FRUITS_ARROW_BATCH_SIZE must be positive, got {self.arrow_batch_size}"
@@ -165,12 +168,14 @@ class Settings:
             #   2 threads measured the same (52.6 against 51.4 img/s, 55.6 against 54-57 before);
             # - Arrow batch 64: 32 and 128 measured the same; 64 keeps a worker's decoded
             #   tensors at 64 x 224x224x3 float32 = 38 MB;
-            # - no decode prefetch: decoding in a thread ahead of the model did not help
-            #   reliably (51.4 img/s without and 54.1 with in one run, 57.6 without and 50-54
-            #   with in the one before), so it is off unless asked for.
             arrow_batch_size=get_number("FRUITS_ARROW_BATCH_SIZE", 64),
             tf_intra_op_threads=get_number("FRUITS_TF_THREADS", 1),
-            decode_prefetch=get("FRUITS_DECODE_PREFETCH", "false").lower() in ("1", "true", "yes"),  # type: ignore[union-attr]
+            # GETs in flight per Python worker: enough to hide S3's per-request latency
+            # behind the model (spark.fetch).
+            fetch_threads=get_number("FRUITS_FETCH_THREADS", 16),
+            # Larger files are rejected from the manifest's size, never read: phone photos are
+            # a few MB, and a worker holds a batch of them in memory.
+            max_image_bytes=get_number("FRUITS_MAX_IMAGE_BYTES", 50 * 1024 * 1024),
             engine=get("FRUITS_ENGINE", ENGINES[0]),  # type: ignore[arg-type]
             partitions_start=_iso_date(get("FRUITS_PARTITIONS_START", "2026-01-01")),
             max_reject_rate=get_number("FRUITS_MAX_REJECT_RATE", 0.05, float),

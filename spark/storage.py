@@ -15,18 +15,26 @@ from spark.settings import ConfigError, Settings
 SSE = {"ServerSideEncryption": "AES256"}
 
 
-def s3_client(settings: Settings) -> Any:
+def new_s3_client(
+    region: str, endpoint: str | None, *, max_attempts: int = 3, connections: int = 10
+) -> Any:
+    """A boto3 S3 client; path-style addressing for a local endpoint."""
     return boto3.client(
         "s3",
-        region_name=settings.region,
-        endpoint_url=settings.s3_endpoint,
+        region_name=region,
+        endpoint_url=endpoint,
         config=Config(
-            s3={"addressing_style": "path" if settings.s3_endpoint else "auto"},
-            retries={"max_attempts": 3, "mode": "standard"},
+            s3={"addressing_style": "path" if endpoint else "auto"},
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+            max_pool_connections=connections,
             connect_timeout=5,
             read_timeout=60,
         ),
     )
+
+
+def s3_client(settings: Settings) -> Any:
+    return new_s3_client(settings.region, settings.s3_endpoint)
 
 
 def preflight(client: Any, settings: Settings) -> None:

@@ -168,3 +168,19 @@ def scan_credentials():
         return [name for name, pattern in KEY_PATTERNS.items() if pattern.search(text)]
 
     return _scan
+
+
+@pytest.fixture(scope="session")
+def extract(spark, s3, settings):
+    """What raw_images then image_features do, without the audit: manifests, then features."""
+    from spark.fetch import ImageSource
+    from spark.manifest import write_manifests
+    from spark.pipeline import extract_features
+
+    def _extract(layout: Layout, dates: list[str], weights, **options):
+        write_manifests(s3, layout, list(dates))
+        options.setdefault("tf_threads", 1)
+        source = options.pop("source", ImageSource.of(settings))
+        return extract_features(spark, layout, s3, dates, weights, source=source, **options)
+
+    return _extract

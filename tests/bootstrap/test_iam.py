@@ -7,7 +7,7 @@ import pytest
 
 from bootstrap.iam import READ, WRITE, allows, policy
 from spark.layout import RAW, WRITTEN_PREFIXES, Layout
-from spark.pipeline import extract_features, fit_and_save_pca, write_reduced
+from spark.pipeline import fit_and_save_pca, write_reduced
 from spark.settings import Settings
 from spark.storage import list_keys
 
@@ -48,12 +48,12 @@ def test_the_policy_follows_the_layout(settings) -> None:
 
 @pytest.mark.slow
 def test_every_key_a_run_writes_is_allowed(
-    spark, s3, settings, fresh_layout, upload_sample, weights
+    spark, s3, settings, fresh_layout, upload_sample, weights, extract
 ) -> None:
     upload_sample(fresh_layout, ["2026-11-15"], per_date=3)
-    extract_features(spark, fresh_layout, ["2026-11-15"], weights, tf_threads=1)
-    version = fit_and_save_pca(spark, fresh_layout, s3, k=2).version
-    write_reduced(spark, fresh_layout, ["2026-11-15"], version)
+    extract(fresh_layout, ["2026-11-15"], weights)
+    version = fit_and_save_pca(spark, fresh_layout, s3, k=2, weights_sha256=weights.sha256).version
+    write_reduced(spark, fresh_layout, s3, ["2026-11-15"], version)
     document = policy(replace(settings, prefix=fresh_layout.prefix))
     raw = fresh_layout.raw_prefix()
     written = [

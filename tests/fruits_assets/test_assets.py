@@ -95,21 +95,23 @@ def test_rematerializing_a_date_is_idempotent(
     assert first == second and len(second) == 6
 
 
-def test_a_missing_feature_row_fails_the_blocking_check(
-    asset_layout, upload_sample, run_assets, check_outcomes, s3, settings
+def test_an_image_deleted_after_the_manifest_ends_as_a_reject(
+    asset_layout, upload_sample, run_assets, check_outcomes, s3, settings, spark, monkeypatch
 ) -> None:
-    from fruits_assets.assets import image_features, raw_images, reduced_features
+    from fruits_assets.assets import image_features, raw_images
+    from spark.pipeline import read_dataset
 
+    monkeypatch.setenv("FRUITS_MAX_REJECT_RATE", "0.5")  # 1 of 6
     upload_sample(asset_layout, [D1], per_date=6, broken=False)
     assert run_assets([D1], assets=[raw_images]).success
-    # An image disappears between the manifest and the features.
-    s3.delete_object(
-        Bucket=settings.bucket, Key=list_keys(s3, settings.bucket, asset_layout.raw_date_key(D1))[0]
-    )
-    result = run_assets([D1], assets=[image_features, reduced_features])
-    assert not result.success
-    assert check_outcomes(result)[("image_features", "every_image_accounted")] is False
-    assert materialized(result, "reduced_features") == []  # blocked downstream
+    # An image disappears between the manifest and the features: it is accounted for.
+    gone = list_keys(s3, settings.bucket, asset_layout.raw_date_key(D1))[0]
+    s3.delete_object(Bucket=settings.bucket, Key=gone)
+    result = run_assets([D1], assets=[image_features])
+    assert result.success
+    assert check_outcomes(result)[("image_features", "every_image_accounted")] is True
+    [reject] = read_dataset(spark, asset_layout, "rejects").collect()
+    assert reject.path == f"s3://{settings.bucket}/{gone}" and "no longer in S3" in reject.reason
 
 
 def test_a_bucket_outside_the_eu_fails_before_anything_is_written(

@@ -5,7 +5,6 @@ import re
 import pytest
 
 from spark import progress
-from spark.pipeline import extract_features
 from spark.progress import CountsParam, logfmt, partition_lines, short_stage_name
 
 
@@ -51,15 +50,13 @@ def test_stage_names_lose_their_folders() -> None:
 
 @pytest.mark.slow
 def test_a_run_reports_each_partition_and_spark_stage(
-    spark, fresh_layout, upload_sample, weights, monkeypatch
+    fresh_layout, upload_sample, weights, monkeypatch, extract
 ) -> None:
     monkeypatch.setattr(progress, "POLL_S", 0.2)
     dates = ["2026-05-01", "2026-05-02"]
     uploaded = upload_sample(fresh_layout, dates, per_date=60)
     lines: list[str] = []
-    extract_features(
-        spark, fresh_layout, dates, weights, 1, progress=lines.append, expected=uploaded
-    )
+    extract(fresh_layout, dates, weights, progress=lines.append, expected=uploaded)
     parsed = [parse(line) for line in lines]
     assert parsed[0] == {"stage": "featurize", "event": "start"}
     assert parsed[-1]["event"] == "done" and float(parsed[-1]["elapsed_s"]) > 0

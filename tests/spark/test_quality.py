@@ -6,10 +6,10 @@ import boto3
 import pytest
 
 from spark.quality import (
+    SAMPLE_PATHS,
     bucket_in_eu,
     every_image_accounted,
     explained_variance_ok,
-    no_duplicate_paths,
     reduced_matches_features,
     reject_rate_below,
     vectors_are_finite,
@@ -23,17 +23,81 @@ def vectors(spark, rows, column="features", version="v1"):
     return spark.createDataFrame([(p, DATE, version, v) for p, v in rows], schema)
 
 
-def test_accounting() -> None:
-    assert every_image_accounted({DATE: 5}, {DATE: 4}, {DATE: 1}).passed
-    missing_row = every_image_accounted({DATE: 5}, {DATE: 3}, {DATE: 1})
-    assert not missing_row.passed and DATE in missing_row.description
-    assert not every_image_accounted({DATE: 5}, {}, {}).passed
+EXPECTED = [f"s3://b/raw/upload_date={DATE}/apple/{n}.jpg" for n in "abcde"]
+A, B, C, D, E = EXPECTED
+STRANGER = f"s3://b/raw/upload_date={DATE}/apple/x.jpg"
 
 
-def test_duplicates(spark) -> None:
-    rows = [("a", [1.0]), ("b", [1.0])]
-    assert no_duplicate_paths(vectors(spark, rows)).passed
-    assert not no_duplicate_paths(vectors(spark, rows + [("a", [2.0])])).passed
+def paths(spark, rows, extra="label"):
+    """Rows with a path, and another column as feature rows and rejects have."""
+    return spark.createDataFrame([(p, "apple") for p in rows], f"path string, {extra} string")
+
+
+def accounted(spark, features, rejects, expected=EXPECTED):
+    return every_image_accounted(
+        paths(spark, expected, "etag"), paths(spark, features), paths(spark, rejects, "reason")
+    )
+
+
+def test_accounting_passes_when_the_paths_are_the_expected_ones(spark) -> None:
+    outcome = accounted(spark, [A, B, C, D], [E])
+    assert outcome.passed, outcome.description
+    assert outcome.details == {"expected": 5, "missing": 0, "unexpected": 0, "duplicated": 0}
+    assert outcome.description == "5 images listed; 0 missing, 0 unexpected, 0 duplicated"
+    assert accounted(spark, [], [], expected=[]).passed
+
+
+def test_accounting_names_a_missing_path(spark) -> None:
+    outcome = accounted(spark, [A, B, C], [E])
+    assert not outcome.passed
+    assert (outcome.details["missing"], outcome.details["missing_paths"]) == (1, [D])
+    assert outcome.details["unexpected"] == outcome.details["duplicated"] == 0
+    assert "1 missing" in outcome.description
+
+    nothing = accounted(spark, [], [])
+    assert not nothing.passed
+    assert nothing.details["missing"] == 5 and nothing.details["missing_paths"] == EXPECTED
+
+
+def test_accounting_names_an_unexpected_path(spark) -> None:
+    outcome = accounted(spark, [A, B, C, D, STRANGER], [E])
+    assert not outcome.passed
+    assert (outcome.details["unexpected"], outcome.details["unexpected_paths"]) == (1, [STRANGER])
+    assert outcome.details["missing"] == outcome.details["duplicated"] == 0
+    assert "1 unexpected" in outcome.description
+
+
+@pytest.mark.parametrize(
+    ("features", "rejects"),
+    [([A, B, C, D], [E, A]), ([A, B, C, D, A], [E])],
+    ids=["in-features-and-rejects", "twice-in-features"],
+)
+def test_accounting_names_a_path_listed_twice(spark, features, rejects) -> None:
+    outcome = accounted(spark, features, rejects)
+    assert not outcome.passed
+    assert (outcome.details["duplicated"], outcome.details["duplicated_paths"]) == (1, [A])
+    assert outcome.details["missing"] == outcome.details["unexpected"] == 0
+    assert "1 duplicated" in outcome.description
+
+
+def test_accounting_compares_paths_not_counts(spark) -> None:
+    # Five rows for five listed images, yet D was lost and a stranger took its place.
+    outcome = accounted(spark, [A, B, C, STRANGER], [E])
+    assert not outcome.passed
+    assert outcome.details["missing_paths"] == [D]
+    assert outcome.details["unexpected_paths"] == [STRANGER]
+    # The same count reached by a duplicate instead.
+    twice = accounted(spark, [A, B, C, C], [E])
+    assert not twice.passed
+    assert twice.details["missing_paths"] == [D] and twice.details["duplicated_paths"] == [C]
+
+
+def test_accounting_lists_a_sample_and_counts_them_all(spark) -> None:
+    many = [f"s3://b/raw/upload_date={DATE}/apple/{i:03}.jpg" for i in range(SAMPLE_PATHS + 5)]
+    outcome = accounted(spark, [], [], expected=many)
+    assert outcome.details["missing"] == SAMPLE_PATHS + 5
+    assert len(outcome.details["missing_paths"]) == SAMPLE_PATHS
+    assert set(outcome.details["missing_paths"]) <= set(many)
 
 
 @pytest.mark.parametrize(

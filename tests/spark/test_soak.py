@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from spark.pipeline import extract_features, read_features
+from spark.pipeline import read_features
 
 pytestmark = pytest.mark.slow
 DATES = [(dt.date(2026, 4, 1) + dt.timedelta(days=n)).isoformat() for n in range(10)]
@@ -38,14 +38,14 @@ def jvm_heap_after_gc_mb(spark) -> float:
 
 
 def test_soak_5000_images_over_10_dates(
-    spark, fresh_layout, upload_sample, weights, process_tree, capsys
+    spark, fresh_layout, upload_sample, weights, process_tree, capsys, extract
 ) -> None:
     uploaded = upload_sample(fresh_layout, DATES, per_date=PER_DATE)
     assert sum(uploaded.values()) >= 5000
     [java] = [p.pid for p in process_tree() if p.exe.endswith("/java")]
     figures = []
     for date in DATES:
-        run = extract_features(spark, fresh_layout, [date], weights, tf_threads=1)
+        run = extract(fresh_layout, [date], weights)
         assert run.features_per_date[date] + run.rejects_per_date[date] == uploaded[date]
         figures.append(
             {

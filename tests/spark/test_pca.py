@@ -1,0 +1,120 @@
+"""PCA: one weights digest per fit, staged versus published models, lineage and centring."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from spark.pca import (
+    REDUCED_COLUMNS,
+    MixedWeightsError,
+    fit_pca,
+    latest_version,
+    load_pca,
+    new_version,
+    publish_pca,
+    read_pca_metadata,
+    reduce_features,
+    require_one_digest,
+    save_pca,
+)
+
+SCHEMA = (
+    "path string, label string, upload_date string, weights_sha256 string, features array<float>"
+)
+CURRENT = hashlib.sha256(b"current weights").hexdigest()
+OLD = hashlib.sha256(b"old weights").hexdigest()
+
+
+def frame(spark, rows: list[tuple[str, str, list[float]]]):
+    """Feature rows from (upload_date, weights_sha256, features) triples."""
+    return spark.createDataFrame(
+        [(f"s3a://b/raw/{i}.jpg", "apple", d, w, f) for i, (d, w, f) in enumerate(rows)], SCHEMA
+    )
+
+
+def small_features(spark, digest: str = CURRENT, n: int = 12):
+    return frame(spark, [("2026-03-01", digest, [float(i), float(i % 3), 1.0]) for i in range(n)])
+
+
+def test_one_current_digest_passes(spark) -> None:
+    require_one_digest(small_features(spark), CURRENT)
+
+
+def test_an_empty_frame_passes(spark) -> None:
+    require_one_digest(spark.createDataFrame([], SCHEMA), CURRENT)
+
+
+def test_two_digests_are_refused_with_their_rows_and_dates(spark) -> None:
+    rows = [("2026-03-01", CURRENT, [1.0])] * 3 + [("2026-03-02", OLD, [1.0])] * 2
+    rows += [("2026-03-04", OLD, [1.0])]
+    with pytest.raises(MixedWeightsError) as raised:
+        require_one_digest(frame(spark, rows), CURRENT)
+    message = str(raised.value)
+    assert f"{CURRENT[:12]} (3 rows, current; dates 2026-03-01)" in message
+    assert f"{OLD[:12]} (3 rows; dates 2026-03-02, 2026-03-04)" in message
+    assert "re-materialize image_features for dates 2026-03-02, 2026-03-04" in message.lower()
+
+
+def test_one_digest_that_is_not_current_is_refused(spark) -> None:
+    with pytest.raises(MixedWeightsError) as raised:
+        require_one_digest(small_features(spark, OLD), CURRENT)
+    message = str(raised.value)
+    assert f"{OLD[:12]} (12 rows; dates 2026-03-01)" in message
+    assert f"current weights {CURRENT[:12]}" in message
+
+
+def test_a_saved_version_stays_invisible_until_published(spark, s3, fresh_layout) -> None:
+    model = fit_pca(small_features(spark), k=2)
+    first, second = new_version(), new_version()
+
+    save_pca(model, fresh_layout, s3, first, {"rows": 12})
+    assert latest_version(fresh_layout, s3) is None
+    publish_pca(fresh_layout, s3, first)
+    assert latest_version(fresh_layout, s3) == first
+
+    uri = save_pca(model, fresh_layout, s3, second, {"rows": 12, "audit": "pending"})
+    assert latest_version(fresh_layout, s3) == first
+    metadata = read_pca_metadata(fresh_layout, s3, second)
+    assert metadata["rows"] == 12 and metadata["audit"] == "pending"
+    assert metadata["version"] == second and metadata["uri"] == uri and metadata["k"] == 2
+    assert load_pca(fresh_layout, second).getK() == 2
+
+    publish_pca(fresh_layout, s3, second)
+    assert latest_version(fresh_layout, s3) == second
+
+
+def test_reduced_rows_keep_the_weights_digest(spark) -> None:
+    features = small_features(spark)
+    reduced = reduce_features(fit_pca(features, k=2), features, "v1")
+    assert reduced.columns == REDUCED_COLUMNS
+    rows = reduced.collect()
+    assert len(rows) == 12
+    assert {(r.weights_sha256, r.pca_version, len(r.pca_features)) for r in rows} == {
+        (CURRENT, "v1", 2)
+    }
+
+
+def test_the_projection_is_not_centred(spark) -> None:
+    # Spread decreasing by axis, so the first components lie near the first axes, where the
+    # mean is large: a centred projection would then have column means near zero.
+    rng = np.random.default_rng(7)
+    offset = np.array([100.0, 80.0, 60.0, 40.0, 30.0, 20.0, 10.0, 5.0])
+    spread = np.array([10.0, 6.0, 3.0, 1.0, 0.5, 0.3, 0.2, 0.1])
+    x = (offset + rng.standard_normal((200, 8)) * spread).astype(np.float32)
+    features = frame(spark, [("2026-03-01", CURRENT, row.tolist()) for row in x])
+
+    model = fit_pca(features, k=3)
+    reduced = reduce_features(model, features, "v1").select("path", "pca_features").collect()
+    by_index = sorted(reduced, key=lambda r: int(r.path.rsplit("/", 1)[1].split(".")[0]))
+    scores = np.array([r.pca_features for r in by_index], dtype=np.float64)
+
+    x = x.astype(np.float64)
+    pc = model.pc.toArray()
+    mean = x.mean(axis=0)
+    np.testing.assert_allclose(scores, x @ pc, rtol=0, atol=1e-4)
+    assert np.abs(scores - (x - mean) @ pc).max() > 1.0
+    assert np.all(np.abs(scores.mean(axis=0)) > 10.0)
+    np.testing.assert_allclose(scores.mean(axis=0), mean @ pc, rtol=0, atol=1e-3)
