@@ -28,11 +28,10 @@ from spark.pipeline import (
     fit_pca_version,
     publish_staged,
     read_features,
-    rows_per_date,
     stage_features,
     stage_reduced,
 )
-from spark.publish import read_staged
+from spark.publish import read_staged, rows_per_date
 from spark.storage import preflight
 
 GROUP = "fruits"

@@ -4,7 +4,8 @@ Under its upload date's lock (spark.locks), so no publication of that date inter
 1. a tombstone is written first: any feature run that read the image before this erasure
    drops it when it publishes (spark.pipeline.drop_erased), so it cannot come back;
 2. the date's published features + rejects (one unit) and reduced rows are rewritten without
-   it, keeping no previous version; staged versions that hold it are deleted;
+   it, keeping no previous version; staged versions that hold it are rewritten without it
+   (their files that held it are deleted);
 3. the raw object is deleted and the date's manifest rewritten.
 An audit record on S3 lists every object deleted. PCA models keep their components
 (aggregates, not the image); re-fit to drop its influence.

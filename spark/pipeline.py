@@ -48,8 +48,6 @@ REJECT_COLUMNS = ["path", PARTITION_COLUMN, "label", "size_bytes", "reason"]
 # Reject reasons listed in a run's report; the rest are counted (rejects/ has them all).
 REPORTED_REJECTS = 100
 
-__all__ = ["rows_per_date"]
-
 
 @dataclass(frozen=True)
 class FeatureRun:

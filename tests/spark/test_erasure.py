@@ -19,12 +19,11 @@ from spark.pipeline import (
     fit_and_save_pca,
     publish_staged,
     read_dataset,
-    rows_per_date,
     stage_features,
     stage_reduced,
     write_reduced,
 )
-from spark.publish import published_versions
+from spark.publish import published_versions, rows_per_date
 from spark.quality import every_image_accounted, reduced_matches_features
 from spark.storage import get_json, list_keys
 
