@@ -89,6 +89,11 @@ class BootstrapFailure(Exception):
     """A bootstrap action failed on a node: the cluster ends TERMINATED_WITH_ERRORS."""
 
 
+def _timeline(**moments: float | None) -> dict[str, float]:
+    """EMR's Timeline: only the moments that have happened."""
+    return {name: moment for name, moment in moments.items() if moment is not None}
+
+
 @dataclass
 class Step:
     id: str
@@ -103,11 +108,9 @@ class Step:
     failure: dict[str, str] | None = None  # FailureDetails
 
     def describe(self) -> dict[str, Any]:
-        timeline = {"CreationDateTime": self.created}
-        if self.started:
-            timeline["StartDateTime"] = self.started
-        if self.ended:
-            timeline["EndDateTime"] = self.ended
+        timeline = _timeline(
+            CreationDateTime=self.created, StartDateTime=self.started, EndDateTime=self.ended
+        )
         status: dict[str, Any] = {
             "State": self.state,
             "StateChangeReason": {"Message": self.reason} if self.reason else {},
@@ -172,11 +175,9 @@ class Cluster:
         return {}
 
     def status(self) -> dict[str, Any]:
-        timeline = {"CreationDateTime": self.created}
-        if self.ready:
-            timeline["ReadyDateTime"] = self.ready
-        if self.ended:
-            timeline["EndDateTime"] = self.ended
+        timeline = _timeline(
+            CreationDateTime=self.created, ReadyDateTime=self.ready, EndDateTime=self.ended
+        )
         reason = {"Code": self.reason[0], "Message": self.reason[1]} if self.reason else {}
         return {"State": self.state, "StateChangeReason": reason, "Timeline": timeline}
 
