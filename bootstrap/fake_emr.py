@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gzip
 import itertools
 import json
@@ -634,7 +635,9 @@ class FakeEmrServer:
         self.emr = FakeEmr(settings, state_dir, timing=timing)
         handler = type("Handler", (_Handler,), {"emr": self.emr})
         self.http = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
+        # A short poll: shutdown() (each test's teardown) waits for one.
+        serve = functools.partial(self.http.serve_forever, poll_interval=0.05)
+        self.thread = threading.Thread(target=serve, daemon=True)
 
     @property
     def endpoint(self) -> str:

@@ -130,7 +130,8 @@ def test_a_failing_step_fails_the_dagster_step_with_its_stderr(
     assert 'Execution of step "image_features" failed' in output
     assert "Spark Driver stderr" in output  # the step's own stderr, fetched from the LogUri
     assert "nowhere/weights.h5" in output
-    # The failure names what EMR found (FailureDetails) and where its log is.
-    failed = next(s for s in cluster.steps if s.state == "FAILED")
-    assert f"EMR step {failed.id} FAILED: " in output
-    assert f"(log: {cluster.log_uri}{cluster.id}/steps/{failed.id}/stderr.gz)" in output
+    # The asset failed, not spark-submit: the failure came back as the step's Dagster events
+    # while the EMR step itself ended COMPLETED, and its stderr came within the launcher's wait.
+    # (An EMR step that fails itself is reported with FailureDetails: test_emr.py.)
+    assert [s.state for s in cluster.steps if s.args[0].endswith("spark-submit")] == ["COMPLETED"]
+    assert "did not appear on S3" not in output
