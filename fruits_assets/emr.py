@@ -16,6 +16,7 @@ import hashlib
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import ClassVar
 
 import boto3
 import dagster as dg
@@ -195,9 +196,11 @@ class EmrStepLauncherResource(ConfigurableResourceFactory[StepLauncher]):
     # How often DescribeStep is called while a step runs (dagster_aws's interval).
     poll_interval_s: float = 15
 
+    launcher_class: ClassVar[type[ProjectPackageStepLauncher]] = ProjectPackageStepLauncher
+
     def create_resource(self, context: dg.InitResourceContext) -> StepLauncher:
         require_eu_region(self.region_name)
-        return ProjectPackageStepLauncher(
+        return self.launcher_class(
             region_name=self.region_name,
             staging_bucket=self.staging_bucket,
             staging_prefix=self.staging_prefix,

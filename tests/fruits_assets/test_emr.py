@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import zipfile
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -230,3 +231,43 @@ def test_a_run_aimed_at_an_ended_or_missing_cluster_fails_first_in_one_line(
     assert emr.list_steps(ClusterId=cluster_id)["Steps"] == []
     staged = s3.list_objects_v2(Bucket=fresh_layout.bucket, Prefix=fresh_layout.prefix)
     assert [o["Key"] for o in staged.get("Contents", []) if "emr_staging" in o["Key"]] == []
+
+
+def test_terminating_the_dagster_run_cancels_its_emr_step(
+    start_cluster, quick_emr, step_reaches, settings, fresh_layout, repo_root, tmp_path
+) -> None:
+    """A whole run, in its own process with Dagster's multiprocess executor: interrupting it
+    (Ctrl-C, or the termination Dagster sends) interrupts the step's process, whose launcher
+    cancels the EMR step."""
+    emr, cluster_id = start_cluster()
+    (tmp_path / "dagster_home").mkdir()
+    env = os.environ | {
+        "FRUITS_EMR_CLUSTER_ID": cluster_id,
+        "FRUITS_REGION": settings.region,
+        "FRUITS_STAGING_BUCKET": fresh_layout.bucket,
+        "FRUITS_STAGING_PREFIX": f"{fresh_layout.prefix}/emr_staging",
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "PYTHONPATH": str(repo_root),
+    }
+    definitions = repo_root / "tests" / "fruits_assets" / "emr_sleeping_step.py"
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    run = subprocess.Popen(
+        [dagster, "asset", "materialize", "-f", str(definitions), "--select", "sleeping_step"],
+        env=env, cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (steps := quick_emr.emr.clusters[cluster_id].steps) or steps[0].state != (
+            "RUNNING"
+        ):
+            assert run.poll() is None and time.monotonic() < deadline, run.stdout.read()
+            time.sleep(0.1)
+        run.send_signal(signal.SIGINT)
+        output, _ = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode != 0
+    assert step_reaches(emr, cluster_id, steps[0].id, "CANCELLED", timeout_s=5)
+    assert f"interrupted: cancelling EMR step {steps[0].id}: SUBMITTED" in output
