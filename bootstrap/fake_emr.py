@@ -404,7 +404,8 @@ class FakeEmr:
                 if step is None:
                     return
                 step.state, step.started = "RUNNING", time.time()
-                cluster.enter("RUNNING")
+                if cluster.state != "RUNNING":
+                    cluster.enter("RUNNING")
             code, stdout, stderr = self._execute(cluster, step)
             with self.lock:
                 self._finish_step(cluster, step, code, stdout, stderr)
@@ -445,11 +446,12 @@ class FakeEmr:
             step.failure = {
                 "Reason": _root_cause(stderr),
                 "Message": f"Step command exited with return code {code}.",
-                "LogFile": self._log_key(cluster, step, "stderr") if cluster.log_uri else "",
             }
+            if cluster.log_uri:
+                step.failure["LogFile"] = self._log_key(cluster, step, "stderr")
             self._act_on_failure(cluster, step)
-        if cluster.state == "RUNNING":
-            cluster.enter("WAITING")
+        if cluster.state == "RUNNING" and not any(s.state == "PENDING" for s in cluster.steps):
+            cluster.enter("WAITING")  # back to back, steps keep the cluster RUNNING
         self._push_logs_later(cluster, step, stdout, stderr)
         self.lock.notify_all()
 

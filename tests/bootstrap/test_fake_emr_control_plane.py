@@ -56,12 +56,13 @@ def test_a_cluster_walks_emrs_states_and_ends_by_user_request(
     emr, cluster_id = start_cluster(wait=False)
     assert status_of(emr, cluster_id)["State"] == "STARTING"
     step_id = add_step(emr, cluster_id, "sleep 0.3")  # queued while the cluster starts
+    last_id = add_step(emr, cluster_id, "true")  # back to back: the cluster stays RUNNING
     assert emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]["Status"]["State"] == (
         "PENDING"
     )
     step_reaches(emr, cluster_id, step_id, "RUNNING")
     assert status_of(emr, cluster_id)["State"] == "RUNNING"
-    step_reaches(emr, cluster_id, step_id, "COMPLETED")
+    step_reaches(emr, cluster_id, last_id, "COMPLETED")
     waiting = until_cluster(emr, cluster_id, "WAITING")
     assert waiting["Timeline"]["ReadyDateTime"] >= waiting["Timeline"]["CreationDateTime"]
 
