@@ -196,6 +196,7 @@ class EmrStepLauncherResource(ConfigurableResourceFactory[StepLauncher]):
     # How often DescribeStep is called while a step runs (dagster_aws's interval).
     poll_interval_s: float = 15
 
+    # What it builds; a test's subclass adds a sleeping step instead of spark-submit.
     launcher_class: ClassVar[type[ProjectPackageStepLauncher]] = ProjectPackageStepLauncher
 
     def create_resource(self, context: dg.InitResourceContext) -> StepLauncher:
