@@ -3,8 +3,21 @@
 It speaks EMR's JSON API (the calls the cluster CLI and Dagster's EMR step launcher make) on
 loopback, and really runs each step: the exact spark-submit command a step holds, with only
 the master switched from YARN to local and the S3A settings that make s3:// URIs reach the
-local S3 server. Steps go PENDING -> RUNNING -> COMPLETED or FAILED, one at a time per cluster
-as on EMR, and their stdout and stderr land gzipped under the cluster's LogUri.
+local S3 server.
+
+The control plane behaves as EMR's does, because the host's code must survive it:
+- a cluster walks STARTING -> BOOTSTRAPPING -> WAITING (RUNNING while a step runs) and ends
+  TERMINATING -> TERMINATED with EMR's StateChangeReason codes: USER_REQUEST (TerminateJobFlows),
+  ALL_STEPS_COMPLETED (idle past its AutoTerminationPolicy, or out of steps without
+  KeepJobFlowAliveWhenNoSteps), STEP_FAILURE (ActionOnFailure TERMINATE_CLUSTER),
+  BOOTSTRAP_FAILURE; a terminated cluster stays describable and refuses new steps;
+- steps run one at a time, in order (step concurrency 1); ActionOnFailure is honoured;
+- a step's stdout.gz and stderr.gz reach LogUri/<cluster>/steps/<step>/ only some time after
+  the step ended (EMR pushes logs about every 5 minutes), and a failed step carries
+  FailureDetails (reason, message, log file) at once;
+- CancelSteps cancels PENDING steps, and RUNNING ones through CANCEL_PENDING: SEND_INTERRUPT
+  sends SIGTERM to the step's process group, TERMINATE_PROCESS sends SIGKILL.
+Durations are EMR's by default and scaled down in tests (FakeEmrTiming).
 
 Each cluster has its own spark-env.sh, written from the `spark-env` export classification as
 EMR does, sourced before every spark-submit; `bash -c` steps that append to
@@ -20,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gzip
 import itertools
 import json
@@ -44,11 +58,41 @@ EMR_SPARK_ENV = "/etc/spark/conf/spark-env.sh"
 NODE_PYTHON = "/usr/bin/python3.11"
 _ids = itertools.count(1)
 
+ENDED = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
+# EMR's words for a step sent to an ended cluster, and for its reason codes' usual messages.
+ENDED_CLUSTER_REFUSAL = (
+    "A job flow that is shutting down, terminated, or finished may not be modified."
+)
+USER_REQUEST = ("USER_REQUEST", "Terminated by user request")
+STEPS_COMPLETED = ("ALL_STEPS_COMPLETED", "Steps completed")
+STEP_FAILURE = ("STEP_FAILURE", "Shut down as step failed")
+IDLE_TIMEOUT_S = (60, 604_800)  # the range EMR accepts for AutoTerminationPolicy.IdleTimeout
+
+
+@dataclass(frozen=True)
+class FakeEmrTiming:
+    """How long the control plane's phases take, in real seconds. Defaults are EMR's where
+    the host's code depends on them (log delay, idle timeout); tests shrink them."""
+
+    starting_s: float = 1.0  # provisioning: EMR takes minutes, the fake has no instances
+    terminating_s: float = 1.0
+    log_push_delay_s: float = 300.0  # EMR pushes step logs to S3 about every 5 minutes
+    idle_scale: float = 1.0  # real seconds per second of the AutoTerminationPolicy
+
 
 class EmrApiError(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class BootstrapFailure(Exception):
+    """A bootstrap action failed on a node: the cluster ends TERMINATED_WITH_ERRORS."""
+
+
+def _timeline(**moments: float | None) -> dict[str, float]:
+    """EMR's Timeline: only the moments that have happened."""
+    return {name: moment for name, moment in moments.items() if moment is not None}
 
 
 @dataclass
@@ -61,21 +105,20 @@ class Step:
     created: float = field(default_factory=time.time)
     started: float | None = None
     ended: float | None = None
-    reason: str = ""
+    reason: str = ""  # StateChangeReason message
+    failure: dict[str, str] | None = None  # FailureDetails
 
     def describe(self) -> dict[str, Any]:
-        timeline = {"CreationDateTime": self.created}
-        if self.started:
-            timeline["StartDateTime"] = self.started
-        if self.ended:
-            timeline["EndDateTime"] = self.ended
+        timeline = _timeline(
+            CreationDateTime=self.created, StartDateTime=self.started, EndDateTime=self.ended
+        )
         status: dict[str, Any] = {
             "State": self.state,
-            "StateChangeReason": {},
+            "StateChangeReason": {"Message": self.reason} if self.reason else {},
             "Timeline": timeline,
         }
-        if self.reason:
-            status["FailureDetails"] = {"Reason": "Step failed", "Message": self.reason}
+        if self.failure:
+            status["FailureDetails"] = self.failure
         return {
             "Id": self.id,
             "Name": self.name,
@@ -90,9 +133,16 @@ class Cluster:
     id: str
     request: dict[str, Any]
     conf_dir: Path
-    state: str = "WAITING"
+    state: str = "STARTING"
+    reason: tuple[str, str] | None = None  # StateChangeReason (Code, Message)
     steps: list[Step] = field(default_factory=list)
     created: float = field(default_factory=time.time)
+    ready: float | None = None
+    ended: float | None = None
+    idle_since: float = field(default_factory=time.time)
+    ended_with_errors: bool = False
+    # Every state it went through, with the reason code: what a test of the walk reads.
+    history: list[tuple[str, str | None]] = field(default_factory=lambda: [("STARTING", None)])
 
     @property
     def spark_env_file(self) -> Path:
@@ -101,6 +151,20 @@ class Cluster:
     @property
     def log_uri(self) -> str | None:
         return self.request.get("LogUri")
+
+    @property
+    def keep_alive(self) -> bool:
+        return bool(self.request.get("Instances", {}).get("KeepJobFlowAliveWhenNoSteps", False))
+
+    @property
+    def idle_timeout_s(self) -> int | None:
+        return self.request.get("AutoTerminationPolicy", {}).get("IdleTimeout")
+
+    def enter(self, state: str, reason: tuple[str, str] | None = None) -> None:
+        self.state = state
+        if reason:
+            self.reason = reason
+        self.history.append((state, reason[0] if reason else None))
 
     def spark_env(self) -> dict[str, str]:
         """The `export` properties of the spark-env classification: the steps' environment."""
@@ -111,37 +175,68 @@ class Cluster:
                         return dict(nested.get("Properties", {}))
         return {}
 
-    def describe(self) -> dict[str, Any]:
-        request = self.request
+    def status(self) -> dict[str, Any]:
+        timeline = _timeline(
+            CreationDateTime=self.created, ReadyDateTime=self.ready, EndDateTime=self.ended
+        )
+        reason = {"Code": self.reason[0], "Message": self.reason[1]} if self.reason else {}
+        return {"State": self.state, "StateChangeReason": reason, "Timeline": timeline}
+
+    def summary(self) -> dict[str, Any]:
+        """ListClusters' view of the cluster."""
         return {
             "Id": self.id,
-            "Name": request.get("Name", ""),
-            "Status": {
-                "State": self.state,
-                "StateChangeReason": {},
-                "Timeline": {"CreationDateTime": self.created},
-            },
+            "Name": self.request.get("Name", ""),
+            "Status": self.status(),
+            "NormalizedInstanceHours": 0,
+            "ClusterArn": f"arn:aws:elasticmapreduce:::cluster/{self.id}",
+        }
+
+    def describe(self) -> dict[str, Any]:
+        request, instances = self.request, self.request.get("Instances", {})
+        subnets = instances.get("Ec2SubnetIds") or [instances.get("Ec2SubnetId", "")]
+        return self.summary() | {
             "LogUri": self.log_uri,
             "ReleaseLabel": request.get("ReleaseLabel"),
             "Applications": request.get("Applications", []),
             "Configurations": request.get("Configurations", []),
             "SecurityConfiguration": request.get("SecurityConfiguration"),
-            "AutoTerminate": False,
+            "ServiceRole": request.get("ServiceRole"),
+            "Ec2InstanceAttributes": {
+                "IamInstanceProfile": request.get("JobFlowRole"),
+                "Ec2SubnetId": subnets[0],
+                "RequestedEc2SubnetIds": [s for s in subnets if s],
+            },
+            "InstanceCollectionType": (
+                "INSTANCE_FLEET" if "InstanceFleets" in instances else "INSTANCE_GROUP"
+            ),
+            "AutoTerminate": not self.keep_alive,
+            "TerminationProtected": bool(instances.get("TerminationProtected", False)),
+            "VisibleToAllUsers": bool(request.get("VisibleToAllUsers", True)),
+            "StepConcurrencyLevel": 1,
             "Tags": request.get("Tags", []),
         }
 
 
 class FakeEmr:
-    """The clusters and steps, and the threads that run the steps."""
+    """The clusters and steps, and one thread per cluster that walks it through its life."""
 
-    def __init__(self, settings: Settings, state_dir: Path, spark_master: str = "local[2]") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        state_dir: Path,
+        spark_master: str = "local[2]",
+        timing: FakeEmrTiming = FakeEmrTiming(),
+    ) -> None:
         self.settings = settings
         self.state_dir = state_dir
         self.spark_master = spark_master
+        self.timing = timing
         self.clusters: dict[str, Cluster] = {}
         self.security_configurations: dict[str, Any] = {}
         self.lock = threading.Condition()
-        self.processes: set[subprocess.Popen] = set()
+        self.processes: dict[str, subprocess.Popen] = {}  # by step id
+        self.log_pushes: list[threading.Timer] = []
         self.stopping = False
 
     # --- the API ---------------------------------------------------------------------------
@@ -160,6 +255,12 @@ class FakeEmr:
         return self.clusters[cluster_id]
 
     def op_RunJobFlow(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802 (API names)
+        idle = body.get("AutoTerminationPolicy", {}).get("IdleTimeout")
+        if idle is not None and not IDLE_TIMEOUT_S[0] <= idle <= IDLE_TIMEOUT_S[1]:
+            raise EmrApiError(
+                "ValidationException",
+                f"IdleTimeout must be between {IDLE_TIMEOUT_S[0]} and {IDLE_TIMEOUT_S[1]} seconds.",
+            )
         cluster_id = f"j-FAKE{next(_ids):08d}"
         cluster = Cluster(id=cluster_id, request=body, conf_dir=self.state_dir / cluster_id)
         cluster.conf_dir.mkdir(parents=True)
@@ -168,8 +269,8 @@ class FakeEmr:
         )
         cluster.spark_env_file.write_text(exports)
         self.clusters[cluster.id] = cluster
-        threading.Thread(target=self._run_steps, args=(cluster,), daemon=True).start()
-        return {"JobFlowId": cluster.id, "ClusterArn": f"arn:aws:elasticmapreduce:::{cluster.id}"}
+        threading.Thread(target=self._live, args=(cluster,), daemon=True).start()
+        return {"JobFlowId": cluster.id, "ClusterArn": cluster.summary()["ClusterArn"]}
 
     def on_node(self, value: str) -> str:
         """A node's Python 3.11 is, here, this project's interpreter: it holds exactly the
@@ -196,27 +297,29 @@ class FakeEmr:
         return {"Cluster": self.cluster(body["ClusterId"]).describe()}
 
     def op_ListClusters(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-        return {
-            "Clusters": [
-                {"Id": c.id, "Name": c.request.get("Name", ""), "Status": c.describe()["Status"]}
-                for c in self.clusters.values()
-            ]
-        }
+        wanted = set(body.get("ClusterStates") or [])
+        newest_first = sorted(self.clusters.values(), key=lambda c: c.created, reverse=True)
+        return {"Clusters": [c.summary() for c in newest_first if not wanted or c.state in wanted]}
+
+    def op_GetAutoTerminationPolicy(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        policy = self.cluster(body["ClusterId"]).request.get("AutoTerminationPolicy")
+        return {"AutoTerminationPolicy": policy} if policy else {}
 
     def op_TerminateJobFlows(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-        for cluster_id in body["JobFlowIds"]:
-            cluster = self.cluster(cluster_id)
-            cluster.state = "TERMINATED"
-            for step in cluster.steps:
-                if step.state == "PENDING":
-                    step.state = "CANCELLED"
-        self.lock.notify_all()
+        clusters = [self.cluster(cluster_id) for cluster_id in body["JobFlowIds"]]
+        if any(c.describe()["TerminationProtected"] for c in clusters):
+            raise EmrApiError(
+                "ValidationException",
+                "Could not shut down one or more job flows since they are termination protected.",
+            )
+        for cluster in clusters:
+            self._terminate(cluster, USER_REQUEST)
         return {}
 
     def op_AddJobFlowSteps(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         cluster = self.cluster(body["JobFlowId"])
-        if cluster.state.startswith("TERMINAT"):
-            raise EmrApiError("ValidationException", f"cluster {cluster.id} is {cluster.state}")
+        if cluster.state in ENDED:
+            raise EmrApiError("ValidationException", ENDED_CLUSTER_REFUSAL)
         ids = []
         for spec in body["Steps"]:
             step = Step(
@@ -230,41 +333,178 @@ class FakeEmr:
         self.lock.notify_all()
         return {"StepIds": ids}
 
+    def step(self, cluster_id: str, step_id: str) -> Step:
+        for step in self.cluster(cluster_id).steps:
+            if step.id == step_id:
+                return step
+        raise EmrApiError("InvalidRequestException", f"Step id '{step_id}' is not valid.")
+
     def op_DescribeStep(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-        for step in self.cluster(body["ClusterId"]).steps:
-            if step.id == body["StepId"]:
-                return {"Step": step.describe()}
-        raise EmrApiError("InvalidRequestException", f"Step id '{body['StepId']}' is not valid.")
+        return {"Step": self.step(body["ClusterId"], body["StepId"]).describe()}
 
     def op_ListSteps(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        states, ids = set(body.get("StepStates") or []), set(body.get("StepIds") or [])
         steps = reversed(self.cluster(body["ClusterId"]).steps)  # EMR lists newest first
-        return {"Steps": [s.describe() for s in steps]}
+        return {
+            "Steps": [
+                s.describe()
+                for s in steps
+                if (not states or s.state in states) and (not ids or s.id in ids)
+            ]
+        }
 
-    # --- running steps ---------------------------------------------------------------------
+    def op_CancelSteps(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        option = body.get("StepCancellationOption", "SEND_INTERRUPT")
+        answers = []
+        for step_id in body["StepIds"]:
+            step = self.step(body["ClusterId"], step_id)
+            if step.state == "PENDING":
+                step.state, step.ended = "CANCELLED", time.time()
+            elif step.state in ("RUNNING", "CANCEL_PENDING"):
+                step.state = "CANCEL_PENDING"  # CANCELLED once its process has exited
+                self._signal_step(step, signal.SIGKILL if option == "TERMINATE_PROCESS" else None)
+            else:
+                answers.append(
+                    {"StepId": step_id, "Status": "FAILED", "Reason": f"Step is {step.state}."}
+                )
+                continue
+            answers.append({"StepId": step_id, "Status": "SUBMITTED", "Reason": ""})
+        self.lock.notify_all()
+        return {"CancelStepsInfoList": answers}
+
+    # --- the cluster's life ----------------------------------------------------------------
+    def _live(self, cluster: Cluster) -> None:
+        """STARTING, BOOTSTRAPPING, WAITING/RUNNING until it ends, then TERMINATED."""
+        with self.lock:
+            self.lock.wait_for(lambda: self.stopping or cluster.state in ENDED,
+                               timeout=self.timing.starting_s)  # fmt: skip
+            if cluster.state not in ENDED:
+                cluster.enter("BOOTSTRAPPING")
+        if cluster.state == "BOOTSTRAPPING":
+            try:
+                self._bootstrap_nodes(cluster)
+            except BootstrapFailure as failure:
+                with self.lock:
+                    self._terminate(cluster, ("BOOTSTRAP_FAILURE", str(failure)), errors=True)
+            with self.lock:
+                if cluster.state not in ENDED:
+                    cluster.ready = cluster.idle_since = time.time()
+                    cluster.enter("WAITING")
+            self._run_steps(cluster)
+        self._shut_down(cluster)
+
+    def _bootstrap_nodes(self, cluster: Cluster) -> None:
+        """Run the cluster's bootstrap actions on its nodes; raise BootstrapFailure if one fails."""
+
     def _run_steps(self, cluster: Cluster) -> None:
         """One step at a time, in order, like an EMR cluster with step concurrency 1."""
         while True:
             with self.lock:
-                while (
-                    not self.stopping
-                    and not cluster.state.startswith("TERMINAT")
-                    and not any(s.state == "PENDING" for s in cluster.steps)
-                ):
-                    self.lock.wait()
-                if self.stopping or cluster.state.startswith("TERMINAT"):
+                step = self._next_step(cluster)
+                if step is None:
                     return
-                step = next(s for s in cluster.steps if s.state == "PENDING")
-                step.state, step.started, cluster.state = "RUNNING", time.time(), "RUNNING"
+                step.state, step.started = "RUNNING", time.time()
+                if cluster.state != "RUNNING":
+                    cluster.enter("RUNNING")
             code, stdout, stderr = self._execute(cluster, step)
-            self._upload_logs(cluster, step, stdout, stderr)
             with self.lock:
-                step.ended = time.time()
-                step.state = "COMPLETED" if code == 0 else "FAILED"
-                if code != 0:
-                    step.reason = f"spark-submit exited with {code}"
-                if cluster.state == "RUNNING":
-                    cluster.state = "WAITING"
+                self._finish_step(cluster, step, code, stdout, stderr)
 
+    def _next_step(self, cluster: Cluster) -> Step | None:
+        """The next PENDING step, once there is one; None once the cluster ends, which happens
+        here when it has been idle past its IdleTimeout or is out of steps to keep it alive."""
+        while not self.stopping and cluster.state not in ENDED:
+            step = next((s for s in cluster.steps if s.state == "PENDING"), None)
+            if step is not None:
+                return step
+            if not cluster.keep_alive:
+                self._terminate(cluster, STEPS_COMPLETED)
+                break
+            if cluster.idle_timeout_s is None:
+                self.lock.wait()
+                continue
+            idle_left = cluster.idle_since + cluster.idle_timeout_s * self.timing.idle_scale
+            if idle_left <= time.time():
+                idle = f"Idle for {cluster.idle_timeout_s} seconds (auto-termination policy)"
+                self._terminate(cluster, ("ALL_STEPS_COMPLETED", idle))
+                break
+            self.lock.wait(timeout=idle_left - time.time())
+        return None
+
+    def _finish_step(
+        self, cluster: Cluster, step: Step, code: int, stdout: bytes, stderr: bytes
+    ) -> None:
+        step.ended = cluster.idle_since = time.time()
+        if step.state == "CANCEL_PENDING":
+            step.state = "CANCELLED"
+        elif cluster.state in ENDED:
+            step.state, step.reason = "CANCELLED", "Job terminated"
+        elif code == 0:
+            step.state = "COMPLETED"
+        else:
+            step.state = "FAILED"
+            step.failure = {
+                "Reason": _root_cause(stderr),
+                "Message": f"Step command exited with return code {code}.",
+            }
+            if cluster.log_uri:
+                step.failure["LogFile"] = self._log_key(cluster, step, "stderr")
+            self._act_on_failure(cluster, step)
+        if cluster.state == "RUNNING" and not any(s.state == "PENDING" for s in cluster.steps):
+            cluster.enter("WAITING")  # back to back, steps keep the cluster RUNNING
+        self._push_logs_later(cluster, step, stdout, stderr)
+        self.lock.notify_all()
+
+    def _act_on_failure(self, cluster: Cluster, step: Step) -> None:
+        action = step.action_on_failure
+        if action in ("TERMINATE_CLUSTER", "TERMINATE_JOB_FLOW"):
+            self._terminate(cluster, STEP_FAILURE, errors=True)
+        elif action == "CANCEL_AND_WAIT":
+            for pending in cluster.steps:
+                if pending.state == "PENDING":
+                    pending.state, pending.ended = "CANCELLED", time.time()
+
+    def _terminate(self, cluster: Cluster, reason: tuple[str, str], errors: bool = False) -> None:
+        """TERMINATING at once: pending steps cancelled, the running one interrupted."""
+        if cluster.state in ENDED:
+            return
+        cluster.enter("TERMINATING", reason)
+        cluster.ended_with_errors = errors
+        for step in cluster.steps:
+            if step.state == "PENDING":
+                step.state, step.ended, step.reason = "CANCELLED", time.time(), "Job terminated"
+            elif step.state in ("RUNNING", "CANCEL_PENDING"):
+                self._signal_step(step)
+        self.lock.notify_all()
+
+    def _shut_down(self, cluster: Cluster) -> None:
+        time.sleep(self.timing.terminating_s)
+        with self.lock:
+            if cluster.state != "TERMINATING":  # the fake itself is stopping
+                self._terminate(cluster, USER_REQUEST)
+            cluster.ended = time.time()
+            cluster.enter("TERMINATED_WITH_ERRORS" if cluster.ended_with_errors else "TERMINATED")
+            self.lock.notify_all()
+
+    def _signal_step(self, step: Step, signum: int | None = None) -> None:
+        """SIGTERM (SEND_INTERRUPT) or SIGKILL to the step's process group, as EMR does to a
+        step's process and its descendants."""
+        process = self.processes.get(step.id)
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signum or signal.SIGTERM)
+
+    def _track(self, step: Step, process: subprocess.Popen) -> None:
+        with self.lock:
+            self.processes[step.id] = process
+            if step.state == "CANCEL_PENDING":  # cancelled before its process existed
+                self._signal_step(step)
+
+    def _untrack(self, step: Step) -> None:
+        with self.lock:
+            self.processes.pop(step.id, None)
+
+    # --- running steps ---------------------------------------------------------------------
     def local_command(self, cluster: Cluster, args: list[str]) -> list[str]:
         """The step's command as it would run on the master node, with a local master."""
         if args[:2] == ["bash", "-c"] and len(args) == 3:
@@ -312,32 +552,55 @@ class FakeEmr:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # stop() ends the JVM and Python workers with it
         )
-        with self.lock:
-            self.processes.add(process)
+        self._track(step, process)
         try:
             stdout, stderr = process.communicate()
         finally:
-            with self.lock:
-                self.processes.discard(process)
+            self._untrack(step)
         return process.returncode, stdout, stderr
 
-    def _upload_logs(self, cluster: Cluster, step: Step, stdout: bytes, stderr: bytes) -> None:
+    # --- step logs -------------------------------------------------------------------------
+    def _log_key(self, cluster: Cluster, step: Step, name: str) -> str:
+        assert cluster.log_uri
+        return f"{cluster.log_uri.replace('s3n://', 's3://')}{cluster.id}/steps/{step.id}/{name}.gz"
+
+    def _push_logs_later(self, cluster: Cluster, step: Step, stdout: bytes, stderr: bytes) -> None:
+        """As EMR: the step's logs reach the LogUri a while after the step ended."""
         if not cluster.log_uri:
             return
-        bucket, prefix = split_uri(cluster.log_uri.replace("s3n://", "s3://"))
+        push = threading.Timer(
+            self.timing.log_push_delay_s,
+            self._push_logs,
+            args=(cluster, step, {"stdout": stdout, "stderr": stderr}),
+        )
+        push.daemon = True
+        self.log_pushes.append(push)
+        push.start()
+
+    def _push_logs(self, cluster: Cluster, step: Step, logs: dict[str, bytes]) -> None:
         client = s3_client(self.settings)
-        for name, data in (("stdout", stdout), ("stderr", stderr)):
-            key = f"{prefix}{cluster.id}/steps/{step.id}/{name}.gz"
+        for name, data in logs.items():
+            bucket, key = split_uri(self._log_key(cluster, step, name))
             client.put_object(Bucket=bucket, Key=key, Body=gzip.compress(data))
 
     def stop(self) -> None:
         with self.lock:
             self.stopping = True
             self.lock.notify_all()
-            processes = list(self.processes)
+            processes = list(self.processes.values())
+            pushes = list(self.log_pushes)
+        for push in pushes:
+            push.cancel()  # the S3 server may be gone with the fake
         for process in processes:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
+
+
+def _root_cause(stderr: bytes) -> str:
+    """FailureDetails' reason: as EMR, the last error the step's stderr names."""
+    lines = stderr.decode(errors="replace").splitlines()
+    errors = [ln.strip() for ln in lines if "Error" in ln or "Exception" in ln]
+    return errors[-1][:1000] if errors else "Unknown Error."
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -364,11 +627,19 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeEmrServer:
     """The fake EMR API on 127.0.0.1, served from a background thread."""
 
-    def __init__(self, settings: Settings, state_dir: Path, port: int = 0) -> None:
-        self.emr = FakeEmr(settings, state_dir)
+    def __init__(
+        self,
+        settings: Settings,
+        state_dir: Path,
+        port: int = 0,
+        timing: FakeEmrTiming = FakeEmrTiming(),
+    ) -> None:
+        self.emr = FakeEmr(settings, state_dir, timing=timing)
         handler = type("Handler", (_Handler,), {"emr": self.emr})
         self.http = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
+        # A short poll: shutdown() (each test's teardown) waits for one.
+        serve = functools.partial(self.http.serve_forever, poll_interval=0.05)
+        self.thread = threading.Thread(target=serve, daemon=True)
 
     @property
     def endpoint(self) -> str:
@@ -387,10 +658,15 @@ class FakeEmrServer:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bootstrap.fake_emr", description=__doc__)
     parser.add_argument("--port", type=int, default=9071)
+    parser.add_argument(
+        "--log-push-delay", type=float, default=FakeEmrTiming.log_push_delay_s,
+        help="seconds between a step's end and its logs on S3 (EMR: about 300)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    timing = FakeEmrTiming(log_push_delay_s=args.log_push_delay)
     with (
         tempfile.TemporaryDirectory(prefix="fake-emr-") as state_dir,
-        FakeEmrServer(Settings.load(), Path(state_dir), args.port) as server,
+        FakeEmrServer(Settings.load(), Path(state_dir), args.port, timing) as server,
     ):
         print(f"fake EMR on {server.endpoint}: export AWS_ENDPOINT_URL_EMR={server.endpoint}")
         with contextlib.suppress(KeyboardInterrupt):

@@ -1,19 +1,30 @@
 """The `emr` deployment: Spark assets run as EMR steps through Dagster's EMR PySpark step launcher.
 
-The launcher is dagster_aws's EmrPySparkStepLauncher, unchanged but for what it ships: a zip
-of this project's packages only (never .venv, .git or data), uploaded to the staging prefix
-under its content hash before each step.
+The launcher is dagster_aws's EmrPySparkStepLauncher, changed only where a real cluster needs it:
+- it ships a zip of this project's packages only (never .venv, .git or data), uploaded to the
+  staging prefix under its content hash before each step;
+- it refuses, in one line naming the command that starts one, a cluster that has ended
+  (auto-termination after an idle hour) or does not exist, before any work;
+- a step that succeeded is never failed for its logs: EMR pushes them to S3 about every
+  5 minutes, so logs that do not come within the wait are a warning; a failed step reports
+  EMR's FailureDetails (the error EMR found in its logs) and its stderr when it comes;
+- an interrupted Dagster step (run terminated, Ctrl-C) cancels its EMR step, which would
+  otherwise go on and hold the cluster's one-step queue.
 """
 
 import hashlib
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import ClassVar
 
 import boto3
 import dagster as dg
+from botocore.exceptions import ClientError
 from dagster._config.pythonic_config.resource import ConfigurableResourceFactory
 from dagster._core.definitions.step_launcher import StepLauncher
+from dagster._core.errors import DagsterExecutionInterruptedError
+from dagster_aws.emr import EmrError, EmrJobRunner
 from dagster_aws.emr.pyspark_step_launcher import EmrPySparkStepLauncher
 
 from spark.layout import split_uri, staging_uri
@@ -23,6 +34,9 @@ from spark.storage import SSE
 # What the cluster needs to import: the Dagster definitions and the library, with its conf/.
 CODE_PACKAGES = ("fruits_assets", "spark")
 CODE_SUFFIXES = (".py", ".env")
+# The command that starts a cluster (bootstrap/ is not shipped to the cluster: named, not imported).
+START_CLUSTER = "python -m bootstrap.emr_cluster create"
+ENDED_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
 
 
 def code_files(root: Path = PROJECT_ROOT) -> list[Path]:
@@ -49,10 +63,31 @@ def build_code_package(target: Path, root: Path = PROJECT_ROOT) -> str:
     return digest.hexdigest()
 
 
+class BoundedLogWaitJobRunner(EmrJobRunner):
+    """dagster_aws's job runner, waiting for a step's logs `log_wait_s` at most (not 10 minutes),
+    checking every 2 seconds (a HEAD request)."""
+
+    def __init__(self, region: str, log_wait_s: int) -> None:
+        super().__init__(region=region)
+        self.log_wait_s = log_wait_s
+
+    def wait_for_log(self, log, log_bucket, log_key, waiter_delay=2, waiter_max_attempts=0):  # noqa: ANN001, ANN201
+        attempts = waiter_max_attempts or 1 + self.log_wait_s // waiter_delay
+        return super().wait_for_log(log, log_bucket, log_key, waiter_delay, attempts)
+
+
 class ProjectPackageStepLauncher(EmrPySparkStepLauncher):
-    """Uploads the project's code package, then launches the step as dagster_aws does."""
+    """Checks the cluster, uploads the project's code package, launches the step as dagster_aws
+    does, and waits for it as dagster_aws does but for failures, late logs and interrupts."""
+
+    def __init__(self, *args, poll_interval_s: float = 15, log_wait_s: int = 360, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.poll_interval_s = poll_interval_s  # dagster_aws's interval: EMR throttles DescribeStep
+        self.log_wait_s = log_wait_s
+        self.emr_job_runner = BoundedLogWaitJobRunner(self.region_name, log_wait_s)
 
     def launch_step(self, step_context):  # noqa: ANN001, ANN201 (the base class's signature)
+        self.require_live_cluster()
         with tempfile.TemporaryDirectory() as tmp:
             package = Path(tmp) / "code.zip"
             sha = build_code_package(package)
@@ -64,6 +99,83 @@ class ProjectPackageStepLauncher(EmrPySparkStepLauncher):
         self.s3_job_package_path = uri
         step_context.log.info(f"code package {self.s3_job_package_path}")
         yield from super().launch_step(step_context)
+
+    def require_live_cluster(self) -> None:
+        """DescribeCluster before anything: an ended or unknown cluster fails in one line."""
+        try:
+            status = self.emr_job_runner.describe_cluster(self.cluster_id)["Cluster"]["Status"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] not in (
+                "InvalidRequestException",
+                "ValidationException",
+            ):
+                raise
+            state = f"not found in {self.region_name}"
+        else:
+            if status["State"] not in ENDED_STATES:
+                return
+            reason = status.get("StateChangeReason", {}).get("Message")
+            state = status["State"] + (f" ({reason})" if reason else "")
+        raise dg.Failure(
+            description=f"EMR cluster {self.cluster_id} is {state}: start one with "
+            f"`{START_CLUSTER}` and set FRUITS_EMR_CLUSTER_ID to the id it prints",
+            allow_retries=False,
+        )
+
+    def wait_for_completion_and_log(self, run_id, step_key, emr_step_id, step_context):  # noqa: ANN001, ANN201
+        log = step_context.log
+        s3 = boto3.resource("s3", region_name=self.region_name)
+        try:
+            yield from self.wait_for_completion(
+                step_context, s3, run_id, step_key, emr_step_id, self.poll_interval_s
+            )
+        except (DagsterExecutionInterruptedError, KeyboardInterrupt):
+            self.cancel_step(log, emr_step_id)
+            raise
+        except EmrError as error:
+            if self.wait_for_logs:
+                self._log_logs_from_s3(log, emr_step_id)
+            raise EmrError(self.failure_line(emr_step_id)) from error
+        if self.wait_for_logs:
+            self._log_logs_from_s3(log, emr_step_id)
+
+    def cancel_step(self, log, emr_step_id: str) -> None:  # noqa: ANN001
+        """CancelSteps with SEND_INTERRUPT, EMR's default: SIGTERM to the step's processes."""
+        try:
+            answer = self.emr_job_runner.make_emr_client().cancel_steps(
+                ClusterId=self.cluster_id,
+                StepIds=[emr_step_id],
+                StepCancellationOption="SEND_INTERRUPT",
+            )
+        except ClientError as error:  # the interrupt goes on: say the step may still run
+            log.error(f"interrupted, but EMR step {emr_step_id} was not cancelled: {error}")
+            return
+        info = answer["CancelStepsInfoList"][0]
+        outcome = f"{info['Status']} {info.get('Reason') or ''}".strip()
+        log.warning(f"interrupted: cancelling EMR step {emr_step_id}: {outcome}")
+
+    def failure_line(self, emr_step_id: str) -> str:
+        """The step's end as EMR saw it: its state and FailureDetails (root cause, log file)."""
+        status = self.emr_job_runner.describe_step(self.cluster_id, emr_step_id)["Step"]["Status"]
+        details = status.get("FailureDetails") or {}
+        why = [
+            details.get("Reason"),
+            details.get("Message"),
+            status["StateChangeReason"].get("Message"),
+        ]
+        where = f" (log: {details['LogFile']})" if details.get("LogFile") else ""
+        return f"EMR step {emr_step_id} {status['State']}: {'; '.join(w for w in why if w)}{where}"
+
+    def _log_logs_from_s3(self, log, emr_step_id):  # noqa: ANN001, ANN202
+        """The step's logs into the Dagster logs when they come within the wait, else a warning."""
+        try:
+            super()._log_logs_from_s3(log, emr_step_id)
+        except EmrError as late:
+            log.warning(
+                f"EMR step {emr_step_id}: {late} ({self.log_wait_s} s; EMR pushes step logs "
+                f"about every 5 minutes): they will be under the cluster's LogUri, "
+                f"{self.cluster_id}/steps/{emr_step_id}/"
+            )
 
 
 class EmrStepLauncherResource(ConfigurableResourceFactory[StepLauncher]):
@@ -77,12 +189,19 @@ class EmrStepLauncherResource(ConfigurableResourceFactory[StepLauncher]):
     region_name: str
     staging_bucket: str
     staging_prefix: str = "emr_staging"
-    # Fetch the step's stdout/stderr from the cluster's LogUri into the Dagster logs.
+    # Fetch the step's stdout/stderr from the cluster's LogUri into the Dagster logs, waiting
+    # for them at most log_wait_s (EMR pushes them about every 5 minutes).
     wait_for_logs: bool = True
+    log_wait_s: int = 360
+    # How often DescribeStep is called while a step runs (dagster_aws's interval).
+    poll_interval_s: float = 15
+
+    # What it builds; a test's subclass adds a sleeping step instead of spark-submit.
+    launcher_class: ClassVar[type[ProjectPackageStepLauncher]] = ProjectPackageStepLauncher
 
     def create_resource(self, context: dg.InitResourceContext) -> StepLauncher:
         require_eu_region(self.region_name)
-        return ProjectPackageStepLauncher(
+        return self.launcher_class(
             region_name=self.region_name,
             staging_bucket=self.staging_bucket,
             staging_prefix=self.staging_prefix,
@@ -93,6 +212,8 @@ class EmrStepLauncherResource(ConfigurableResourceFactory[StepLauncher]):
             spark_config={},
             local_job_package_path=str(PROJECT_ROOT),
             deploy_local_job_package=False,
+            poll_interval_s=self.poll_interval_s,
+            log_wait_s=self.log_wait_s,
         )
 
 

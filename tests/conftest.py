@@ -184,3 +184,74 @@ def extract(spark, s3, settings):
         return extract_features(spark, layout, s3, dates, weights, source=source, **options)
 
     return _extract
+
+
+# --- the fake EMR control plane, its durations shrunk (bootstrap.fake_emr) --------------------
+# IdleTimeout 60 s (EMR's minimum) passes in 1.2 s; logs reach S3 1.5 s after a step ends.
+QUICK_EMR_IDLE_SCALE = 0.02
+
+
+@pytest.fixture
+def quick_emr(settings: Settings, local_s3: LocalS3, tmp_path: Path, monkeypatch):
+    """A fake EMR on loopback with short lifecycle durations; boto3 finds it (and the local
+    S3 server) through AWS_ENDPOINT_URL_*, as the step launcher does."""
+    from bootstrap.fake_emr import FakeEmrServer, FakeEmrTiming
+
+    timing = FakeEmrTiming(
+        starting_s=0.2, terminating_s=0.2, log_push_delay_s=1.5, idle_scale=QUICK_EMR_IDLE_SCALE
+    )
+    with FakeEmrServer(settings, tmp_path / "fake_emr", timing=timing) as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_EMR", server.endpoint)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", str(settings.s3_endpoint))
+        monkeypatch.setenv("AWS_DEFAULT_REGION", settings.region)
+        yield server
+
+
+@pytest.fixture
+def start_cluster(quick_emr, settings: Settings, fresh_layout: Layout):
+    """RunJobFlow with what the control plane reads (LogUri, keep-alive, idle timeout);
+    returns the EMR client and the cluster id once the cluster is WAITING."""
+    import time
+
+    import boto3
+
+    emr = boto3.client("emr", region_name=settings.region)
+
+    def _start(idle_timeout_s: int = 3600, wait: bool = True) -> tuple[object, str]:
+        cluster_id = emr.run_job_flow(
+            Name="fruits-test",
+            ReleaseLabel="emr-7.12.0",
+            LogUri=f"s3://{fresh_layout.bucket}/{fresh_layout.prefix}/logs/",
+            Instances={"KeepJobFlowAliveWhenNoSteps": True},
+            AutoTerminationPolicy={"IdleTimeout": idle_timeout_s},
+            JobFlowRole="EMR_EC2_DefaultRole",
+            ServiceRole="EMR_DefaultRole_V2",
+        )["JobFlowId"]
+        deadline = time.monotonic() + 10
+        while (
+            wait
+            and emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"]
+            != "WAITING"
+        ):
+            assert time.monotonic() < deadline, "the fake cluster never reached WAITING"
+            time.sleep(0.05)
+        return emr, cluster_id
+
+    return _start
+
+
+@pytest.fixture
+def step_reaches():
+    """Polls DescribeStep until the step is in one of `states`; returns its Status."""
+    import time
+
+    def _reaches(emr, cluster_id: str, step_id: str, *states: str, timeout_s: float = 20):
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]["Status"]
+            if status["State"] in states:
+                return status
+            assert time.monotonic() < deadline, f"step {step_id} stayed {status['State']}"
+            time.sleep(0.05)
+
+    return _reaches

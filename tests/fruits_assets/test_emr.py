@@ -1,14 +1,27 @@
-"""The emr deployment without a cluster: resources, the code package, the bootstrap action."""
+"""The emr deployment: resources, the code package, the bootstrap action, and the step
+launcher's handling of the cluster's life, late logs, failures and interrupts (fake EMR)."""
 
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 import zipfile
+from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.errors import DagsterExecutionInterruptedError
+from dagster._utils.interrupts import capture_interrupts
+from dagster_aws.emr import EmrError
 
-from fruits_assets.emr import EmrStepLauncherResource, build_code_package, code_files
+from fruits_assets.emr import (
+    EmrStepLauncherResource,
+    build_code_package,
+    code_files,
+    emr_step_launcher,
+)
 from fruits_assets.resources import resources_for
 
 
@@ -87,3 +100,174 @@ def test_the_bootstrap_action_installs_exactly_the_lock_but_spark(repo_root) -> 
     )
     assert {"tensorflow-cpu", "pillow", "pyarrow", "pandas", "dagster-pyspark"} <= set(installed)
     assert result.stdout.count("--hash=sha256:") >= len(installed)  # pip --require-hashes
+
+
+# --- the step launcher against the fake EMR control plane -------------------------------------
+# Steps here are tiny shell scripts added as a launched step would be; the launcher then waits
+# for them exactly as after launch_step. Spark round trips are in test_emr_round_trip.py.
+
+
+@pytest.fixture
+def launcher_on(start_cluster, settings, fresh_layout):
+    """The real ProjectPackageStepLauncher, built by its resource, on a fresh fake cluster."""
+
+    def _launcher(cluster_id: str, **config):
+        resource = EmrStepLauncherResource(
+            cluster_id=cluster_id,
+            region_name=settings.region,
+            staging_bucket=fresh_layout.bucket,
+            staging_prefix=f"{fresh_layout.prefix}/emr_staging",
+            poll_interval_s=0.2,
+            **config,
+        )
+        with dg.build_resources({"launcher": resource}) as built:
+            return built.launcher
+
+    return _launcher
+
+
+def add_script_step(launcher, script: str) -> str:
+    step = {
+        "Name": "script",
+        "ActionOnFailure": "CONTINUE",
+        "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["bash", "-c", script]},
+    }
+    return launcher.emr_job_runner.add_job_flow_steps(
+        dg.get_dagster_logger(), launcher.cluster_id, [step]
+    )[0]
+
+
+def wait_as_the_launcher_does(launcher, step_id: str) -> list:
+    with dg.build_op_context() as context:
+        return list(
+            launcher.wait_for_completion_and_log("run-1", "image_features", step_id, context)
+        )
+
+
+def test_a_succeeded_step_whose_logs_come_late_succeeds_with_a_warning(
+    start_cluster, launcher_on, capsys
+) -> None:
+    _, cluster_id = start_cluster()
+    launcher = launcher_on(cluster_id, log_wait_s=0)  # logs come 1.5 s after the step's end
+    step_id = add_script_step(launcher, "echo done")
+    wait_as_the_launcher_does(launcher, step_id)  # no EmrError
+    logged = capsys.readouterr().err
+    assert "COMPLETED" in logged
+    assert f"EMR step {step_id}: EMR log file did not appear on S3 after waiting" in logged
+
+
+def test_a_failed_step_reports_emrs_failure_details_and_its_stderr(
+    start_cluster, launcher_on, capsys
+) -> None:
+    _, cluster_id = start_cluster()
+    script = "echo 'java.io.FileNotFoundException: s3://b/nowhere/weights.h5' >&2; exit 1"
+    for log_wait_s, stderr_shown in ((0, False), (5, True)):  # logs late, then within the wait
+        launcher = launcher_on(cluster_id, log_wait_s=log_wait_s)
+        step_id = add_script_step(launcher, script)
+        with pytest.raises(EmrError) as failed:
+            wait_as_the_launcher_does(launcher, step_id)
+        line = str(failed.value)
+        assert line.startswith(f"EMR step {step_id} FAILED: java.io.FileNotFoundException: ")
+        assert "nowhere/weights.h5; Step command exited with return code 1." in line
+        assert f"{cluster_id}/steps/{step_id}/stderr.gz" in line
+        logged = capsys.readouterr().err
+        assert ("Spark Driver stderr: java.io.FileNotFoundException" in logged) == stderr_shown
+
+
+def test_an_interrupted_dagster_step_cancels_its_emr_step(
+    start_cluster, launcher_on, step_reaches, tmp_path
+) -> None:
+    """What a terminated run does to its step: Dagster interrupts the step's process (SIGINT,
+    raised as DagsterExecutionInterruptedError while the launcher waits)."""
+    emr, cluster_id = start_cluster()
+    launcher = launcher_on(cluster_id)
+    started = tmp_path / "started"
+    step_id = add_script_step(launcher, f"touch {started}; sleep 60")
+    interrupt = threading.Thread(target=interrupt_once_exists, args=(started,), daemon=True)
+    interrupt.start()
+    with capture_interrupts(), pytest.raises(DagsterExecutionInterruptedError):
+        wait_as_the_launcher_does(launcher, step_id)
+    interrupt.join()
+    assert step_reaches(emr, cluster_id, step_id, "CANCELLED")
+    # With step concurrency 1, the next step is not held up by an orphan.
+    follower = add_script_step(launcher, "true")
+    assert step_reaches(emr, cluster_id, follower, "COMPLETED", timeout_s=5)
+
+
+def interrupt_once_exists(path) -> None:
+    while not path.exists():
+        time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+@dg.asset(required_resource_keys={"pyspark_step_launcher"})
+def spark_work() -> None:
+    raise AssertionError("never runs: the launcher refuses the cluster first")
+
+
+def test_a_run_aimed_at_an_ended_or_missing_cluster_fails_first_in_one_line(
+    start_cluster, launcher_on, monkeypatch, settings, fresh_layout, s3
+) -> None:
+    emr, cluster_id = start_cluster(idle_timeout_s=60)  # auto-terminates after 1.2 s
+    while emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"] != "TERMINATED":
+        time.sleep(0.1)
+    monkeypatch.setenv("FRUITS_REGION", settings.region)
+    monkeypatch.setenv("FRUITS_STAGING_BUCKET", fresh_layout.bucket)
+    monkeypatch.setenv("FRUITS_STAGING_PREFIX", f"{fresh_layout.prefix}/emr_staging")
+    for target, state in ((cluster_id, "TERMINATED (Idle for 60 seconds"), ("j-GONE", "not found")):
+        monkeypatch.setenv("FRUITS_EMR_CLUSTER_ID", target)
+        result = dg.materialize(
+            [spark_work], resources={"pyspark_step_launcher": emr_step_launcher()},
+            raise_on_error=False,
+        )  # fmt: skip
+        failure = result.get_step_failure_events()[0].step_failure_data
+        message = failure.user_failure_data.description
+        assert message.startswith(f"EMR cluster {target} is {state}")
+        assert message.endswith(
+            "start one with `python -m bootstrap.emr_cluster create` and set "
+            "FRUITS_EMR_CLUSTER_ID to the id it prints"
+        )
+        assert "\n" not in message
+    assert emr.list_steps(ClusterId=cluster_id)["Steps"] == []
+    staged = s3.list_objects_v2(Bucket=fresh_layout.bucket, Prefix=fresh_layout.prefix)
+    assert [o["Key"] for o in staged.get("Contents", []) if "emr_staging" in o["Key"]] == []
+
+
+def test_terminating_the_dagster_run_cancels_its_emr_step(
+    start_cluster, quick_emr, step_reaches, settings, fresh_layout, repo_root, tmp_path
+) -> None:
+    """A whole run, in its own process with Dagster's multiprocess executor: interrupting it
+    (Ctrl-C, or the termination Dagster sends) interrupts the step's process, whose launcher
+    cancels the EMR step."""
+    emr, cluster_id = start_cluster()
+    (tmp_path / "dagster_home").mkdir()
+    env = os.environ | {
+        "FRUITS_EMR_CLUSTER_ID": cluster_id,
+        "FRUITS_REGION": settings.region,
+        "FRUITS_STAGING_BUCKET": fresh_layout.bucket,
+        "FRUITS_STAGING_PREFIX": f"{fresh_layout.prefix}/emr_staging",
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "PYTHONPATH": str(repo_root),
+    }
+    definitions = repo_root / "tests" / "fruits_assets" / "emr_sleeping_step.py"
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    run = subprocess.Popen(
+        [dagster, "asset", "materialize", "-f", str(definitions), "--select", "sleeping_step"],
+        env=env, cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (steps := quick_emr.emr.clusters[cluster_id].steps) or steps[0].state != (
+            "RUNNING"
+        ):
+            assert run.poll() is None and time.monotonic() < deadline, run.stdout.read()
+            time.sleep(0.1)
+        run.send_signal(signal.SIGINT)
+        output, _ = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode != 0
+    assert step_reaches(emr, cluster_id, steps[0].id, "CANCELLED", timeout_s=5)
+    assert f"interrupted: cancelling EMR step {steps[0].id}: SUBMITTED" in output

@@ -11,7 +11,7 @@ import pytest
 from bootstrap.dagster_home import prepare_dagster_home
 from bootstrap.demo import materialize_command
 from bootstrap.emr_cluster import ClusterOptions, create
-from bootstrap.fake_emr import FakeEmrServer
+from bootstrap.fake_emr import FakeEmrServer, FakeEmrTiming
 from spark.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -20,7 +20,9 @@ D1, D2 = "2026-11-13", "2026-11-14"
 
 @pytest.fixture
 def fake_emr(settings, local_s3, tmp_path):
-    with FakeEmrServer(settings, tmp_path / "fake_emr") as server:
+    # Step logs come 2 s after a step ends (EMR: minutes), within the launcher's wait.
+    timing = FakeEmrTiming(log_push_delay_s=2)
+    with FakeEmrServer(settings, tmp_path / "fake_emr", timing=timing) as server:
         yield server
 
 
@@ -86,6 +88,12 @@ def test_a_backfill_runs_as_one_emr_step_and_reports_back(
     cluster = fake_emr.emr.clusters[emr_env["FRUITS_EMR_CLUSTER_ID"]]
     steps = [s for s in cluster.steps if s.args[0].endswith("spark-submit")]
     assert len(steps) == 1 and steps[0].state == "COMPLETED"  # two dates, one step
+    # The run found the cluster starting and queued its step; the step's logs came.
+    walk = [state for state, _ in cluster.history]
+    assert walk[:3] == ["STARTING", "BOOTSTRAPPING", "WAITING"] and "RUNNING" in walk
+    assert cluster.state == "WAITING"
+    output = result.stdout + result.stderr
+    assert "Spark Driver stdout" in output and "did not appear on S3" not in output
     assert steps[0].args[:5] == [
         "/usr/lib/spark/bin/spark-submit",
         "--master",
@@ -122,3 +130,8 @@ def test_a_failing_step_fails_the_dagster_step_with_its_stderr(
     assert 'Execution of step "image_features" failed' in output
     assert "Spark Driver stderr" in output  # the step's own stderr, fetched from the LogUri
     assert "nowhere/weights.h5" in output
+    # The asset failed, not spark-submit: the failure came back as the step's Dagster events
+    # while the EMR step itself ended COMPLETED, and its stderr came within the launcher's wait.
+    # (An EMR step that fails itself is reported with FailureDetails: test_emr.py.)
+    assert [s.state for s in cluster.steps if s.args[0].endswith("spark-submit")] == ["COMPLETED"]
+    assert "did not appear on S3" not in output
