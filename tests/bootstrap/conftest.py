@@ -67,3 +67,9 @@ def stage_wheelhouse(settings, s3, tmp_path_factory):
         return lock
 
     return _stage
+
+
+@pytest.fixture(scope="session")
+def wheel_file():
+    """make_wheel, for tests: wheel_file(folder, name, version) -> the .whl written."""
+    return make_wheel

@@ -65,25 +65,3 @@ def test_the_bootstrap_action_passes_shellcheck(repo_root) -> None:
     ]
     result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
-
-
-def test_the_bootstrap_action_installs_exactly_the_lock_but_spark(repo_root) -> None:
-    lock = repo_root / "requirements.lock"
-    result = subprocess.run(
-        ["bash", str(repo_root / "bootstrap" / "emr" / "install_python_deps.sh"), str(lock)],
-        env={**os.environ, "FRUITS_BOOTSTRAP_DRY_RUN": "1"},
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-
-    def pins(text: str) -> dict[str, str]:
-        lines = [ln.split()[0] for ln in text.splitlines() if ln and ln[0].isalnum() and "==" in ln]
-        return dict(ln.lower().split("==") for ln in lines)
-
-    installed, locked = pins(result.stdout), pins(lock.read_text())
-    assert installed == {k: v for k, v in locked.items() if k not in ("pyspark", "py4j")}
-    assert (
-        installed["dagster"] == locked["dagster"]
-        and installed["dagster-aws"] == locked["dagster-aws"]
-    )
-    assert {"tensorflow-cpu", "pillow", "pyarrow", "pandas", "dagster-pyspark"} <= set(installed)
-    assert result.stdout.count("--hash=sha256:") >= len(installed)  # pip --require-hashes
