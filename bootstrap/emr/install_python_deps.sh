@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # EMR bootstrap action, run on every node before Spark starts, with no internet needed:
 #   install_python_deps.sh s3://<staging>/bootstrap/<digest>
-# Installs into the node's Python 3.11, from the wheelhouse staged in that folder
+# Installs into the node's Python 3.11 (from Amazon Linux's repository if the image lacks it
+# or its pip), from the wheelhouse staged in that folder
 # (bootstrap/wheelhouse.py) and with no package index, exactly the versions of
 # requirements-emr.lock: the runtime part of the project's lock, without pyspark and py4j
 # (the cluster's own Spark stays the one Spark) and without the dev extra. pip runs with
@@ -53,12 +54,18 @@ missing_wheels() {
   done
 }
 
-ensure_pip() {
-  [ -x "$PYTHON" ] ||
-    fail "no $PYTHON on this node: EMR 7.x images provide Python 3.11; use an emr-7 release"
+# Python 3.11 and its pip, from Amazon Linux's own repository when the image lacks them (it
+# is served from S3 in the region, reachable without internet through the S3 endpoint).
+ensure_python() {
+  if [ ! -x "$PYTHON" ]; then
+    log "no $PYTHON: installing python3.11 from the distribution's repository"
+    # shellcheck disable=SC2024  # the log is writable by all (main), sudo needs no redirect
+    sudo dnf install -y -q python3.11 python3.11-pip >>"$LOG" 2>&1 ||
+      fail "no $PYTHON on this node, and dnf could not install python3.11 (see $LOG)"
+  fi
   "$PYTHON" -m pip --version >>"$LOG" 2>&1 && return 0
   log "pip missing for $PYTHON: installing python3.11-pip from the distribution's repository"
-  # shellcheck disable=SC2024  # the log is writable by all (main), sudo needs no redirect
+  # shellcheck disable=SC2024  # as above
   sudo dnf install -y -q python3.11-pip >>"$LOG" 2>&1 ||
     fail "pip is missing for $PYTHON and dnf could not install python3.11-pip (see $LOG)"
 }
@@ -79,7 +86,7 @@ main() {
     log "already installed ($marker)"
     return 0
   fi
-  ensure_pip
+  ensure_python
   copy_from_s3 "$folder/wheelhouse/" "$work/wheelhouse" "$work/errors" --recursive
   [ -f "$work/wheelhouse/$INSTALL_LIST" ] ||
     fail "no wheelhouse at $folder/wheelhouse/: stage it (python -m bootstrap.wheelhouse stage)"

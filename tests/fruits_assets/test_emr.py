@@ -1,5 +1,6 @@
 """The emr deployment without a cluster: resources, the code package, the bootstrap action."""
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 
 from fruits_assets.emr import EmrStepLauncherResource, build_code_package, code_files
 from fruits_assets.resources import resources_for
+from spark.settings import Settings
 
 
 def test_the_code_package_holds_only_the_project_code(tmp_path, repo_root) -> None:
@@ -65,3 +67,20 @@ def test_the_bootstrap_action_passes_shellcheck(repo_root) -> None:
     ]
     result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_on_a_node_the_launcher_s_cluster_is_the_one_of_job_flow_json(
+    monkeypatch, tmp_path
+) -> None:
+    """Dagster builds the resources again on the cluster, where FRUITS_EMR_CLUSTER_ID is not
+    set (the host's pin never travels): the node's job-flow.json names the cluster."""
+    job_flow = tmp_path / "job-flow.json"
+    job_flow.write_text(json.dumps({"jobFlowId": "j-FROMNODE", "instanceCount": 3}))
+    monkeypatch.setenv("FRUITS_JOB_FLOW_FILE", str(job_flow))
+    monkeypatch.delenv("FRUITS_EMR_CLUSTER_ID", raising=False)
+    monkeypatch.setenv("FRUITS_REGION", "eu-west-3")
+    monkeypatch.setenv("FRUITS_STAGING_BUCKET", "staging")
+    monkeypatch.setenv("FRUITS_STAGING_PREFIX", "emr_staging")
+    with dg.build_resources({"launcher": resources_for("emr")["pyspark_step_launcher"]}) as built:
+        assert built.launcher.cluster_id == "j-FROMNODE"
+    assert Settings.from_env({**os.environ, "FRUITS_BUCKET": "b"}).emr_cluster_id == "j-FROMNODE"
