@@ -77,7 +77,11 @@ def emr_cluster(
     deadline = time.time() + 900  # a bare node installs the whole wheelhouse
     while cluster.state in ("STARTING", "BOOTSTRAPPING") and time.time() < deadline:
         time.sleep(1)
-    assert cluster.state == "WAITING", cluster.reason
+    bootstrap_log = cluster.node.root / "var" / "log" / "fruits-bootstrap.log"
+    assert cluster.state == "WAITING", (
+        cluster.reason,
+        bootstrap_log.read_text()[-3000:] if bootstrap_log.exists() else "no bootstrap log",
+    )
     return env
 
 
