@@ -1,5 +1,7 @@
 """The cluster's wheelhouse: every pin of requirements-emr.lock as a wheel, staged once."""
 
+import tarfile
+
 import pytest
 
 from bootstrap import wheelhouse
@@ -38,3 +40,20 @@ def test_the_cli_stages_the_wheelhouse_beside_the_bootstrap_action(
     assert wheelhouse.stage(s3, folder, built) == []  # all there: nothing uploaded again
     listed = (built / wheelhouse.INSTALL_LIST).read_text().splitlines()
     assert [line.split()[0] for line in listed] == [str(pin) for pin in lock_pins()]
+
+
+def test_a_pin_published_as_an_sdist_only_becomes_a_pure_wheel(tmp_path) -> None:
+    """(No pin of today's lock needs it: every one has a manylinux or pure wheel.)"""
+    source = tmp_path / "fruits_sdist_probe-1.0"
+    (source / "fruits_sdist_probe").mkdir(parents=True)
+    (source / "fruits_sdist_probe" / "__init__.py").write_text("VERSION = '1.0'\n")
+    (source / "pyproject.toml").write_text(
+        '[project]\nname = "fruits-sdist-probe"\nversion = "1.0"\n'
+        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
+    )
+    house = tmp_path / "house"
+    house.mkdir()
+    with tarfile.open(house / "fruits_sdist_probe-1.0.tar.gz", "w:gz") as sdist:
+        sdist.add(source, arcname=source.name)
+    wheelhouse.build_sdists(house)
+    assert [p.name for p in house.iterdir()] == ["fruits_sdist_probe-1.0-py3-none-any.whl"]
