@@ -34,7 +34,12 @@ stop:
 
 # Re-resolve every version after editing pyproject.toml; commit the new lock. uv keeps the
 # versions already in the lock unless pyproject.toml asks otherwise (tests/test_lock.py).
+# The cluster's lock is derived from it: the runtime dependencies only (no dev extra), at the
+# main lock's versions, without pyspark and py4j (the cluster's Spark provides them).
 LOCK ?= requirements.lock
+CLUSTER_LOCK ?= requirements-emr.lock
+LOCK_TARGET := --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28
 lock:
-	.venv/bin/uv pip compile -q pyproject.toml --extra dev --generate-hashes \
-		--python-version 3.11 --python-platform x86_64-manylinux_2_28 -o $(LOCK)
+	.venv/bin/uv pip compile -q pyproject.toml --extra dev $(LOCK_TARGET) -o $(LOCK)
+	.venv/bin/uv pip compile -q pyproject.toml -c $(LOCK) $(LOCK_TARGET) \
+		--no-emit-package pyspark --no-emit-package py4j -o $(CLUSTER_LOCK)

@@ -13,8 +13,8 @@ line before any API call. The cluster:
 - managed scaling limits, auto-termination when idle, logs in S3, a security configuration
   with encryption at rest and in transit, IAM roles given by name;
 - every FRUITS_* setting exported to Spark's environment (spark-env), so that the Dagster
-  resources' EnvVars resolve on the cluster as on the host. The cluster's own id is handed to
-  it by a first step that appends it to spark-env.sh, since it is only known once created.
+  resources' EnvVars resolve on the cluster as on the host. The cluster's own id, only known
+  once created, the nodes read from the job-flow.json EMR writes on each of them.
 """
 
 from __future__ import annotations
@@ -29,17 +29,15 @@ from typing import Any
 
 import boto3
 
-from bootstrap import one_line_errors
-from spark.layout import split_uri, staging_uri
+from bootstrap import one_line_errors, wheelhouse
+from bootstrap.wheelhouse import BOOTSTRAP_SCRIPT
+from spark.layout import staging_uri
 from spark.settings import PROJECT_ROOT, ConfigError, Settings
-from spark.storage import SSE, s3_client
+from spark.storage import s3_client
 
 RELEASE_LABEL = "emr-7.12.0"  # Spark 3.5.6, Python 3.11 available
 PYTHON = "/usr/bin/python3.11"
-BOOTSTRAP_SCRIPT = PROJECT_ROOT / "bootstrap" / "emr" / "install_python_deps.sh"
 PRICES_FILE = PROJECT_ROOT / "bootstrap" / "emr" / "prices.json"
-LOCK_FILE = PROJECT_ROOT / "requirements.lock"
-SPARK_ENV = "/etc/spark/conf/spark-env.sh"
 
 
 @dataclass(frozen=True)
@@ -133,8 +131,8 @@ def cluster_request(
             {
                 "Name": "install-python-deps",
                 "ScriptBootstrapAction": {
-                    "Path": staging(settings, "bootstrap", BOOTSTRAP_SCRIPT.name),
-                    "Args": [staging(settings, "bootstrap", LOCK_FILE.name)],
+                    "Path": f"{bootstrap_uri(settings)}/{BOOTSTRAP_SCRIPT.name}",
+                    "Args": [bootstrap_uri(settings)],
                 },
             }
         ],
@@ -218,11 +216,17 @@ def emr_client(settings: Settings) -> Any:
     return boto3.client("emr", region_name=settings.region)
 
 
-def upload_bootstrap(settings: Settings) -> None:
-    s3 = s3_client(settings)
-    for path in (BOOTSTRAP_SCRIPT, LOCK_FILE):
-        bucket, key = split_uri(staging(settings, "bootstrap", path.name))
-        s3.upload_file(str(path), bucket, key, ExtraArgs=SSE)
+def bootstrap_uri(settings: Settings) -> str:
+    """The staged bootstrap action, cluster lock and wheelhouse (bootstrap.wheelhouse)."""
+    return staging(settings, "bootstrap", wheelhouse.bundle_digest())
+
+
+def upload_bootstrap(settings: Settings) -> str:
+    """Stages what the bootstrap action installs from (the wheelhouse is built here, once per
+    lock); returns the staged folder."""
+    folder = bootstrap_uri(settings)
+    wheelhouse.stage(s3_client(settings), folder, wheelhouse.build())
+    return folder
 
 
 def ensure_security_configuration(emr: Any, options: ClusterOptions) -> None:
@@ -241,22 +245,8 @@ def create(settings: Settings, options: ClusterOptions, environ: dict[str, str])
     emr = emr_client(settings)
     upload_bootstrap(settings)
     ensure_security_configuration(emr, options)
-    cluster_id = emr.run_job_flow(**cluster_request(settings, options, environ))["JobFlowId"]
-    export = f"export FRUITS_EMR_CLUSTER_ID={cluster_id}"
-    emr.add_job_flow_steps(
-        JobFlowId=cluster_id,
-        Steps=[
-            {
-                "Name": "fruits: hand the cluster its own id",
-                "ActionOnFailure": "CONTINUE",
-                "HadoopJarStep": {
-                    "Jar": "command-runner.jar",
-                    "Args": ["bash", "-c", f"echo '{export}' | sudo tee -a {SPARK_ENV}"],
-                },
-            }
-        ],
-    )
-    return cluster_id
+    # The nodes read their cluster's id from job-flow.json (spark.settings), written by EMR.
+    return emr.run_job_flow(**cluster_request(settings, options, environ))["JobFlowId"]
 
 
 @one_line_errors

@@ -2,8 +2,9 @@
 
 It speaks EMR's JSON API (the calls the cluster CLI and Dagster's EMR step launcher make) on
 loopback, and really runs each step: the exact spark-submit command a step holds, with only
-the master switched from YARN to local and the S3A settings that make s3:// URIs reach the
-local S3 server.
+the master switched from YARN to Spark's `local-cluster` (executors in JVMs of their own,
+each with its own Python workers, so nothing relies on the driver's memory) and the S3A
+settings that make s3:// URIs reach the local S3 server.
 
 The control plane behaves as EMR's does, because the host's code must survive it:
 - a cluster walks STARTING -> BOOTSTRAPPING -> WAITING (RUNNING while a step runs) and ends
@@ -19,10 +20,11 @@ The control plane behaves as EMR's does, because the host's code must survive it
   sends SIGTERM to the step's process group, TERMINATE_PROCESS sends SIGKILL.
 Durations are EMR's by default and scaled down in tests (FakeEmrTiming).
 
-Each cluster has its own spark-env.sh, written from the `spark-env` export classification as
-EMR does, sourced before every spark-submit; `bash -c` steps that append to
-/etc/spark/conf/spark-env.sh append to it (that is how the cluster CLI hands the cluster its
-own id).
+Each cluster starts one node (bootstrap.fake_node): an empty Python 3.11, job-flow.json, and
+the request's real bootstrap actions run on it with no package index; steps then run with
+that node's Python. Each cluster has its own spark-env.sh, written from the `spark-env` export
+classification as EMR does, sourced before every spark-submit; `bash -c` steps that append to
+/etc/spark/conf/spark-env.sh append to it.
 
     python -m bootstrap.fake_emr --port 9071      (foreground; Ctrl-C stops it and its steps)
 
@@ -49,13 +51,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from bootstrap.fake_node import BootstrapFailure, FakeNode, spark_home
 from spark.layout import split_uri
 from spark.session import s3a_conf, s3a_jars
 from spark.settings import Settings
 from spark.storage import s3_client
 
 EMR_SPARK_ENV = "/etc/spark/conf/spark-env.sh"
-NODE_PYTHON = "/usr/bin/python3.11"
+# Two executors of one core each, in JVMs of their own, as YARN would run them.
+SPARK_MASTER = "local-cluster[2,1,1024]"
 _ids = itertools.count(1)
 
 ENDED = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
@@ -84,10 +88,6 @@ class EmrApiError(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
-
-
-class BootstrapFailure(Exception):
-    """A bootstrap action failed on a node: the cluster ends TERMINATED_WITH_ERRORS."""
 
 
 def _timeline(**moments: float | None) -> dict[str, float]:
@@ -133,6 +133,7 @@ class Cluster:
     id: str
     request: dict[str, Any]
     conf_dir: Path
+    node: FakeNode
     state: str = "STARTING"
     reason: tuple[str, str] | None = None  # StateChangeReason (Code, Message)
     steps: list[Step] = field(default_factory=list)
@@ -225,7 +226,7 @@ class FakeEmr:
         self,
         settings: Settings,
         state_dir: Path,
-        spark_master: str = "local[2]",
+        spark_master: str = SPARK_MASTER,
         timing: FakeEmrTiming = FakeEmrTiming(),
     ) -> None:
         self.settings = settings
@@ -262,20 +263,17 @@ class FakeEmr:
                 f"IdleTimeout must be between {IDLE_TIMEOUT_S[0]} and {IDLE_TIMEOUT_S[1]} seconds.",
             )
         cluster_id = f"j-FAKE{next(_ids):08d}"
-        cluster = Cluster(id=cluster_id, request=body, conf_dir=self.state_dir / cluster_id)
+        conf_dir = self.state_dir / cluster_id
+        node = FakeNode(conf_dir / "node", self.settings, f"i-0{cluster_id[6:].lower()}")
+        cluster = Cluster(id=cluster_id, request=body, conf_dir=conf_dir, node=node)
         cluster.conf_dir.mkdir(parents=True)
         exports = "".join(
-            f'export {k}="{self.on_node(v)}"\n' for k, v in cluster.spark_env().items()
+            f'export {k}="{node.on_node(v)}"\n' for k, v in cluster.spark_env().items()
         )
         cluster.spark_env_file.write_text(exports)
         self.clusters[cluster.id] = cluster
         threading.Thread(target=self._live, args=(cluster,), daemon=True).start()
         return {"JobFlowId": cluster.id, "ClusterArn": cluster.summary()["ClusterArn"]}
-
-    def on_node(self, value: str) -> str:
-        """A node's Python 3.11 is, here, this project's interpreter: it holds exactly the
-        versions the bootstrap action installs from the lock."""
-        return value.replace(NODE_PYTHON, sys.executable)
 
     def op_CreateSecurityConfiguration(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         self.security_configurations[body["Name"]] = json.loads(body["SecurityConfiguration"])
@@ -394,7 +392,10 @@ class FakeEmr:
         self._shut_down(cluster)
 
     def _bootstrap_nodes(self, cluster: Cluster) -> None:
-        """Run the cluster's bootstrap actions on its nodes; raise BootstrapFailure if one fails."""
+        """Provision the cluster's node (a clean Python 3.11, job-flow.json) and run the
+        request's bootstrap actions on it; BootstrapFailure if one fails."""
+        cluster.node.provision(cluster.id, cluster.request, cluster.created)
+        cluster.node.run_bootstrap_actions(cluster.request, cluster.log_uri, self.run_process)
 
     def _run_steps(self, cluster: Cluster) -> None:
         """One step at a time, in order, like an EMR cluster with step concurrency 1."""
@@ -494,15 +495,15 @@ class FakeEmr:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signum or signal.SIGTERM)
 
-    def _track(self, step: Step, process: subprocess.Popen) -> None:
+    def _track(self, key: str, process: subprocess.Popen, step: Step | None) -> None:
         with self.lock:
-            self.processes[step.id] = process
-            if step.state == "CANCEL_PENDING":  # cancelled before its process existed
+            self.processes[key] = process
+            if step is not None and step.state == "CANCEL_PENDING":  # cancelled before it ran
                 self._signal_step(step)
 
-    def _untrack(self, step: Step) -> None:
+    def _untrack(self, key: str) -> None:
         with self.lock:
-            self.processes.pop(step.id, None)
+            self.processes.pop(key, None)
 
     # --- running steps ---------------------------------------------------------------------
     def local_command(self, cluster: Cluster, args: list[str]) -> list[str]:
@@ -517,46 +518,53 @@ class FakeEmr:
         # As on a node: spark-submit sources spark-env.sh with every variable exported.
         source_env = 'set -a; . "$0"; set +a; exec "$@"'
         command = ["bash", "-c", source_env, str(cluster.spark_env_file)]
-        command += [str(Path(sys.executable).with_name("spark-submit"))]
+        command += [str(spark_home() / "bin" / "spark-submit")]
         hadoop = s3a_conf(self.settings)
         command += [a for k, v in hadoop.items() for a in ("--conf", f"spark.hadoop.{k}={v}")]
-        command += ["--driver-class-path", ":".join(str(j) for j in s3a_jars())]
+        # On every node's disk, as EMRFS is on EMR's: the driver's and the executors' class path.
+        jars = ":".join(str(j) for j in s3a_jars())
+        command += ["--driver-class-path", jars, "--conf", f"spark.executor.extraClassPath={jars}"]
         rest = list(args[1:])
         if "--master" in rest:
             rest[rest.index("--master") + 1] = self.spark_master
         return command + rest
 
     def step_environment(self, cluster: Cluster) -> dict[str, str]:
-        """The host's environment (credentials), minus local-only settings, plus what the
-        cluster's configuration exports, and the endpoints an EMR node would reach as AWS."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FRUITS_")}
-        env |= {
-            "PYSPARK_PYTHON": sys.executable,
-            "AWS_DEFAULT_REGION": self.settings.region,
-            "SPARK_LOCAL_IP": "127.0.0.1",
-        }
-        if self.settings.s3_endpoint:
-            env["AWS_ENDPOINT_URL_S3"] = self.settings.s3_endpoint
-        return env
+        """The node's (credentials, the endpoints it reaches as AWS, its Python); what the
+        cluster's configuration exports comes from spark-env.sh."""
+        return cluster.node.step_environment()
 
     def _execute(self, cluster: Cluster, step: Step) -> tuple[int, bytes, bytes]:
         try:
             command = self.local_command(cluster, step.args)
         except EmrApiError as error:
             return 1, b"", str(error).encode()
+        return self.run_process(command, self.step_environment(cluster), step=step)
+
+    def run_process(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        cwd: Path | None = None,
+        step: Step | None = None,
+    ) -> tuple[int, bytes, bytes]:
+        """Runs a node's process (a step, a bootstrap action) to its end, or until stop();
+        a step's process is the one CancelSteps signals."""
         process = subprocess.Popen(
             command,
-            env=self.step_environment(cluster),
+            env=env,
+            cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,  # stop() ends the JVM and Python workers with it
+            start_new_session=True,  # stop() ends the JVMs and Python workers with it
         )
-        self._track(step, process)
+        key = step.id if step is not None else f"process-{process.pid}"
+        self._track(key, process, step)
         try:
             stdout, stderr = process.communicate()
         finally:
-            self._untrack(step)
+            self._untrack(key)
         return process.returncode, stdout, stderr
 
     # --- step logs -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ The launcher is dagster_aws's EmrPySparkStepLauncher, changed only where a real 
 """
 
 import hashlib
+import os
 import tempfile
 import zipfile
 from pathlib import Path
@@ -28,7 +29,7 @@ from dagster_aws.emr import EmrError, EmrJobRunner
 from dagster_aws.emr.pyspark_step_launcher import EmrPySparkStepLauncher
 
 from spark.layout import split_uri, staging_uri
-from spark.settings import PROJECT_ROOT, require_eu_region
+from spark.settings import PROJECT_ROOT, cluster_id_on_node, require_eu_region
 from spark.storage import SSE
 
 # What the cluster needs to import: the Dagster definitions and the library, with its conf/.
@@ -218,8 +219,10 @@ class EmrStepLauncherResource(ConfigurableResourceFactory[StepLauncher]):
 
 
 def emr_step_launcher() -> EmrStepLauncherResource:
+    # On a cluster node (where Dagster builds the resources again) the cluster is the node's
+    # own, from job-flow.json; on the host, the one FRUITS_EMR_CLUSTER_ID names.
     return EmrStepLauncherResource(
-        cluster_id=dg.EnvVar("FRUITS_EMR_CLUSTER_ID"),
+        cluster_id=cluster_id_on_node(os.environ) or dg.EnvVar("FRUITS_EMR_CLUSTER_ID"),
         region_name=dg.EnvVar("FRUITS_REGION"),
         staging_bucket=dg.EnvVar("FRUITS_STAGING_BUCKET"),
         staging_prefix=dg.EnvVar("FRUITS_STAGING_PREFIX"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.resources
+import json
 import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
@@ -26,6 +27,18 @@ DEPLOYMENT_FILES = importlib.resources.files("spark") / "conf"
 EU_REGIONS = frozenset(
     {"eu-west-1", "eu-west-3", "eu-central-1", "eu-north-1", "eu-south-1", "eu-south-2"}
 )
+
+
+# EMR writes the cluster's id (jobFlowId) and layout there on every node; the fake EMR's
+# nodes name theirs in JOB_FLOW_ENV.
+JOB_FLOW_FILE = "/mnt/var/lib/info/job-flow.json"
+JOB_FLOW_ENV = "FRUITS_JOB_FLOW_FILE"
+
+
+def cluster_id_on_node(environ: Mapping[str, str]) -> str | None:
+    """The id of the EMR cluster this process runs on, None off a cluster."""
+    path = Path(environ.get(JOB_FLOW_ENV) or JOB_FLOW_FILE)
+    return json.loads(path.read_text())["jobFlowId"] if path.is_file() else None
 
 
 # Inference engines for the same weights (spark.model): LiteRT, the default (3.4-3.7x Keras on
@@ -182,7 +195,7 @@ class Settings:
             min_explained_variance=get_number("FRUITS_MIN_EXPLAINED_VARIANCE", 0.7, float),
             # 0: PCA is re-fitted on demand only; N: once N new feature partitions arrived.
             pca_refit_after=get_number("FRUITS_PCA_REFIT_AFTER", 0),
-            emr_cluster_id=get("FRUITS_EMR_CLUSTER_ID"),
+            emr_cluster_id=get("FRUITS_EMR_CLUSTER_ID") or cluster_id_on_node(environ),
             staging_bucket=get("FRUITS_STAGING_BUCKET"),
             staging_prefix=(get("FRUITS_STAGING_PREFIX", "emr_staging") or "").strip("/"),
         )

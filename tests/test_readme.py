@@ -52,6 +52,10 @@ AWS = {
     r"\.venv/bin/python -m bootstrap\.emr_cluster .*": (
         "tests/bootstrap/test_emr_cluster.py::test_create_describe_steps_terminate_against_moto"
     ),
+    r"\.venv/bin/python -m bootstrap\.wheelhouse stage": (
+        "tests/bootstrap/test_wheelhouse.py::"
+        "test_the_cli_stages_the_wheelhouse_beside_the_bootstrap_action"
+    ),
     r"export FRUITS_EMR_CLUSTER_ID=.*": (
         "tests/bootstrap/test_emr_cluster.py::test_create_describe_steps_terminate_against_moto"
     ),

@@ -15,6 +15,7 @@ from bootstrap.emr_cluster import (
     main,
     security_configuration,
 )
+from bootstrap.wheelhouse import bundle_digest, lock_pins
 from spark.settings import ConfigError, Settings
 
 OPTIONS = ClusterOptions(
@@ -64,8 +65,8 @@ def test_the_request_shape(settings) -> None:
     assert limits["MinimumCapacityUnits"] < limits["MaximumCapacityUnits"]
     assert req["LogUri"] == "s3://staging/emr_staging/logs/"
     bootstrap = req["BootstrapActions"][0]["ScriptBootstrapAction"]
-    assert bootstrap["Path"] == "s3://staging/emr_staging/bootstrap/install_python_deps.sh"
-    assert bootstrap["Args"] == ["s3://staging/emr_staging/bootstrap/requirements.lock"]
+    folder = f"s3://staging/emr_staging/bootstrap/{bundle_digest()}"
+    assert bootstrap == {"Path": f"{folder}/install_python_deps.sh", "Args": [folder]}
     assert req["SecurityConfiguration"] == OPTIONS.security_configuration
     assert (req["ServiceRole"], req["JobFlowRole"]) == ("EMR_DefaultRole_V2", "EMR_EC2_DefaultRole")
     exported = req["Configurations"][0]["Configurations"][0]["Properties"]
@@ -105,23 +106,20 @@ def test_create_describe_steps_terminate_against_moto(emr_env, settings, s3, cap
     # (moto implements neither ListInstanceFleets nor, for fleets, GetManagedScalingPolicy:
     # fleets and scaling limits are checked in the request shape above)
     actions = emr_env.list_bootstrap_actions(ClusterId=cluster_id)["BootstrapActions"]
-    assert actions[0]["ScriptPath"].endswith("emr_staging/bootstrap/install_python_deps.sh")
-    # the bootstrap action and the lock it installs from are staged
-    staged = {
-        o["Key"]
-        for o in s3.list_objects_v2(Bucket=settings.bucket, Prefix="emr_staging/bootstrap/")[
-            "Contents"
-        ]
-    }
-    assert staged == {
-        "emr_staging/bootstrap/install_python_deps.sh",
-        "emr_staging/bootstrap/requirements.lock",
-    }
+    folder = f"emr_staging/bootstrap/{bundle_digest()}"
+    assert actions[0]["ScriptPath"] == f"s3://{settings.bucket}/{folder}/install_python_deps.sh"
+    # the bootstrap action, the cluster lock and a wheel for each of its pins are staged
+    listing = s3.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket, Prefix=folder)
+    staged = {o["Key"][len(folder) + 1 :] for page in listing for o in page["Contents"]}
+    assert {"install_python_deps.sh", "requirements-emr.lock"} <= staged
+    wheels = [k.split("/")[1] for k in staged if k.endswith(".whl")]
+    assert all(any(pin.matches(w) for w in wheels) for pin in lock_pins())
+    assert "wheelhouse/requirements.txt" in staged and len(staged) == len(wheels) + 3
 
     assert main(["describe", cluster_id]) == 0
     assert json.loads(capsys.readouterr().out)["Id"] == cluster_id
     assert main(["steps", cluster_id]) == 0
-    assert "hand the cluster its own id" in capsys.readouterr().out
+    assert capsys.readouterr().out == ""  # no step: the nodes read their id from job-flow.json
     assert main(["terminate", cluster_id]) == 0
     assert emr_env.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"].startswith(
         "TERMINAT"

@@ -1,6 +1,7 @@
 """The emr deployment: resources, the code package, the bootstrap action, and the step
 launcher's handling of the cluster's life, late logs, failures and interrupts (fake EMR)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from fruits_assets.emr import (
     emr_step_launcher,
 )
 from fruits_assets.resources import resources_for
+from spark.settings import Settings
 
 
 def test_the_code_package_holds_only_the_project_code(tmp_path, repo_root) -> None:
@@ -80,26 +82,21 @@ def test_the_bootstrap_action_passes_shellcheck(repo_root) -> None:
     assert result.returncode == 0, result.stdout
 
 
-def test_the_bootstrap_action_installs_exactly_the_lock_but_spark(repo_root) -> None:
-    lock = repo_root / "requirements.lock"
-    result = subprocess.run(
-        ["bash", str(repo_root / "bootstrap" / "emr" / "install_python_deps.sh"), str(lock)],
-        env={**os.environ, "FRUITS_BOOTSTRAP_DRY_RUN": "1"},
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-
-    def pins(text: str) -> dict[str, str]:
-        lines = [ln.split()[0] for ln in text.splitlines() if ln and ln[0].isalnum() and "==" in ln]
-        return dict(ln.lower().split("==") for ln in lines)
-
-    installed, locked = pins(result.stdout), pins(lock.read_text())
-    assert installed == {k: v for k, v in locked.items() if k not in ("pyspark", "py4j")}
-    assert (
-        installed["dagster"] == locked["dagster"]
-        and installed["dagster-aws"] == locked["dagster-aws"]
-    )
-    assert {"tensorflow-cpu", "pillow", "pyarrow", "pandas", "dagster-pyspark"} <= set(installed)
-    assert result.stdout.count("--hash=sha256:") >= len(installed)  # pip --require-hashes
+def test_on_a_node_the_launcher_s_cluster_is_the_one_of_job_flow_json(
+    monkeypatch, tmp_path
+) -> None:
+    """Dagster builds the resources again on the cluster, where FRUITS_EMR_CLUSTER_ID is not
+    set (the host's pin never travels): the node's job-flow.json names the cluster."""
+    job_flow = tmp_path / "job-flow.json"
+    job_flow.write_text(json.dumps({"jobFlowId": "j-FROMNODE", "instanceCount": 3}))
+    monkeypatch.setenv("FRUITS_JOB_FLOW_FILE", str(job_flow))
+    monkeypatch.delenv("FRUITS_EMR_CLUSTER_ID", raising=False)
+    monkeypatch.setenv("FRUITS_REGION", "eu-west-3")
+    monkeypatch.setenv("FRUITS_STAGING_BUCKET", "staging")
+    monkeypatch.setenv("FRUITS_STAGING_PREFIX", "emr_staging")
+    with dg.build_resources({"launcher": resources_for("emr")["pyspark_step_launcher"]}) as built:
+        assert built.launcher.cluster_id == "j-FROMNODE"
+    assert Settings.from_env({**os.environ, "FRUITS_BUCKET": "b"}).emr_cluster_id == "j-FROMNODE"
 
 
 # --- the step launcher against the fake EMR control plane -------------------------------------

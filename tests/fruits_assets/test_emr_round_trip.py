@@ -3,6 +3,7 @@ EMR control plane (bootstrap.fake_emr) and the local S3 server: no AWS, nothing 
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -12,28 +13,38 @@ from bootstrap.dagster_home import prepare_dagster_home
 from bootstrap.demo import materialize_command
 from bootstrap.emr_cluster import ClusterOptions, create
 from bootstrap.fake_emr import FakeEmrServer, FakeEmrTiming
+from bootstrap.wheelhouse import canonical, lock_pins
+from spark.layout import Layout
 from spark.settings import Settings
 
 pytestmark = pytest.mark.slow
 D1, D2 = "2026-11-13", "2026-11-14"
 
 
-@pytest.fixture
-def fake_emr(settings, local_s3, tmp_path):
+@pytest.fixture(scope="module")
+def fake_emr(settings, local_s3, tmp_path_factory):
     # Step logs come 2 s after a step ends (EMR: minutes), within the launcher's wait.
     timing = FakeEmrTiming(log_push_delay_s=2)
-    with FakeEmrServer(settings, tmp_path / "fake_emr", timing=timing) as server:
+    with FakeEmrServer(settings, tmp_path_factory.mktemp("fake_emr"), timing=timing) as server:
         yield server
 
 
-@pytest.fixture
-def emr_env(
-    settings, fresh_layout, fake_emr, weights, s3, tmp_path, save_legacy_h5
+@pytest.fixture(scope="module")
+def cluster_layout(settings) -> Layout:
+    """The cluster's FRUITS_PREFIX: a cluster's settings are fixed when it is created."""
+    return Layout(settings.bucket, f"{settings.prefix}/test_emr_round_trip")
+
+
+@pytest.fixture(scope="module")
+def emr_cluster(
+    settings, cluster_layout, fake_emr, weights, s3, tmp_path_factory, save_legacy_h5
 ) -> dict[str, str]:
-    """The host's environment for FRUITS_DEPLOYMENT=emr, with a cluster created by the CLI."""
-    save_legacy_h5(tmp_path / "weights.h5", weights.arrays)
-    weights_uri = fresh_layout.weights_uri("mobilenet_v2_no_top.h5")
-    s3.upload_file(str(tmp_path / "weights.h5"), settings.bucket, weights_uri.split("/", 3)[3])
+    """One cluster for the module, created by the CLI (which stages the wheelhouse) and
+    bootstrapped by the real bootstrap action; the host's environment for it."""
+    scratch = tmp_path_factory.mktemp("emr_cluster")
+    save_legacy_h5(scratch / "weights.h5", weights.arrays)
+    weights_uri = cluster_layout.weights_uri("mobilenet_v2_no_top.h5")
+    s3.upload_file(str(scratch / "weights.h5"), settings.bucket, weights_uri.split("/", 3)[3])
 
     env = {
         k: v
@@ -42,15 +53,15 @@ def emr_env(
     }
     env |= {
         "FRUITS_DEPLOYMENT": "emr",
-        "FRUITS_PREFIX": fresh_layout.prefix,
+        "FRUITS_PREFIX": cluster_layout.prefix,
         "FRUITS_WEIGHTS": weights_uri,
         "FRUITS_STAGING_BUCKET": settings.bucket,
-        "FRUITS_STAGING_PREFIX": f"{fresh_layout.prefix}/emr_staging",
+        # as tests/bootstrap/test_emr_cluster.py's: the wheelhouse is staged once per session
+        "FRUITS_STAGING_PREFIX": "emr_staging",
         # Where an AWS SDK would find AWS, it finds the local stand-ins.
         "AWS_ENDPOINT_URL_EMR": fake_emr.endpoint,
         "AWS_ENDPOINT_URL_S3": settings.s3_endpoint,
         "AWS_DEFAULT_REGION": settings.region,
-        "DAGSTER_HOME": str(prepare_dagster_home(tmp_path / "dagster_home")),
     }
     emr_settings = Settings.from_env(env)
     options = ClusterOptions(
@@ -60,16 +71,32 @@ def emr_env(
     os.environ.clear()
     os.environ.update(env)  # boto3 inside create() reads the endpoints from the environment
     try:
-        env["FRUITS_EMR_CLUSTER_ID"] = create(emr_settings, options, env)
+        env["FRUITS_EMR_CLUSTER_ID"] = cluster_id = create(emr_settings, options, env)
     finally:
         os.environ.clear()
         os.environ.update(saved)
+    cluster = fake_emr.emr.clusters[cluster_id]
+    deadline = time.time() + 900  # a bare node installs the whole wheelhouse
+    while cluster.state in ("STARTING", "BOOTSTRAPPING") and time.time() < deadline:
+        time.sleep(1)
+    bootstrap_log = cluster.node.root / "var" / "log" / "fruits-bootstrap.log"
+    assert cluster.state == "WAITING", (
+        cluster.reason,
+        bootstrap_log.read_text()[-3000:] if bootstrap_log.exists() else "no bootstrap log",
+    )
     return env
 
 
-def materialize(env: dict[str, str], repo_root: Path) -> subprocess.CompletedProcess:
+@pytest.fixture
+def emr_env(emr_cluster, tmp_path) -> dict[str, str]:
+    return emr_cluster | {"DAGSTER_HOME": str(prepare_dagster_home(tmp_path / "dagster_home"))}
+
+
+def materialize(
+    env: dict[str, str], repo_root: Path, dates: tuple[str, str] = (D1, D2)
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        materialize_command([D1, D2], "raw_images,image_features"),
+        materialize_command(list(dates), "raw_images,image_features"),
         env=env,
         cwd=repo_root,
         capture_output=True,
@@ -79,16 +106,16 @@ def materialize(env: dict[str, str], repo_root: Path) -> subprocess.CompletedPro
 
 
 def test_a_backfill_runs_as_one_emr_step_and_reports_back(
-    emr_env, fresh_layout, upload_sample, repo_root, fake_emr, monkeypatch
+    emr_env, cluster_layout, upload_sample, repo_root, fake_emr, monkeypatch
 ) -> None:
-    upload_sample(fresh_layout, [D1, D2], per_date=6, broken=False)
+    upload_sample(cluster_layout, [D1, D2], per_date=6, broken=False)
     result = materialize(emr_env, repo_root)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
 
     cluster = fake_emr.emr.clusters[emr_env["FRUITS_EMR_CLUSTER_ID"]]
     steps = [s for s in cluster.steps if s.args[0].endswith("spark-submit")]
     assert len(steps) == 1 and steps[0].state == "COMPLETED"  # two dates, one step
-    # The run found the cluster starting and queued its step; the step's logs came.
+    # The cluster walked through its start before the run; the step's logs came.
     walk = [state for state, _ in cluster.history]
     assert walk[:3] == ["STARTING", "BOOTSTRAPPING", "WAITING"] and "RUNNING" in walk
     assert cluster.state == "WAITING"
@@ -116,15 +143,19 @@ def test_a_backfill_runs_as_one_emr_step_and_reports_back(
 
 
 def test_a_failing_step_fails_the_dagster_step_with_its_stderr(
-    emr_env, fresh_layout, upload_sample, repo_root, fake_emr
+    emr_env, cluster_layout, upload_sample, repo_root, fake_emr
 ) -> None:
-    upload_sample(fresh_layout, [D1, D2], per_date=2, broken=False)
+    dates = ("2026-11-15", "2026-11-16")
+    upload_sample(cluster_layout, list(dates), per_date=2, broken=False)
     # The cluster's environment is what the step sees: break its weights URI there.
     cluster = fake_emr.emr.clusters[emr_env["FRUITS_EMR_CLUSTER_ID"]]
     missing = f"s3://{emr_env['FRUITS_STAGING_BUCKET']}/nowhere/weights.h5"
-    with cluster.spark_env_file.open("a") as spark_env:
-        spark_env.write(f'export FRUITS_WEIGHTS="{missing}"\n')
-    result = materialize(emr_env, repo_root)
+    spark_env = cluster.spark_env_file.read_text()
+    cluster.spark_env_file.write_text(spark_env + f'export FRUITS_WEIGHTS="{missing}"\n')
+    try:
+        result = materialize(emr_env, repo_root, dates)
+    finally:
+        cluster.spark_env_file.write_text(spark_env)  # the module's other tests share it
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert 'Execution of step "image_features" failed' in output
@@ -133,5 +164,33 @@ def test_a_failing_step_fails_the_dagster_step_with_its_stderr(
     # The asset failed, not spark-submit: the failure came back as the step's Dagster events
     # while the EMR step itself ended COMPLETED, and its stderr came within the launcher's wait.
     # (An EMR step that fails itself is reported with FailureDetails: test_emr.py.)
-    assert [s.state for s in cluster.steps if s.args[0].endswith("spark-submit")] == ["COMPLETED"]
+    assert [s for s in cluster.steps if s.args[0].endswith("spark-submit")][-1].state == "COMPLETED"
     assert "did not appear on S3" not in output
+
+
+def test_the_node_runs_the_cluster_lock_and_the_cluster_s_spark(emr_cluster, fake_emr) -> None:
+    """What the bootstrap action left on the node: exactly requirements-emr.lock in a Python
+    that reaches pyspark only through Spark's own PYTHONPATH, as on EMR."""
+    node = fake_emr.emr.clusters[emr_cluster["FRUITS_EMR_CLUSTER_ID"]].node
+
+    def node_python(code: str, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(node.python), "-c", code],
+            env=node.environment() | env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    freeze = node_python(
+        "import importlib.metadata as m\n"
+        "for d in m.distributions(): print(f'{d.name}=={d.version}')"
+    )
+    names_versions = [line.split("==") for line in freeze.stdout.split()]
+    installed = {f"{canonical(name)}=={version}" for name, version in names_versions}
+    locked = {f"{canonical(pin.name)}=={pin.version}" for pin in lock_pins()}
+    assert locked <= installed and not {p.split("==")[0] for p in installed} & {
+        "pytest", "moto", "ruff", "playwright", "pyspark", "py4j"
+    }  # fmt: skip
+    assert node_python("import pyspark").returncode != 0
+    spark_path = node.spark_python_path()
+    spark = node_python("import pyspark; print(pyspark.__file__)", PYTHONPATH=spark_path)
+    assert spark.returncode == 0 and "pyspark.zip" in spark.stdout, spark.stderr
+    assert fake_emr.emr.spark_master.startswith("local-cluster[")
