@@ -15,11 +15,12 @@ from bootstrap.emr_cluster import (
     main,
     security_configuration,
 )
+from bootstrap.roles import INSTANCE_PROFILE, SERVICE_ROLE
 from spark.settings import ConfigError, Settings
 
 OPTIONS = ClusterOptions(
     kms_key_arn="arn:aws:kms:eu-west-3:111122223333:key/test",
-    tls_certificates="s3://fruits-test/certs/emr-tls.zip",
+    tls_certificates="s3://fruits-test/emr_staging/bootstrap/emr-tls.zip",
 )
 CLUSTER_ENV = {"FRUITS_WEIGHTS": "s3://fruits-test/t/models/weights/mobilenet_v2.h5"}
 
@@ -67,7 +68,7 @@ def test_the_request_shape(settings) -> None:
     assert bootstrap["Path"] == "s3://staging/emr_staging/bootstrap/install_python_deps.sh"
     assert bootstrap["Args"] == ["s3://staging/emr_staging/bootstrap/requirements.lock"]
     assert req["SecurityConfiguration"] == OPTIONS.security_configuration
-    assert (req["ServiceRole"], req["JobFlowRole"]) == ("EMR_DefaultRole_V2", "EMR_EC2_DefaultRole")
+    assert (req["ServiceRole"], req["JobFlowRole"]) == (SERVICE_ROLE, INSTANCE_PROFILE)
     exported = req["Configurations"][0]["Configurations"][0]["Properties"]
     assert exported["FRUITS_DEPLOYMENT"] == "emr" and exported["FRUITS_REGION"] == "eu-west-3"
     assert "FRUITS_S3_ENDPOINT" not in exported  # local-only settings stay home
