@@ -195,7 +195,9 @@ def _s3_route(ec2: Any, region: str, subnet: dict[str, Any]) -> Iterator[Finding
         Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "service-name", "Values": [service]}]
     )["VpcEndpoints"]
     if not any(
-        e.get("VpcEndpointType") == "Gateway" and table in e.get("RouteTableIds", [])
+        e.get("VpcEndpointType") == "Gateway"
+        and e.get("State", "").lower() == "available"
+        and table in e.get("RouteTableIds", [])
         for e in endpoints
     ):
         yield (
