@@ -1,7 +1,8 @@
 """The IAM policy against the layout, and against every key a real pipeline run writes."""
 
 import json
-from dataclasses import replace
+import socket
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -62,3 +63,182 @@ def test_every_key_a_run_writes_is_allowed(
     assert len(written) > 5
     denied = [k for k in written if not allows(document, "s3:PutObject", settings.bucket, k)]
     assert denied == []
+
+
+# --- the policies enforced: moto's IAM access control -----------------------------------------
+# moto in server mode with INITIAL_NO_AUTH_ACTION_COUNT=0 checks each request's SigV4 signature
+# and the caller's IAM user policies (moto.core.authorization, moto.iam.access_control). What it
+# evaluates: Allow and Deny, Action and Resource with * wildcards, per request. What it does not,
+# so these tests cannot prove it (the policies are still written for AWS's semantics):
+# - conditions other than StringEquals (StringLikeIfExists on s3:prefix is ignored: listing
+#   outside the granted prefixes is not refused here);
+# - non-S3 resources: moto authorizes EMR, KMS and EC2 calls against "*", so resource-scoped EMR
+#   statements (the host's, the operator's) cannot be enforced; the fake EMR checks nothing;
+# - S3 action names follow the operation: moto asks s3:HeadBucket where AWS asks s3:ListBucket
+#   (MOTO_ALIASES maps it), and multi-object delete is checked on the bucket, then per key
+#   against bucket policies only.
+MOTO_ALIASES = {"s3:ListBucket": ["s3:HeadBucket"]}
+D = "2026-11-15"
+
+
+def as_moto_asks(document: dict) -> dict:
+    """The same grants, in moto's action names (MOTO_ALIASES)."""
+    statements = []
+    for statement in document["Statement"]:
+        actions = statement["Action"]
+        actions = [actions] if isinstance(actions, str) else actions
+        extra = [alias for a in actions for alias in MOTO_ALIASES.get(a, [])]
+        statements.append(statement | {"Action": actions + extra})
+    return document | {"Statement": statements}
+
+
+@dataclass
+class Enforced:
+    settings: Settings
+    keys: dict[str, tuple[str, str]]  # principal -> access key id, secret
+
+    def s3(self, principal: str):
+        import boto3
+        from botocore.config import Config
+
+        key, secret = self.keys[principal]
+        return boto3.client(
+            "s3", region_name=self.settings.region, endpoint_url=self.settings.s3_endpoint,
+            aws_access_key_id=key, aws_secret_access_key=secret,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def enforced(settings, tmp_path_factory):
+    """A moto server of its own that enforces IAM, a user per principal holding only its policy,
+    and photos uploaded (before enforcement) under raw/."""
+    import urllib.request
+
+    import boto3
+
+    from bootstrap.local_s3 import LocalS3
+    from bootstrap.sample_data import synthetic_files, upload
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = LocalS3(endpoint, state_dir=tmp_path_factory.mktemp("enforcing_s3"))
+    server.start()
+    try:
+        target = replace(
+            settings, s3_endpoint=endpoint, bucket="fruits-iam", prefix="fruits",
+            staging_bucket="fruits-iam-staging", staging_prefix="emr_staging",
+        )  # fmt: skip
+        s3 = boto3.client("s3", region_name=target.region, endpoint_url=endpoint)
+        iam = boto3.client("iam", region_name=target.region, endpoint_url=endpoint)
+        for bucket in (target.bucket, target.staging_bucket):
+            s3.create_bucket(
+                Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": target.region}
+            )
+        upload(synthetic_files([D], 6, phone_per_date=0, seed=3, broken=False), target)
+        keys = {}
+        for principal in ("instance", "host", "operator"):
+            iam.create_user(UserName=principal)
+            iam.put_user_policy(
+                UserName=principal, PolicyName="only",
+                PolicyDocument=json.dumps(as_moto_asks(policy(target, principal))),
+            )  # fmt: skip
+            key = iam.create_access_key(UserName=principal)["AccessKey"]
+            keys[principal] = (key["AccessKeyId"], key["SecretAccessKey"])
+        # From now on every request is authenticated and authorized.
+        reset = urllib.request.Request(  # as text: a form body would not reach moto's handler
+            f"{endpoint}/moto-api/reset-auth", data=b"0", headers={"Content-Type": "text/plain"}
+        )
+        urllib.request.urlopen(reset, timeout=10).read()
+        yield Enforced(target, keys)
+    finally:
+        server.stop()
+
+
+def denied(call) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        call()
+    except ClientError as error:
+        return error.response["Error"]["Code"] in ("AccessDenied", "403")
+    return False
+
+
+@pytest.mark.slow
+def test_the_pipeline_runs_with_the_instance_policy_only(enforced, tmp_path, repo_root) -> None:
+    """One real run of the four assets (Spark, S3A, the workers' boto3, the driver's boto3),
+    every S3 request signed by a user that holds only `bootstrap.iam instance`."""
+    import os
+    import subprocess
+
+    from bootstrap.dagster_home import prepare_dagster_home
+    from bootstrap.demo import materialize_command
+
+    key, secret = enforced.keys["instance"]
+    target = enforced.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FRUITS_", "AWS_"))}
+    env |= {
+        "FRUITS_DEPLOYMENT": "local", "FRUITS_S3_ENDPOINT": target.s3_endpoint,
+        "FRUITS_BUCKET": target.bucket, "FRUITS_PREFIX": target.prefix,
+        "FRUITS_SPARK_MASTER": "local[2]", "AWS_ACCESS_KEY_ID": key,
+        "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": target.region,
+        "DAGSTER_HOME": str(prepare_dagster_home(tmp_path / "dagster_home")),
+    }  # fmt: skip
+    result = subprocess.run(
+        materialize_command([D]), env=env, cwd=repo_root, capture_output=True, text=True,
+        timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    s3 = enforced.s3("instance")
+    layout = Layout(target.bucket, target.prefix)
+    assert list_keys(s3, target.bucket, layout.key("reduced"))  # written under the policy
+    # ...and nothing beyond it.
+    raw = layout.raw_image_key(D, "x", "new.jpg")
+    assert denied(lambda: s3.put_object(Bucket=target.bucket, Key=raw, Body=b"x"))
+    assert denied(lambda: s3.get_object(Bucket=target.bucket, Key="elsewhere/secret.txt"))
+    bootstrap = f"{target.staging_prefix}/bootstrap/install_python_deps.sh"
+    assert denied(lambda: s3.put_object(Bucket=target.staging_bucket, Key=bootstrap, Body=b"x"))
+
+
+def test_the_host_stages_steps_and_reads_logs_with_its_policy_only(enforced, tmp_path) -> None:
+    """What the Dagster host does on S3 in the emr deployment: the code package (as
+    ProjectPackageStepLauncher uploads it), the pickled step, its events and logs; raw_images."""
+    import uuid
+
+    from fruits_assets.emr import build_code_package
+    from spark.manifest import write_manifests
+    from spark.storage import SSE, preflight
+
+    target = enforced.settings
+    s3 = enforced.s3("host")
+    sha = build_code_package(tmp_path / "code.zip")
+    staging = target.staging_prefix
+    s3.upload_file(str(tmp_path / "code.zip"), target.staging_bucket,
+                   f"{staging}/code/{sha[:16]}.zip", ExtraArgs=SSE)  # fmt: skip
+    step = f"{staging}/{uuid.uuid4()}/image_features"
+    s3.put_object(Bucket=target.staging_bucket, Key=f"{step}/step_run_ref.pkl", Body=b"ref")
+    s3.put_object(Bucket=target.staging_bucket, Key=f"{step}/events.pkl", Body=b"events")
+    assert s3.get_object(Bucket=target.staging_bucket, Key=f"{step}/events.pkl")["Body"].read()
+    assert s3.list_objects_v2(Bucket=target.staging_bucket, Prefix=f"{staging}/logs/")
+    preflight(s3, target)  # HeadBucket
+    write_manifests(s3, Layout(target.bucket, target.prefix), [D])  # raw_images on the host
+    # Outside its policy: what nodes re-read, and the pipeline's outputs.
+    bootstrap = f"{staging}/bootstrap/requirements.lock"
+    assert denied(lambda: s3.put_object(Bucket=target.staging_bucket, Key=bootstrap, Body=b"x"))
+    features = Layout(target.bucket, target.prefix).key("features", "x.parquet")
+    assert denied(lambda: s3.put_object(Bucket=target.bucket, Key=features, Body=b"x"))
+
+
+def test_the_operator_stages_bootstrap_artifacts_with_its_policy_only(enforced) -> None:
+    from bootstrap.emr_cluster import BOOTSTRAP_SCRIPT, LOCK_FILE
+
+    target = enforced.settings
+    s3 = enforced.s3("operator")
+    for path in (BOOTSTRAP_SCRIPT, LOCK_FILE):
+        s3.upload_file(str(path), target.staging_bucket,
+                       f"{target.staging_prefix}/bootstrap/{path.name}")  # fmt: skip
+    features = Layout(target.bucket, target.prefix).key("features", "x.parquet")
+    assert denied(lambda: s3.put_object(Bucket=target.bucket, Key=features, Body=b"x"))
+    step = f"{target.staging_prefix}/{D}/image_features/events.pkl"
+    assert denied(lambda: s3.get_object(Bucket=target.staging_bucket, Key=step))
