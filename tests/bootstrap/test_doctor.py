@@ -153,3 +153,33 @@ def test_a_region_outside_the_eu_is_a_finding(account, network, capsys) -> None:
     code, lines = run_doctor(account, network, capsys, account | {"FRUITS_REGION": "us-east-1"})
     assert code == 1 and len(lines) == 1
     assert "outside the EU" in lines[0] and "fix: export FRUITS_REGION=" in lines[0]
+
+
+def test_then_create_uses_the_roles_key_and_staged_zip(account, network, capsys) -> None:
+    """The README's last set-up step, in moto's EMR: the cluster gets the roles, key and TLS
+    zip the steps before made, and the tags the v2 managed policy and the host policy need."""
+    assert emr_cluster.main(["create", "--subnet-id", network.subnet_id]) == 0
+    cluster_id = capsys.readouterr().out.strip()
+    emr = boto3.client("emr")
+    cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    assert (cluster["ServiceRole"], cluster["Ec2InstanceAttributes"]["IamInstanceProfile"]) == (
+        roles.SERVICE_ROLE,
+        roles.INSTANCE_PROFILE,
+    )
+    assert roles.MANAGED_POLICY_TAG in cluster["Tags"]
+    assert {"Key": "project", "Value": "fruits"} in cluster["Tags"]
+    name = cluster["SecurityConfiguration"]
+    config = json.loads(emr.describe_security_configuration(Name=name)["SecurityConfiguration"])[
+        "EncryptionConfiguration"
+    ]
+    disks = config["AtRestEncryptionConfiguration"]["LocalDiskEncryptionConfiguration"]
+    assert disks["AwsKmsKey"] == roles.key_arn(boto3.client("kms"))
+    tls = config["InTransitEncryptionConfiguration"]["TLSCertificateConfiguration"]["S3Object"]
+    assert tls == f"s3://{account['FRUITS_STAGING_BUCKET']}/{STAGED}/{TLS_ZIP}"
+    emr.terminate_job_flows(JobFlowIds=[cluster_id])
+
+
+def test_create_refuses_a_tls_zip_the_instance_role_cannot_read(account, capsys) -> None:
+    outside = f"s3://{account['FRUITS_STAGING_BUCKET']}/certs/{TLS_ZIP}"
+    assert emr_cluster.main(["create", "--tls-certificates", outside]) == 2
+    assert "outside" in capsys.readouterr().err

@@ -155,3 +155,36 @@ def test_weights_must_be_on_s3_for_the_cluster(emr_env, monkeypatch, capsys) -> 
     args = ["--kms-key-arn", OPTIONS.kms_key_arn, "--tls-certificates", OPTIONS.tls_certificates]
     assert main(["create", *args]) == 2
     assert "must be an s3:// URI" in capsys.readouterr().err
+
+
+def test_spot_at_start_and_at_scale_out_as_the_readme_says(settings, repo_root) -> None:
+    from bootstrap.emr_cluster import (
+        SPOT_AT_SCALE_OUT,
+        SPOT_AT_START,
+        SPOT_RESIZE_TIMEOUT_MIN,
+        SPOT_TIMEOUT_MIN,
+    )
+
+    req = request(settings)
+    layout = OPTIONS.layout
+    task = next(f for f in req["Instances"]["InstanceFleets"] if f["InstanceFleetType"] == "TASK")
+    # At start: Spot, then On-Demand after the timeout.
+    start = task["LaunchSpecifications"]["SpotSpecification"]
+    assert (start["TimeoutAction"], start["TimeoutDurationMinutes"]) == (
+        "SWITCH_TO_ON_DEMAND",
+        SPOT_TIMEOUT_MIN,
+    )
+    assert task["TargetSpotCapacity"] == layout.task_spot_units
+    # At scale-out: On-Demand up to the limit (room for the start's fallback), then Spot only;
+    # a Spot resize is given up after its timeout (no TimeoutAction exists for resizes).
+    limits = req["ManagedScalingPolicy"]["ComputeLimits"]
+    assert limits["MaximumOnDemandCapacityUnits"] == layout.core_units + layout.task_spot_units
+    assert limits["MaximumCoreCapacityUnits"] == layout.core_units
+    assert limits["MaximumCapacityUnits"] > limits["MaximumOnDemandCapacityUnits"]
+    resize = task["ResizeSpecifications"]["SpotResizeSpecification"]
+    assert resize["TimeoutDurationMinutes"] == SPOT_RESIZE_TIMEOUT_MIN
+    assert "TimeoutAction" not in resize
+    # The README says the same, in the same words.
+    readme = " ".join((repo_root / "README.md").read_text().split())
+    for sentence in (SPOT_AT_START, SPOT_AT_SCALE_OUT):
+        assert sentence in readme, sentence

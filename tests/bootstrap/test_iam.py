@@ -119,6 +119,7 @@ def enforced(settings, tmp_path_factory):
 
     from bootstrap.local_s3 import LocalS3
     from bootstrap.sample_data import synthetic_files, upload
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}"
