@@ -67,7 +67,8 @@ def test_every_key_a_run_writes_is_allowed(
 
 # --- the policies enforced: moto's IAM access control -----------------------------------------
 # moto in server mode with INITIAL_NO_AUTH_ACTION_COUNT=0 checks each request's SigV4 signature
-# and the caller's IAM user policies (moto.core.authorization, moto.iam.access_control). What it
+# and the caller's IAM user policies (moto.core.authorization, moto.iam.access_control); it runs
+# through moto_signed_headers.py, which lets moto verify S3A's signatures (see there). What it
 # evaluates: Allow and Deny, Action and Resource with * wildcards, per request. What it does not,
 # so these tests cannot prove it (the policies are still written for AWS's semantics):
 # - conditions other than StringEquals (StringLikeIfExists on s3:prefix is ignored: listing
@@ -75,20 +76,30 @@ def test_every_key_a_run_writes_is_allowed(
 # - non-S3 resources: moto authorizes EMR, KMS and EC2 calls against "*", so resource-scoped EMR
 #   statements (the host's, the operator's) cannot be enforced; the fake EMR checks nothing;
 # - S3 action names follow the operation: moto asks s3:HeadBucket where AWS asks s3:ListBucket
-#   (MOTO_ALIASES maps it), and multi-object delete is checked on the bucket, then per key
-#   against bucket policies only.
+#   (MOTO_ALIASES maps it);
+# - multi-object delete (S3A's) asks s3:DeleteObject on the bucket, then checks each key
+#   against bucket policies only: as_moto_asks grants it on the bucket where the policy grants
+#   it on some keys, so a multi-object delete outside the written prefixes is not refused here.
 MOTO_ALIASES = {"s3:ListBucket": ["s3:HeadBucket"]}
 D = "2026-11-15"
 
 
 def as_moto_asks(document: dict) -> dict:
-    """The same grants, in moto's action names (MOTO_ALIASES)."""
+    """The same grants, as moto asks for them (see above)."""
     statements = []
     for statement in document["Statement"]:
         actions = statement["Action"]
         actions = [actions] if isinstance(actions, str) else actions
         extra = [alias for a in actions for alias in MOTO_ALIASES.get(a, [])]
         statements.append(statement | {"Action": actions + extra})
+        if statement["Effect"] == "Allow" and "s3:DeleteObject" in actions:
+            resources = statement["Resource"]
+            buckets = {
+                r.split("/")[0] for r in ([resources] if isinstance(resources, str) else resources)
+            }
+            statements.append(
+                {"Effect": "Allow", "Action": ["s3:DeleteObject"], "Resource": sorted(buckets)}
+            )
     return document | {"Statement": statements}
 
 
@@ -113,19 +124,33 @@ class Enforced:
 def enforced(settings, tmp_path_factory):
     """A moto server of its own that enforces IAM, a user per principal holding only its policy,
     and photos uploaded (before enforcement) under raw/."""
+    import subprocess
+    import sys
+    import time
     import urllib.request
+    from pathlib import Path
 
     import boto3
 
     from bootstrap.local_s3 import LocalS3
+    from bootstrap.processes import stop_group
     from bootstrap.sample_data import synthetic_files, upload
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = LocalS3(endpoint, state_dir=tmp_path_factory.mktemp("enforcing_s3"))
-    server.start()
+    log = tmp_path_factory.mktemp("enforcing_s3") / "moto.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("moto_signed_headers.py")),
+             "-H", "127.0.0.1", "-p", endpoint.rsplit(":", 1)[1]],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
     try:
+        deadline = time.monotonic() + 30
+        while not LocalS3(endpoint).responds():
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
         target = replace(
             settings, s3_endpoint=endpoint, bucket="fruits-iam", prefix="fruits",
             staging_bucket="fruits-iam-staging", staging_prefix="emr_staging",
@@ -153,7 +178,7 @@ def enforced(settings, tmp_path_factory):
         urllib.request.urlopen(reset, timeout=10).read()
         yield Enforced(target, keys)
     finally:
-        server.stop()
+        stop_group(server, timeout_s=10)
 
 
 def denied(call) -> bool:
