@@ -44,31 +44,25 @@ def role_arn(account: str, name: str) -> str:
     return f"arn:aws:iam::{account}:role/{name}"
 
 
-def service_trust(account: str, region: str) -> dict[str, Any]:
+def _assumed_by(service: str, **condition: Any) -> dict[str, Any]:
+    statement = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
     return {
         "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": {"Service": "elasticmapreduce.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-            # Only EMR acting for this account's clusters (confused-deputy guard).
-            "Condition": {
-                "StringEquals": {"aws:SourceAccount": account},
-                "ArnLike": {"aws:SourceArn": f"arn:aws:elasticmapreduce:{region}:{account}:*"},
-            },
-        }],
-    }  # fmt: skip
+        "Statement": [statement | ({"Condition": condition} if condition else {})],
+    }
+
+
+def service_trust(account: str, region: str) -> dict[str, Any]:
+    # Only EMR acting for this account's clusters (confused-deputy guard).
+    return _assumed_by(
+        "elasticmapreduce.amazonaws.com",
+        StringEquals={"aws:SourceAccount": account},
+        ArnLike={"aws:SourceArn": f"arn:aws:elasticmapreduce:{region}:{account}:*"},
+    )
 
 
 def instance_trust() -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": {"Service": "ec2.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }],
-    }  # fmt: skip
+    return _assumed_by("ec2.amazonaws.com")
 
 
 def pass_instance_role(account: str) -> dict[str, Any]:
