@@ -282,6 +282,8 @@ def test_the_emr_round_trip_under_the_three_policies(
     import os
     import subprocess
 
+    import boto3
+
     from bootstrap.dagster_home import prepare_dagster_home
     from bootstrap.demo import materialize_command
     from bootstrap.emr_cluster import ClusterOptions, create
@@ -300,6 +302,11 @@ def test_the_emr_round_trip_under_the_three_policies(
         key, secret = enforced.keys[principal]
         return {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
 
+    def become(principal: str, patch: pytest.MonkeyPatch) -> None:
+        for key, value in as_principal(principal).items():
+            patch.setenv(key, value)
+        patch.setattr(boto3, "DEFAULT_SESSION", None)  # it caches the credentials it found
+
     with FakeEmrServer(target, tmp_path / "fake_emr") as fake_emr:
         env = base | {
             "FRUITS_DEPLOYMENT": "emr", "FRUITS_REGION": target.region,
@@ -310,16 +317,16 @@ def test_the_emr_round_trip_under_the_three_policies(
             "AWS_DEFAULT_REGION": target.region,
         }  # fmt: skip
         with monkeypatch.context() as patch:  # boto3 inside create() reads the environment
-            for key, value in (env | as_principal("operator")).items():
+            for key, value in env.items():
                 patch.setenv(key, value)
+            become("operator", patch)
             options = ClusterOptions(
                 kms_key_arn="arn:aws:kms:eu-west-3:1:key/k",
                 tls_certificates=f"s3://{target.staging_bucket}/emr_staging/bootstrap/t.zip",
             )
             cluster_id = create(Settings.from_env(env), options, env)
         # The fake EMR runs steps and pushes logs with this process's credentials: a node's.
-        for key, value in as_principal("instance").items():
-            monkeypatch.setenv(key, value)
+        become("instance", monkeypatch)
         host = env | as_principal("host") | {
             "FRUITS_EMR_CLUSTER_ID": cluster_id,
             "DAGSTER_HOME": str(prepare_dagster_home(tmp_path / "dagster_home")),
