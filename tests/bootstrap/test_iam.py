@@ -80,6 +80,9 @@ def test_every_key_a_run_writes_is_allowed(
 # - multi-object delete (S3A's) asks s3:DeleteObject on the bucket, then checks each key
 #   against bucket policies only: as_moto_asks grants it on the bucket where the policy grants
 #   it on some keys, so a multi-object delete outside the written prefixes is not refused here.
+# The fake-EMR round trip under these three users (operator creates the cluster, the host
+# materializes, steps and log pushes run as the instance role) passed once, in commit 5414dbc;
+# it is not kept: about 8 minutes, where make test's budget allows one Spark run here.
 MOTO_ALIASES = {"s3:ListBucket": ["s3:HeadBucket"]}
 D = "2026-11-15"
 
@@ -161,8 +164,7 @@ def enforced(settings, tmp_path_factory):
             s3.create_bucket(
                 Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": target.region}
             )
-        dates = [D, "2026-11-16"]  # the second for the EMR round trip
-        upload(synthetic_files(dates, 6, phone_per_date=0, seed=3, broken=False), target)
+        upload(synthetic_files([D], 6, phone_per_date=0, seed=3, broken=False), target)
         keys = {}
         for principal in ("instance", "host", "operator"):
             iam.create_user(UserName=principal)
@@ -269,74 +271,3 @@ def test_the_operator_stages_bootstrap_artifacts_with_its_policy_only(enforced) 
     assert denied(lambda: s3.put_object(Bucket=target.bucket, Key=features, Body=b"x"))
     step = f"{target.staging_prefix}/{D}/image_features/events.pkl"
     assert denied(lambda: s3.get_object(Bucket=target.staging_bucket, Key=step))
-
-
-@pytest.mark.slow
-def test_the_emr_round_trip_under_the_three_policies(
-    enforced, weights, save_legacy_h5, tmp_path, repo_root, monkeypatch
-) -> None:
-    """The `emr` deployment through the fake EMR, each principal with its own credentials: the
-    operator stages the weights and creates the cluster, the Dagster host materializes (its
-    S3 calls: code package, step files, logs, raw_images), the cluster's steps and log pushes
-    run as the instance role. (The fake EMR's API checks no credentials: S3 is enforced.)"""
-    import os
-    import subprocess
-
-    import boto3
-
-    from bootstrap.dagster_home import prepare_dagster_home
-    from bootstrap.demo import materialize_command
-    from bootstrap.emr_cluster import ClusterOptions, create
-    from bootstrap.fake_emr import FakeEmrServer
-
-    target, day = enforced.settings, "2026-11-16"
-    layout = Layout(target.bucket, target.prefix)
-    weights_uri = layout.weights_uri("mobilenet_v2_no_top.h5")
-    enforced.s3("operator").upload_file(
-        str(save_legacy_h5(tmp_path / "w.h5", weights.arrays)), target.bucket,
-        weights_uri.split("/", 3)[3],
-    )  # fmt: skip
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("FRUITS_", "AWS_"))}
-
-    def as_principal(principal: str) -> dict[str, str]:
-        key, secret = enforced.keys[principal]
-        return {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
-
-    def become(principal: str, patch: pytest.MonkeyPatch) -> None:
-        for key, value in as_principal(principal).items():
-            patch.setenv(key, value)
-        patch.setattr(boto3, "DEFAULT_SESSION", None)  # it caches the credentials it found
-
-    with FakeEmrServer(target, tmp_path / "fake_emr") as fake_emr:
-        env = base | {
-            "FRUITS_DEPLOYMENT": "emr", "FRUITS_REGION": target.region,
-            "FRUITS_BUCKET": target.bucket, "FRUITS_PREFIX": target.prefix,
-            "FRUITS_WEIGHTS": weights_uri, "FRUITS_STAGING_BUCKET": target.staging_bucket,
-            "FRUITS_STAGING_PREFIX": target.staging_prefix,
-            "AWS_ENDPOINT_URL_EMR": fake_emr.endpoint, "AWS_ENDPOINT_URL_S3": target.s3_endpoint,
-            "AWS_DEFAULT_REGION": target.region,
-        }  # fmt: skip
-        with monkeypatch.context() as patch:  # boto3 inside create() reads the environment
-            for key, value in env.items():
-                patch.setenv(key, value)
-            become("operator", patch)
-            options = ClusterOptions(
-                kms_key_arn="arn:aws:kms:eu-west-3:1:key/k",
-                tls_certificates=f"s3://{target.staging_bucket}/emr_staging/bootstrap/t.zip",
-            )
-            cluster_id = create(Settings.from_env(env), options, env)
-        # The fake EMR runs steps and pushes logs with this process's credentials: a node's.
-        become("instance", monkeypatch)
-        host = env | as_principal("host") | {
-            "FRUITS_EMR_CLUSTER_ID": cluster_id,
-            "DAGSTER_HOME": str(prepare_dagster_home(tmp_path / "dagster_home")),
-        }  # fmt: skip
-        result = subprocess.run(
-            materialize_command([day], "raw_images,image_features"), env=host, cwd=repo_root,
-            capture_output=True, text=True, timeout=900,
-        )  # fmt: skip
-        assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-        steps = fake_emr.emr.clusters[cluster_id].steps
-        assert [s.state for s in steps if s.args[0].endswith("spark-submit")] == ["COMPLETED"]
-    published = list_keys(enforced.s3("instance"), target.bucket, layout.key("features"))
-    assert any(f"upload_date={day}/_published.json" in k for k in published)
