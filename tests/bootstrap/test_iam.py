@@ -47,6 +47,45 @@ def test_the_policy_follows_the_layout(settings) -> None:
     assert RAW not in WRITTEN_PREFIXES
 
 
+# Actions that have no resource-level permissions in IAM: "*" is the only resource they take.
+RESOURCELESS = {
+    "elasticmapreduce:RunJobFlow", "elasticmapreduce:AddTags", "elasticmapreduce:ListClusters",
+    "elasticmapreduce:CreateSecurityConfiguration",
+    "elasticmapreduce:DescribeSecurityConfiguration", "kms:CreateKey", "kms:CreateAlias",
+    "kms:ListAliases", "kms:DescribeKey", "kms:GetKeyPolicy", "kms:PutKeyPolicy",
+    "kms:TagResource", "ec2:CreateTags", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
+    "ec2:DescribeRouteTables", "ec2:DescribeVpcEndpoints", "s3:ListAllMyBuckets",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("principal", ["instance", "host", "operator"])
+def test_each_principal_gets_only_what_it_needs(settings, principal, capsys) -> None:
+    from bootstrap import roles
+    from bootstrap.iam import main
+
+    document = policy(staged(settings), principal)
+    assert main([principal]) == 0 and json.loads(capsys.readouterr().out)["Statement"]
+    actions = {a for s in document["Statement"] if s["Effect"] == "Allow" for a in s["Action"]}
+    assert not any(a.endswith(":*") for a in actions)
+    for statement in document["Statement"]:
+        if statement["Resource"] == ["*"]:  # only where IAM has nothing narrower
+            assert set(statement["Action"]) <= RESOURCELESS, statement
+    services = {a.split(":")[0] for a in actions}
+    if principal == "instance":
+        assert services == {"s3"}  # KMS through the key policy (bootstrap.roles)
+    if principal == "host":
+        steps = {"AddJobFlowSteps", "DescribeStep", "DescribeCluster", "ListSteps", "CancelSteps"}
+        assert {f"elasticmapreduce:{a}" for a in steps} <= actions
+        assert (
+            services == {"s3", "elasticmapreduce"} and "elasticmapreduce:RunJobFlow" not in actions
+        )
+    if principal == "operator":
+        passing = [s for s in document["Statement"] if "iam:PassRole" in s["Action"]]
+        two = [f"arn:aws:iam::*:role/{r}" for r in (roles.SERVICE_ROLE, roles.INSTANCE_ROLE)]
+        assert [s["Resource"] for s in passing] == [two]
+    assert main(["nobody"]) == 2
+
+
 @pytest.mark.slow
 def test_every_key_a_run_writes_is_allowed(
     spark, s3, settings, fresh_layout, upload_sample, weights, extract
