@@ -9,7 +9,6 @@ import boto3
 import pytest
 
 from bootstrap import buckets, emr_cluster, roles
-from bootstrap.doctor import doctor
 from bootstrap.emr_cluster import TLS_ZIP
 
 STAGED = "emr_staging/bootstrap"
@@ -31,9 +30,11 @@ def account(aws_account, network):
     return aws_account
 
 
-def run_doctor(account, network, capsys, environ=None) -> tuple[int, list[str]]:
+def run_doctor(account, network, capsys) -> tuple[int, list[str]]:
+    """`python -m bootstrap.emr_cluster doctor --subnet-id S --security-group G`, as printed."""
     capsys.readouterr()
-    code = doctor(boto3.Session(), environ or account, [network.subnet_id], [network.group_id])
+    argv = ["doctor", "--subnet-id", network.subnet_id, "--security-group", network.group_id]
+    code = emr_cluster.main(argv)
     return code, capsys.readouterr().out.strip().splitlines()
 
 
@@ -149,8 +150,9 @@ def test_each_missing_piece_is_a_finding_and_its_fix_works(account, network, cap
     assert run_doctor(account, network, capsys) == (0, ["doctor: no findings"])
 
 
-def test_a_region_outside_the_eu_is_a_finding(account, network, capsys) -> None:
-    code, lines = run_doctor(account, network, capsys, account | {"FRUITS_REGION": "us-east-1"})
+def test_a_region_outside_the_eu_is_a_finding(account, network, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("FRUITS_REGION", "us-east-1")
+    code, lines = run_doctor(account, network, capsys)
     assert code == 1 and len(lines) == 1
     assert "outside the EU" in lines[0] and "fix: export FRUITS_REGION=" in lines[0]
 
