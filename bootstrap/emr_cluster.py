@@ -33,9 +33,10 @@ from typing import Any
 import boto3
 
 from bootstrap import one_line_errors, roles
+from bootstrap.doctor import doctor
 from bootstrap.iam import PROJECT_TAG
 from spark.layout import STAGING_BOOTSTRAP, split_uri, staging_uri
-from spark.settings import PROJECT_ROOT, ConfigError, Settings
+from spark.settings import PROJECT_ROOT, ConfigError, Settings, load_deployment_env
 from spark.storage import SSE, s3_client
 
 RELEASE_LABEL = "emr-7.12.0"  # Spark 3.5.6, Python 3.11 available
@@ -44,7 +45,7 @@ BOOTSTRAP_SCRIPT = PROJECT_ROOT / "bootstrap" / "emr" / "install_python_deps.sh"
 PRICES_FILE = PROJECT_ROOT / "bootstrap" / "emr" / "prices.json"
 LOCK_FILE = PROJECT_ROOT / "requirements.lock"
 SPARK_ENV = "/etc/spark/conf/spark-env.sh"
-TLS_ZIP = "emr-tls.zip"  # under <staging>/bootstrap/: nodes re-read it, the instance role may
+TLS_ZIP = "emr-tls.zip"  # under <staging>/bootstrap/, where the instance role may read it
 SPOT_TIMEOUT_MIN = 10
 SPOT_RESIZE_TIMEOUT_MIN = 20
 SPOT_AT_START = (
@@ -134,10 +135,9 @@ def _fleet(
     return fleet
 
 
-def cluster_tags(options: ClusterOptions) -> list[dict[str, str]]:
-    # The v2 service policy acts only on clusters carrying MANAGED_POLICY_TAG; the host's
-    # policy only on those carrying PROJECT_TAG.
-    return [PROJECT_TAG, {"Key": "data-residency", "Value": "eu"}, roles.MANAGED_POLICY_TAG]
+# The v2 service policy acts only on clusters carrying MANAGED_POLICY_TAG; the host's policy
+# only on those carrying PROJECT_TAG.
+CLUSTER_TAGS = [PROJECT_TAG, {"Key": "data-residency", "Value": "eu"}, roles.MANAGED_POLICY_TAG]
 
 
 def cluster_request(
@@ -195,7 +195,7 @@ def cluster_request(
         "ServiceRole": options.service_role,
         "JobFlowRole": options.instance_profile,
         "VisibleToAllUsers": True,
-        "Tags": cluster_tags(options),
+        "Tags": CLUSTER_TAGS,
     }
 
 
@@ -345,9 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("describe", "steps", "terminate"):
         commands.add_parser(name).add_argument("cluster_id")
     args = parser.parse_args(argv)
-    if args.command == "doctor":
-        from bootstrap.doctor import doctor
-
+    if args.command == "doctor":  # a region outside the EU is one of its findings
+        load_deployment_env()
         return doctor(boto3.Session(), os.environ, args.subnet_id, args.security_group)
     settings = Settings.load()  # refuses a non-EU region before any API call
     if args.command == "roles":
