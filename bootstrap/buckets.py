@@ -9,11 +9,20 @@ import sys
 from typing import Any
 
 from bootstrap import one_line_errors
-from spark.layout import PUBLISHED_DATASETS, STAGING, Layout
+from spark.layout import (
+    PUBLISHED_DATASETS,
+    STAGING,
+    STAGING_BOOTSTRAP,
+    STAGING_CODE,
+    STAGING_LOGS,
+    Layout,
+)
 from spark.settings import Settings, require_eu_region
 from spark.storage import s3_client
 
-STAGING_RETENTION_DAYS = 14  # step files, code packages and EMR logs: for debugging, not history
+STAGING_RETENTION_DAYS = 14  # step files and code packages: for debugging, not history
+LOG_RETENTION_DAYS = 30  # EMR's cluster and step logs
+HEX = "0123456789abcdef"
 ABANDONED_WRITE_DAYS = 2  # what a failed write left staged (spark.publish); runs take hours
 
 
@@ -31,7 +40,7 @@ def lifecycle_rules(expire_prefixes: dict[str, int]) -> list[dict[str, Any]]:
             {
                 "ID": f"expire-{prefix.strip('/').replace('/', '-')}",
                 "Status": "Enabled",
-                "Filter": {"Prefix": prefix.strip("/") + "/"},
+                "Filter": {"Prefix": prefix},
                 "Expiration": {"Days": days},
             }
         )
@@ -74,7 +83,47 @@ def ensure_bucket(
 
 def pipeline_expiry(settings: Settings) -> dict[str, int]:
     layout = Layout(settings.bucket, settings.prefix)
-    return {layout.key(dataset, STAGING): ABANDONED_WRITE_DAYS for dataset in PUBLISHED_DATASETS}
+    return {
+        layout.key(dataset, STAGING) + "/": ABANDONED_WRITE_DAYS for dataset in PUBLISHED_DATASETS
+    }
+
+
+def staging_expiry(staging_prefix: str) -> dict[str, int]:
+    """Scratch only: code packages, logs, and the step files Dagster's launcher writes under
+    <staging>/<run id>/. Never <staging>/bootstrap/, which every node re-reads when it starts
+    (managed scaling adds nodes any day). Lifecycle filters cannot exclude a prefix, but run ids
+    are UUIDs: one rule per leading hex digit, two digits where a kept name starts with one."""
+    root = staging_prefix.strip("/") + "/" if staging_prefix.strip("/") else ""
+    named = (STAGING_BOOTSTRAP, STAGING_CODE, STAGING_LOGS)
+    runs = [
+        first + second
+        for first in HEX
+        for second in (HEX if any(n.startswith(first) for n in named) else [""])
+    ]
+    expiry = {f"{root}{run}": STAGING_RETENTION_DAYS for run in runs}
+    return expiry | {
+        f"{root}{STAGING_CODE}/": STAGING_RETENTION_DAYS,
+        f"{root}{STAGING_LOGS}/": LOG_RETENTION_DAYS,
+    }
+
+
+def expiry_days(rules: list[dict[str, Any]], key: str) -> int | None:
+    """After how many days the lifecycle `rules` expire `key` (None: never)."""
+    days = [
+        r["Expiration"]["Days"]
+        for r in rules
+        if "Expiration" in r and r["Status"] == "Enabled" and key.startswith(r["Filter"]["Prefix"])
+    ]
+    return min(days) if days else None
+
+
+def bucket_expiry(settings: Settings) -> dict[str, dict[str, int]]:
+    """Per bucket, the prefixes that expire and after how many days."""
+    expiry = {settings.bucket: pipeline_expiry(settings)}
+    if settings.staging_bucket:
+        staging = staging_expiry(settings.staging_prefix)
+        expiry[settings.staging_bucket] = expiry.get(settings.staging_bucket, {}) | staging
+    return expiry
 
 
 def ensure_pipeline_bucket(settings: Settings) -> bool:
@@ -83,15 +132,12 @@ def ensure_pipeline_bucket(settings: Settings) -> bool:
 
 
 def ensure_all_buckets(settings: Settings) -> dict[str, bool]:
-    """The data bucket, and the staging bucket whose staging prefix expires."""
+    """The data bucket, and the staging bucket whose scratch expires."""
     client = s3_client(settings)
-    created = {settings.bucket: ensure_pipeline_bucket(settings)}
-    if settings.staging_bucket:
-        expire = {settings.staging_prefix: STAGING_RETENTION_DAYS}
-        created[settings.staging_bucket] = ensure_bucket(
-            client, settings.staging_bucket, settings.region, expire
-        )
-    return created
+    return {
+        bucket: ensure_bucket(client, bucket, settings.region, expire)
+        for bucket, expire in bucket_expiry(settings).items()
+    }
 
 
 @one_line_errors

@@ -1,6 +1,8 @@
-"""The EMR cluster the Spark assets run on: create, describe, list steps, terminate (boto3).
+"""The EMR cluster the Spark assets run on: roles, doctor, create, describe, steps, terminate.
 
-    python -m bootstrap.emr_cluster create --kms-key-arn ARN --tls-certificates s3://.../certs.zip
+    python -m bootstrap.emr_cluster roles [--subnet-id S] [--security-group G]
+    python -m bootstrap.emr_cluster doctor [--subnet-id S] [--security-group G]
+    python -m bootstrap.emr_cluster create [--subnet-id S] [--tls-certificates s3://...zip]
     python -m bootstrap.emr_cluster describe j-XXXX
     python -m bootstrap.emr_cluster steps j-XXXX
     python -m bootstrap.emr_cluster terminate j-XXXX
@@ -8,10 +10,11 @@
 The region comes from FRUITS_REGION and must be in the EU: anything else is refused with one
 line before any API call. The cluster:
 - EMR 7.x with Spark 3.5.6, Python 3.11 packages from the project's lock (bootstrap action);
-- instance fleets: On-Demand primary and core, Spot task nodes over several instance types
-  that fall back to On-Demand when Spot capacity does not come;
+- instance fleets: On-Demand primary and core, Spot task nodes over several instance types;
+  what happens when Spot is short is said once, in SPOT_AT_START and SPOT_AT_SCALE_OUT;
 - managed scaling limits, auto-termination when idle, logs in S3, a security configuration
-  with encryption at rest and in transit, IAM roles given by name;
+  with encryption at rest (the KMS key of `roles`) and in transit, the roles of `roles`
+  (bootstrap.roles), tagged for EMR's v2 managed policy;
 - every FRUITS_* setting exported to Spark's environment (spark-env), so that the Dagster
   resources' EnvVars resolve on the cluster as on the host. The cluster's own id, only known
   once created, the nodes read from the job-flow.json EMR writes on each of them.
@@ -29,15 +32,31 @@ from typing import Any
 
 import boto3
 
-from bootstrap import one_line_errors, wheelhouse
+from bootstrap import one_line_errors, roles, wheelhouse
+from bootstrap.doctor import doctor
+from bootstrap.iam import PROJECT_TAG
 from bootstrap.wheelhouse import BOOTSTRAP_SCRIPT
-from spark.layout import staging_uri
-from spark.settings import PROJECT_ROOT, ConfigError, Settings
+from spark.layout import STAGING_BOOTSTRAP, staging_uri
+from spark.settings import PROJECT_ROOT, ConfigError, Settings, load_deployment_env
 from spark.storage import s3_client
 
 RELEASE_LABEL = "emr-7.12.0"  # Spark 3.5.6, Python 3.11 available
 PYTHON = "/usr/bin/python3.11"
 PRICES_FILE = PROJECT_ROOT / "bootstrap" / "emr" / "prices.json"
+TLS_ZIP = "emr-tls.zip"  # under <staging>/bootstrap/, where the instance role may read it
+SPOT_TIMEOUT_MIN = 10
+SPOT_RESIZE_TIMEOUT_MIN = 20
+SPOT_AT_START = (
+    f"the task fleet asks for Spot; what has not come after {SPOT_TIMEOUT_MIN} minutes is "
+    "taken On-Demand (TimeoutAction SWITCH_TO_ON_DEMAND), so the start never waits on Spot"
+)
+SPOT_AT_SCALE_OUT = (
+    "managed scaling adds On-Demand task units first, up to the On-Demand limit (the core "
+    "units plus the task units the start may have taken On-Demand), then Spot only; no "
+    "timeout switches a scale-out to On-Demand: Spot that has not come after "
+    f"{SPOT_RESIZE_TIMEOUT_MIN} minutes is given up and the cluster runs on what it has, "
+    "slower, no step fails for it"
+)
 
 
 @dataclass(frozen=True)
@@ -60,8 +79,8 @@ class FleetLayout:
 @dataclass(frozen=True)
 class ClusterOptions:
     name: str = "fruits-features"
-    service_role: str = "EMR_DefaultRole_V2"
-    instance_profile: str = "EMR_EC2_DefaultRole"
+    service_role: str = roles.SERVICE_ROLE
+    instance_profile: str = roles.INSTANCE_PROFILE
     security_configuration: str = "fruits-encryption"
     kms_key_arn: str | None = None
     tls_certificates: str | None = None
@@ -93,16 +112,30 @@ def _fleet(
         "InstanceTypeConfigs": [{"InstanceType": t, "WeightedCapacity": 1} for t in types],
     }
     if spot:
-        fleet["LaunchSpecifications"] = {
+        fleet["LaunchSpecifications"] = {  # at start only (SPOT_AT_START)
             "SpotSpecification": {
-                "TimeoutDurationMinutes": 10,
-                # No Spot capacity after 10 minutes: take On-Demand instead of waiting.
+                "TimeoutDurationMinutes": SPOT_TIMEOUT_MIN,
                 "TimeoutAction": "SWITCH_TO_ON_DEMAND",
                 "AllocationStrategy": "price-capacity-optimized",
             },
             "OnDemandSpecification": {"AllocationStrategy": "lowest-price"},
         }
+        fleet["ResizeSpecifications"] = {  # at scale-out (SPOT_AT_SCALE_OUT): no switch exists
+            "SpotResizeSpecification": {
+                "TimeoutDurationMinutes": SPOT_RESIZE_TIMEOUT_MIN,
+                "AllocationStrategy": "price-capacity-optimized",
+            },
+            "OnDemandResizeSpecification": {
+                "TimeoutDurationMinutes": SPOT_RESIZE_TIMEOUT_MIN,
+                "AllocationStrategy": "lowest-price",
+            },
+        }
     return fleet
+
+
+# The v2 service policy acts only on clusters carrying MANAGED_POLICY_TAG; the host's policy
+# only on those carrying PROJECT_TAG.
+CLUSTER_TAGS = [PROJECT_TAG, {"Key": "data-residency", "Value": "eu"}, roles.MANAGED_POLICY_TAG]
 
 
 def cluster_request(
@@ -150,7 +183,8 @@ def cluster_request(
                 "UnitType": "InstanceFleetUnits",
                 "MinimumCapacityUnits": layout.core_units,
                 "MaximumCapacityUnits": layout.max_units,
-                "MaximumOnDemandCapacityUnits": layout.core_units,
+                # Room for the start's Spot fallback (SPOT_AT_START); beyond it, Spot only.
+                "MaximumOnDemandCapacityUnits": layout.core_units + layout.task_spot_units,
                 "MaximumCoreCapacityUnits": layout.core_units,
             }
         },
@@ -159,7 +193,7 @@ def cluster_request(
         "ServiceRole": options.service_role,
         "JobFlowRole": options.instance_profile,
         "VisibleToAllUsers": True,
-        "Tags": [{"Key": "project", "Value": "fruits"}, {"Key": "data-residency", "Value": "eu"}],
+        "Tags": CLUSTER_TAGS,
     }
 
 
@@ -209,6 +243,28 @@ def hourly_cost(
         * (prices[task_type]["spot"] + prices[task_type]["emr"]),
     }
     return {"prices_taken": table["taken"], "lines": lines, "total": sum(lines.values())}
+
+
+def tls_certificates_uri(settings: Settings, given: str | None = None) -> str:
+    """Where the TLS zip lies: under <staging>/bootstrap/, which the instance role may read and
+    the staging lifecycle never expires (nodes added by managed scaling read it too)."""
+    allowed = staging(settings, STAGING_BOOTSTRAP) + "/"
+    uri = given or allowed + TLS_ZIP
+    if not uri.startswith(allowed):
+        raise ConfigError(
+            f"--tls-certificates {uri} lies outside {allowed}, which the instance role reads"
+        )
+    return uri
+
+
+def kms_key(settings: Settings, given: str | None = None) -> str:
+    """The security configuration's key: the one `roles` created, unless one is given."""
+    arn = given or roles.key_arn(boto3.client("kms", region_name=settings.region))
+    if arn is None:
+        raise ConfigError(
+            f"no KMS key {roles.KMS_ALIAS}: run python -m bootstrap.emr_cluster roles"
+        )
+    return arn
 
 
 def emr_client(settings: Settings) -> Any:
@@ -262,21 +318,42 @@ def main(argv: list[str] | None = None) -> int:
     make.add_argument("--service-role", default=ClusterOptions.service_role)
     make.add_argument("--instance-profile", default=ClusterOptions.instance_profile)
     make.add_argument("--security-configuration", default=ClusterOptions.security_configuration)
-    make.add_argument("--kms-key-arn", help="KMS key for local disk and EBS encryption")
-    make.add_argument("--tls-certificates", help="s3:// zip of PEM certificates for in-transit TLS")
+    make.add_argument("--kms-key-arn", help=f"KMS key for local disks and EBS ({roles.KMS_ALIAS})")
+    make.add_argument(
+        "--tls-certificates", help=f"s3:// zip of PEM certificates (<staging>/bootstrap/{TLS_ZIP})"
+    )
     make.add_argument("--subnet-id", action="append", default=[], help="EU subnets, repeatable")
+    network = {
+        "roles": "create or put back the roles, instance profile, KMS key and network tags",
+        "doctor": "check the account before the first run; one line per finding",
+    }
+    for name, help_text in network.items():
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--subnet-id", action="append", default=[])
+        command.add_argument("--security-group", action="append", default=[])
+    commands.add_parser("stage", help="stage what nodes read at start under <staging>/bootstrap/")
     for name in ("describe", "steps", "terminate"):
         commands.add_parser(name).add_argument("cluster_id")
     args = parser.parse_args(argv)
+    if args.command == "doctor":  # a region outside the EU is one of its findings
+        load_deployment_env()
+        return doctor(boto3.Session(), os.environ, args.subnet_id, args.security_group)
     settings = Settings.load()  # refuses a non-EU region before any API call
-    if args.command == "create":
+    if args.command == "roles":
+        roles.ensure_roles(
+            boto3.Session(), settings, tuple(args.subnet_id), tuple(args.security_group)
+        )
+    elif args.command == "stage":
+        upload_bootstrap(settings)
+        print(f"staged under {staging(settings, STAGING_BOOTSTRAP)}/")
+    elif args.command == "create":
         options = ClusterOptions(
             name=args.name,
             service_role=args.service_role,
             instance_profile=args.instance_profile,
             security_configuration=args.security_configuration,
-            kms_key_arn=args.kms_key_arn,
-            tls_certificates=args.tls_certificates,
+            kms_key_arn=kms_key(settings, args.kms_key_arn),
+            tls_certificates=tls_certificates_uri(settings, args.tls_certificates),
             subnet_ids=tuple(args.subnet_id),
         )
         cost = hourly_cost(options.layout, settings.region)

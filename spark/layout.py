@@ -43,6 +43,11 @@ PUBLISHED_DATASETS = (FEATURES, REJECTS, REDUCED)
 # Datasets published together, by one pointer: a date's features and rejects are one unit.
 PUBLISHED_WITH = {REJECTS: FEATURES}
 
+# Under the EMR staging prefix: what every node re-reads when it starts (bootstrap action, lock,
+# wheelhouse, TLS certificates; never expires), code packages, EMR's logs. Dagster's step
+# launcher writes each run's step files under <staging prefix>/<run id>/.
+STAGING_BOOTSTRAP, STAGING_CODE, STAGING_LOGS = "bootstrap", "code", "logs"
+
 _S3_URI = re.compile(r"^s3a?://(?P<bucket>[^/]+)/?(?P<key>.*)$")
 
 

@@ -17,7 +17,8 @@ COMMAND = re.compile(r"^(make |\.venv/bin/|DAGSTER_HOME=|export |aws )")
 RUN_HERE = {
     ".venv/bin/python -m bootstrap.cost --images 10000000 --region eu-west-3 --deadline 2h": "Spot",
     ".venv/bin/python -m bootstrap.buckets create": "encrypted, private",
-    ".venv/bin/python -m bootstrap.iam > fruits-policy.json": "",
+    ".venv/bin/python -m bootstrap.iam operator > fruits-operator-policy.json": "",
+    ".venv/bin/python -m bootstrap.iam host > fruits-host-policy.json": "",
     ".venv/bin/python -m bootstrap.sample_data generate --dates 2026-11-20,2026-11-21 "
     "--per-date 60": "",
     ".venv/bin/python -m bootstrap.sample_data generate --dates 2026-11-23": "",
@@ -49,6 +50,16 @@ ELSEWHERE = {
 }
 # AWS itself: run against the local stand-ins (moto's EMR, the fake EMR control plane).
 AWS = {
+    # The account set-up, in the README's order: buckets, roles, stage, doctor, create.
+    r"\.venv/bin/python -m bootstrap\.emr_cluster (roles|stage|doctor) .*": (
+        "tests/bootstrap/test_doctor.py::test_a_clean_account_has_no_findings"
+    ),
+    r"\.venv/bin/python -m bootstrap\.emr_cluster stage": (
+        "tests/bootstrap/test_doctor.py::test_a_clean_account_has_no_findings"
+    ),
+    r"export FRUITS_EMR_CLUSTER_ID=\$\(\.venv/bin/python -m bootstrap\.emr_cluster create .*": (
+        "tests/bootstrap/test_doctor.py::test_then_create_uses_the_roles_key_and_staged_zip"
+    ),
     r"\.venv/bin/python -m bootstrap\.emr_cluster .*": (
         "tests/bootstrap/test_emr_cluster.py::test_create_describe_steps_terminate_against_moto"
     ),
@@ -62,14 +73,16 @@ AWS = {
     r"\.venv/bin/dagster asset materialize .*2026-11-23": (
         "tests/fruits_assets/test_emr_round_trip.py::test_a_backfill_runs_as_one_emr_step_and_reports_back"
     ),
-    r"export FRUITS_WEIGHTS=\$\(.*bootstrap\.weights stage\)": (
+    r"\.venv/bin/python -m bootstrap\.weights stage": (
         "tests/bootstrap/test_weights.py::test_stage_uploads_the_keras_imagenet_file_and_it_loads"
     ),
-    r"export (FRUITS_DEPLOYMENT|FRUITS_BUCKET|DAGSTER_HOME)=.*": "set by the tests above",
+    r"export (FRUITS_DEPLOYMENT|FRUITS_BUCKET|FRUITS_WEIGHTS|DAGSTER_HOME)=.*": (
+        "set by the tests above"
+    ),
 }
 # Only on AWS, with no local stand-in: the AWS CLI's account set-up.
-AWS_ONLY = [r"aws sso login", r"aws emr create-default-roles .*", r"aws iam put-role-policy .*"]
-AWS_ONLY += [r"aws s3 sync"]
+AWS_ONLY = [r"aws sso login", r"aws iam put-(user|role)-policy .*", r"aws s3 sync"]
+AWS_ONLY += [r"aws s3 cp emr-tls\.zip .*"]  # test_doctor.py puts the same object
 
 
 def readme_commands() -> list[str]:

@@ -31,17 +31,34 @@ def test_an_existing_bucket_outside_the_eu_is_refused(s3, settings) -> None:
         ensure_bucket(s3, "fruits-legacy-us", "eu-west-3")
 
 
-def test_staging_files_expire_and_uploads_are_cleaned(s3, settings, monkeypatch, capsys) -> None:
-    from bootstrap.buckets import STAGING_RETENTION_DAYS, main
+def test_staging_scratch_expires_and_what_nodes_reread_never_does(
+    s3, settings, monkeypatch, capsys
+) -> None:
+    import uuid
+
+    from bootstrap.buckets import LOG_RETENTION_DAYS, STAGING_RETENTION_DAYS, expiry_days, main
 
     monkeypatch.setenv("FRUITS_STAGING_BUCKET", "fruits-staging-test")
     assert main(["create"]) == 0
     assert "s3://fruits-staging-test created" in capsys.readouterr().out
     rules = s3.get_bucket_lifecycle_configuration(Bucket="fruits-staging-test")["Rules"]
-    expiring = [r for r in rules if "Expiration" in r]
-    assert [(r["Filter"]["Prefix"], r["Expiration"]["Days"]) for r in expiring] == [
-        (f"{settings.staging_prefix}/", STAGING_RETENTION_DAYS)
-    ]
+    staging = settings.staging_prefix
+    # What every node re-reads at start (managed scaling adds nodes on any day): never.
+    for kept in (
+        "bootstrap/install_python_deps.sh",
+        "bootstrap/requirements.lock",
+        "bootstrap/wheelhouse/numpy-2.1.3-cp311-cp311-manylinux_2_17_x86_64.whl",
+        "bootstrap/emr-tls.zip",
+    ):
+        assert expiry_days(rules, f"{staging}/{kept}") is None, kept
+    # Scratch: the step files of any run id Dagster makes (UUIDs), code packages, logs.
+    for _ in range(200):
+        step_file = f"{staging}/{uuid.uuid4()}/image_features/step_run_ref.pkl"
+        assert expiry_days(rules, step_file) == STAGING_RETENTION_DAYS, step_file
+    assert expiry_days(rules, f"{staging}/b0c1-run/x.pkl") == STAGING_RETENTION_DAYS
+    assert expiry_days(rules, f"{staging}/code/0123abcd.zip") == STAGING_RETENTION_DAYS
+    assert expiry_days(rules, f"{staging}/logs/j-1/steps/s-1/stderr.gz") == LOG_RETENTION_DAYS
+    assert expiry_days(rules, "elsewhere/file") is None
     data_rules = s3.get_bucket_lifecycle_configuration(Bucket=settings.bucket)["Rules"]
     # The data itself never expires, only what failed writes left staged.
     assert all(

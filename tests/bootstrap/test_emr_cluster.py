@@ -15,12 +15,13 @@ from bootstrap.emr_cluster import (
     main,
     security_configuration,
 )
+from bootstrap.roles import INSTANCE_PROFILE, SERVICE_ROLE
 from bootstrap.wheelhouse import bundle_digest, lock_pins
 from spark.settings import ConfigError, Settings
 
 OPTIONS = ClusterOptions(
     kms_key_arn="arn:aws:kms:eu-west-3:111122223333:key/test",
-    tls_certificates="s3://fruits-test/certs/emr-tls.zip",
+    tls_certificates="s3://fruits-test/emr_staging/bootstrap/emr-tls.zip",
 )
 CLUSTER_ENV = {"FRUITS_WEIGHTS": "s3://fruits-test/t/models/weights/mobilenet_v2.h5"}
 
@@ -68,7 +69,7 @@ def test_the_request_shape(settings) -> None:
     folder = f"s3://staging/emr_staging/bootstrap/{bundle_digest()}"
     assert bootstrap == {"Path": f"{folder}/install_python_deps.sh", "Args": [folder]}
     assert req["SecurityConfiguration"] == OPTIONS.security_configuration
-    assert (req["ServiceRole"], req["JobFlowRole"]) == ("EMR_DefaultRole_V2", "EMR_EC2_DefaultRole")
+    assert (req["ServiceRole"], req["JobFlowRole"]) == (SERVICE_ROLE, INSTANCE_PROFILE)
     exported = req["Configurations"][0]["Configurations"][0]["Properties"]
     assert exported["FRUITS_DEPLOYMENT"] == "emr" and exported["FRUITS_REGION"] == "eu-west-3"
     assert "FRUITS_S3_ENDPOINT" not in exported  # local-only settings stay home
@@ -152,3 +153,36 @@ def test_weights_must_be_on_s3_for_the_cluster(emr_env, monkeypatch, capsys) -> 
     args = ["--kms-key-arn", OPTIONS.kms_key_arn, "--tls-certificates", OPTIONS.tls_certificates]
     assert main(["create", *args]) == 2
     assert "must be an s3:// URI" in capsys.readouterr().err
+
+
+def test_spot_at_start_and_at_scale_out_as_the_readme_says(settings, repo_root) -> None:
+    from bootstrap.emr_cluster import (
+        SPOT_AT_SCALE_OUT,
+        SPOT_AT_START,
+        SPOT_RESIZE_TIMEOUT_MIN,
+        SPOT_TIMEOUT_MIN,
+    )
+
+    req = request(settings)
+    layout = OPTIONS.layout
+    task = next(f for f in req["Instances"]["InstanceFleets"] if f["InstanceFleetType"] == "TASK")
+    # At start: Spot, then On-Demand after the timeout.
+    start = task["LaunchSpecifications"]["SpotSpecification"]
+    assert (start["TimeoutAction"], start["TimeoutDurationMinutes"]) == (
+        "SWITCH_TO_ON_DEMAND",
+        SPOT_TIMEOUT_MIN,
+    )
+    assert task["TargetSpotCapacity"] == layout.task_spot_units
+    # At scale-out: On-Demand up to the limit (room for the start's fallback), then Spot only;
+    # a Spot resize is given up after its timeout (no TimeoutAction exists for resizes).
+    limits = req["ManagedScalingPolicy"]["ComputeLimits"]
+    assert limits["MaximumOnDemandCapacityUnits"] == layout.core_units + layout.task_spot_units
+    assert limits["MaximumCoreCapacityUnits"] == layout.core_units
+    assert limits["MaximumCapacityUnits"] > limits["MaximumOnDemandCapacityUnits"]
+    resize = task["ResizeSpecifications"]["SpotResizeSpecification"]
+    assert resize["TimeoutDurationMinutes"] == SPOT_RESIZE_TIMEOUT_MIN
+    assert "TimeoutAction" not in resize
+    # The README says the same, in the same words.
+    readme = " ".join((repo_root / "README.md").read_text().split())
+    for sentence in (SPOT_AT_START, SPOT_AT_SCALE_OUT):
+        assert sentence in readme, sentence
