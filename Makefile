@@ -14,9 +14,12 @@ install:
 demo: install
 	$(PYTHON) -m bootstrap.demo
 
+# Test files run on TEST_WORKERS processes, each file whole on one (its module fixtures, such
+# as the fake EMR cluster, are built once); the slowest tests are listed at the end.
+TEST_WORKERS ?= 2
 test: install
 	$(PYTHON) -m ruff check .
-	$(PYTHON) -m pytest -ra
+	$(PYTHON) -m pytest -ra -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 # The Dagster UI (webserver + daemon) on http://127.0.0.1:$(UI_PORT), over the local S3 server.
 ui: install
