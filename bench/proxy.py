@@ -9,6 +9,8 @@ Its own control paths, under /__proxy__/, are neither delayed nor counted:
   GET  /__proxy__/counts          {"HEAD": n, "GET": n, "LIST": n, ...}
   POST /__proxy__/reset           counts back to zero
   POST /__proxy__/delay?ms=30     the delay of every later request
+With --log FILE (FRUITS_BENCH_PROXY_LOG for the benchmark's proxy), one line per request:
+its type, method and path, to see which code makes them.
 
 Hand-written (about 100 lines of the standard library) because the benchmark needs the count
 and the delay in one place it controls; no maintained package does both for S3.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -58,8 +61,9 @@ def request_type(method: str, path: str, headers: http.client.HTTPMessage) -> st
 class Proxy(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int, upstream: str) -> None:
+    def __init__(self, port: int, upstream: str, log: str | None = None) -> None:
         super().__init__(("127.0.0.1", port), Handler)
+        self.log = open(log, "a", buffering=1) if log else None  # noqa: SIM115 (server-long)
         target = urlsplit(upstream)
         self.upstream = (target.hostname or "127.0.0.1", target.port or 80)
         self.delay_s = 0.0
@@ -112,9 +116,12 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.startswith(CONTROL):
             self._control(body)
             return
+        kind = request_type(self.command, self.path, self.headers)
         with self.server.lock:
-            self.server.counts[request_type(self.command, self.path, self.headers)] += 1
+            self.server.counts[kind] += 1
             delay = self.server.delay_s
+            if self.server.log:
+                self.server.log.write(f"{kind} {self.command} {self.path}\n")
         if delay:
             time.sleep(delay)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
@@ -150,6 +157,8 @@ class LatencyProxy:
             self.port = probe.getsockname()[1]
         command = [sys.executable, "-m", "bench.proxy", "--upstream", upstream,
                    "--port", str(self.port)]  # fmt: skip
+        if log := os.environ.get("FRUITS_BENCH_PROXY_LOG"):
+            command += ["--log", log]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout and self.process.stdout.readline().strip() == "ready"
         self.url = f"http://127.0.0.1:{self.port}"
@@ -178,12 +187,16 @@ class LatencyProxy:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.proxy", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.proxy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--log", help="a file to append one line per request to")
     args = parser.parse_args(argv)
-    server = Proxy(args.port, args.upstream)
+    server = Proxy(args.port, args.upstream, args.log)
     print("ready", flush=True)
     server.serve_forever()
     return 0
