@@ -31,6 +31,8 @@ FIGURES = [
     ("... requests by type", "{requests_text}"),
     ("... CPU ms per image by process", "{roles_text}"),
     ("... with 100 ms per S3 request / without", "{latency_100ms_ratio:.2f}"),
+    ("... seconds added by 30 ms, by 100 ms per request; the run without",
+     "{latency_30ms_added_s:.1f} s; {latency_100ms_added_s:.1f} s; {seconds:.1f} s"),
     ("... S3 requests besides the images' GETs (serial, each delayed)", "{requests_besides_gets}"),
     ("BASELINE: the common public pattern (model rebuilt per task from broadcast weights, "
      "Keras `predict`, `repartition(24)`, default Arrow batch, binaryFile)",
@@ -70,7 +72,7 @@ def render(results: dict[str, Any]) -> str:
     fields = _fields(results)
     lines = [
         BEGIN,
-        f"Figures of {results['date'][:10]}, {results['machine']}, `make bench`: "
+        f"Figures of {results['date'][:10]}, {results['machine']}, `{results['command']}`: "
         f"{results['images']:,} images of 100x100, {results['phone_images']:,} photos of "
         f"1280x960.",
         "",

@@ -39,7 +39,7 @@ def test_the_benchmark_smoke_run_reports_every_figure(
     # rest (manifest, Parquet, publication) are JVM and driver requests.
     assert r["requests_by_type"]["GET"] >= r["images"]
     assert r["requests_per_image"] == sum(r["requests_by_type"].values()) / r["images"]
-    assert "LIST" not in r["phone_requests_by_type"] or r["phone_requests_by_type"]["LIST"] < 50
+    assert r["phone_requests_by_type"]["GET"] >= r["phone_images"]
     # Counted in the workers: one model per worker and key, none built again after the
     # warm-up; two threads are another key, so a model of their own.
     assert r["python_workers"] >= 1 and r["model_builds_warmup"] <= r["python_workers"]
