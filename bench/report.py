@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.run import RESULTS, TARGETS
+from bench.targets import RESULTS, TARGETS
 from spark.settings import PROJECT_ROOT
 
 README = PROJECT_ROOT / "README.md"

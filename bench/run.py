@@ -43,6 +43,7 @@ import pandas as pd
 
 from bench.measure import DRIVER, JVM, WORKERS, Roles, Window, listening_pid
 from bench.proxy import LatencyProxy
+from bench.targets import RESULTS, TARGETS
 from bootstrap.buckets import ensure_pipeline_bucket
 from bootstrap.fruit_images import LABELS, encode_jpeg, render_fruit
 from bootstrap.local_s3 import from_settings
@@ -56,7 +57,6 @@ from spark.pipeline import extract_features
 from spark.settings import PROJECT_ROOT, Settings
 from spark.storage import s3_client
 
-RESULTS = PROJECT_ROOT / "bench" / "results.json"
 SMALL_DATE, PHONE_DATE, WARM_DATE = "2026-10-01", "2026-10-02", "2026-10-03"
 SMALL, PHONE = (100, 100), (1280, 960)
 DELAYS_MS = (30, 100)
@@ -482,17 +482,6 @@ def measure_all(
         results |= end_to_end(settings, ["2026-11-20", "2026-11-21", "2026-11-22"])
     results["targets"] = {key: met(results, key) for key, *_ in TARGETS}
     return results
-
-
-# (key, comparison, target, what it is)
-TARGETS = [
-    ("requests_per_image", "<=", 1.1, "1. S3 requests per image, feature step"),
-    ("latency_30ms_ratio", ">=", 0.9, "2. throughput with 30 ms per S3 request / without"),
-    ("cpu_ratio", "<=", 1.5, "3. pipeline CPU per image / decode + model alone"),
-    ("speedup_vs_baseline", ">=", 3.0, "4. throughput / the common public pattern's"),
-    ("worker_peak_rss_mb", "<=", 1536, "6. peak RSS of a Python worker, MB"),
-    ("run_peak_rss_mb", "<=", 6144, "6. peak RSS of the whole run, MB"),
-]
 
 
 def met(results: dict[str, Any], key: str) -> bool:

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from bench.report import render
-from bench.run import TARGETS
+from bench.targets import TARGETS
 
 pytestmark = pytest.mark.slow
 # The keys issue 15 asks of bench/results.json, and the proxy's own CPU.
