@@ -1,9 +1,12 @@
-"""Cluster size, duration and cost for N images, On-Demand against Spot task nodes.
+"""Cluster size, duration and cost for N images, On-Demand against Spot task nodes, plus the
+S3 requests the feature step makes.
 
-    python -m bootstrap.cost --images 10000000 --region eu-west-3 --deadline 2h
+    python -m bootstrap.cost --images 10000000 --region eu-west-3 --deadline 2h [--phone-photos]
 
-Throughput comes from the benchmark (bench/results.json: the pipeline's images/s on the
-machine it ran on, divided by its cores); prices from bootstrap/emr/prices.json (dated).
+Throughput and requests per image come from the benchmark (bench/results.json: the
+pipeline's images/s on the machine it ran on, divided by its cores, and the S3 requests by
+type the latency proxy counted; phone photos' figures with --phone-photos); prices from
+bootstrap/emr/prices.json (dated).
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from spark.settings import PROJECT_ROOT, ConfigError, require_eu_region
 BENCH_RESULTS = PROJECT_ROOT / "bench" / "results.json"
 STARTUP_HOURS = 0.2  # cluster start and bootstrap action, before the first step runs
 VCPUS = {"xlarge": 4, "2xlarge": 8, "4xlarge": 16}
+# S3's request price tiers: the rest of the types (DELETE) cost nothing.
+TIER1 = {"PUT", "COPY", "POST", "LIST", "PUT_PART", "MULTIPART_START", "MULTIPART_COMPLETE",
+         "DELETE_MANY"}  # fmt: skip
+TIER2 = {"GET", "HEAD"}
 
 
 @dataclass(frozen=True)
@@ -47,10 +54,32 @@ def parse_hours(deadline: str) -> float:
     return value if match[2] == "h" else value / 60
 
 
-def measured_ips_per_vcpu(results_file: Path = BENCH_RESULTS) -> float:
+def workload_prefix(phone_photos: bool) -> str:
+    return "phone_" if phone_photos else ""
+
+
+def measured_ips_per_vcpu(results_file: Path = BENCH_RESULTS, phone_photos: bool = False) -> float:
     results = json.loads(results_file.read_text())
     cores = int(results["machine"].split()[0])
-    return results["pipeline_ips"] / cores
+    return results[f"{workload_prefix(phone_photos)}pipeline_ips"] / cores
+
+
+def measured_requests_per_image(
+    results_file: Path = BENCH_RESULTS, phone_photos: bool = False
+) -> dict[str, float]:
+    """S3 requests per image by type, as the benchmark counted them in the feature step."""
+    results = json.loads(results_file.read_text())
+    prefix = workload_prefix(phone_photos)
+    images = results[f"{prefix}images" if phone_photos else "images"]
+    return {kind: n / images for kind, n in results[f"{prefix}requests_by_type"].items()}
+
+
+def s3_request_usd(images: int, per_image: dict[str, float], prices: dict[str, float]) -> float:
+    """USD of the S3 requests of a run over `images` images, at the table's request prices."""
+    tier1 = sum(n for kind, n in per_image.items() if kind in TIER1)
+    tier2 = sum(n for kind, n in per_image.items() if kind in TIER2)
+    per_image_usd = (tier1 * prices["tier1_per_1000"] + tier2 * prices["tier2_per_1000"]) / 1000
+    return images * per_image_usd
 
 
 def estimate(
@@ -86,12 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", required=True)
     parser.add_argument("--deadline", default="2h")
     parser.add_argument("--bench-results", type=Path, default=BENCH_RESULTS)
+    parser.add_argument(
+        "--phone-photos", action="store_true", help="the workload is phone photos (1280x960)"
+    )
     args = parser.parse_args(argv)
     require_eu_region(args.region)
     table = json.loads(PRICES_FILE.read_text())
-    if args.region not in table["regions"]:
+    if args.region not in table["regions"] or args.region not in table["s3_requests"]:
         raise ConfigError(f"no prices for {args.region} in {PRICES_FILE}")
-    ips = measured_ips_per_vcpu(args.bench_results)
+    ips = measured_ips_per_vcpu(args.bench_results, args.phone_photos)
+    per_image = measured_requests_per_image(args.bench_results, args.phone_photos)
+    requests_usd = s3_request_usd(args.images, per_image, table["s3_requests"][args.region])
     layout = FleetLayout()
     result = estimate(
         args.images, parse_hours(args.deadline), ips, table["regions"][args.region], layout
@@ -102,13 +136,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  cluster      1 x {layout.primary_type} primary, {core}, {tasks}")
     print(f"  working      {result.vcpus} vCPUs")
     print(f"  duration     {result.hours:.2f} h")
-    print(f"  On-Demand    {result.on_demand_usd:10.2f} USD (EC2 + EMR fee)")
-    print(f"  Spot tasks   {result.spot_usd:10.2f} USD (primary and core stay On-Demand)")
-    print("assumptions:")
+    print(f"  S3 requests  {requests_usd:10.2f} USD (feature step)")
+    print(f"  On-Demand    {result.on_demand_usd + requests_usd:10.2f} USD (EC2 + EMR fee + S3)")
     print(
-        f"  {ips:.1f} images/s per vCPU: the pipeline's figure in {args.bench_results.name} "
-        f"({json.loads(args.bench_results.read_text())['date']}), scaled linearly"
+        f"  Spot tasks   {result.spot_usd + requests_usd:10.2f} USD "
+        "(primary and core stay On-Demand)"
     )
+    print("assumptions:")
+    workload = "phone photos (1280x960)" if args.phone_photos else "100x100 images"
+    print(
+        f"  {ips:.1f} images/s per vCPU: the pipeline's figure for {workload} in "
+        f"{args.bench_results.name} ({json.loads(args.bench_results.read_text())['date']}), "
+        "scaled linearly"
+    )
+    rates = ", ".join(f"{kind} {n:.3f}" for kind, n in sorted(per_image.items()))
+    print(f"  S3 requests per image, counted by the benchmark: {rates}")
     print(
         f"  {STARTUP_HOURS} h of cluster start-up; prices of {table['taken']} ({PRICES_FILE.name})"
     )

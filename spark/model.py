@@ -92,8 +92,9 @@ def tflite_flatbuffer(arrays: list[np.ndarray]) -> bytes:
 def tflite_predictor(flatbuffer: bytes, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     """LiteRT's interpreter (XNNPACK kernels) on the converted model; no TensorFlow needed.
 
-    One image per invoke: on this CPU that is LiteRT's fastest batch (212 images/s against
-    137 at 64, one thread), and a fixed input shape never pays for re-planning (0.16 s).
+    One image per invoke: XNNPACK gains nothing from larger batches on a CPU (its kernels are
+    per image; a large input only costs cache), and a fixed input shape never pays for
+    re-planning.
     """
     from ai_edge_litert.interpreter import Interpreter
 

@@ -111,9 +111,14 @@ def stage_features(
     )
     try:
         with watch(spark, progress, "featurize", model.images_done, expected):
-            ok = scored.where(F.col("error").isNull()).select(FEATURE_COLUMNS)
+            # Every image fetched and scored once, in small tasks; what follows reads the
+            # cache. Few files per date: each staged file costs S3 requests to commit and to
+            # publish, made one after another, each paying S3's latency.
+            scored.count()
+            files = spark.sparkContext.defaultParallelism
+            ok = scored.where(F.col("error").isNull()).select(FEATURE_COLUMNS).coalesce(files)
             bad = scored.where(F.col("error").isNotNull()).withColumn("reason", F.col("error"))
-            bad = bad.select(REJECT_COLUMNS)
+            bad = bad.select(REJECT_COLUMNS).coalesce(files)
             staged = stage(
                 spark, {layout.dataset(FEATURES): ok, layout.dataset(REJECTS): bad}, dates
             )

@@ -41,8 +41,9 @@ def cluster_id_on_node(environ: Mapping[str, str]) -> str | None:
     return json.loads(path.read_text())["jobFlowId"] if path.is_file() else None
 
 
-# Inference engines for the same weights (spark.model): LiteRT, the default (3.4-3.7x Keras on
-# ready tensors here, see bench/results.json), and Keras/TensorFlow (kept for reference).
+# Inference engines for the same weights (spark.model): LiteRT, the default (several times
+# Keras' speed on the same CPU: XNNPACK kernels, no graph runtime), and Keras/TensorFlow (kept
+# for reference and for its equality test).
 ENGINES = ("tflite", "keras")
 
 
@@ -173,14 +174,12 @@ class Settings:
             weights=get("FRUITS_WEIGHTS", "imagenet"),  # type: ignore[arg-type]
             weights_seed=get_number("FRUITS_WEIGHTS_SEED", 42),
             pca_k=get_number("FRUITS_PCA_K", 100),
-            # Tuning defaults, chosen from `make bench` on a 2-core machine (bench/results.json,
-            # README "Performance"):
-            # - engine tflite: LiteRT runs the model at 385-432 img/s (2 processes, 1 thread
-            #   each) against 112-118 for Keras, and the pipeline at 50-51 against 38-41 img/s;
-            # - 1 inference thread per Python worker: Spark runs one worker per core already;
-            #   2 threads measured the same (52.6 against 51.4 img/s, 55.6 against 54-57 before);
-            # - Arrow batch 64: 32 and 128 measured the same; 64 keeps a worker's decoded
-            #   tensors at 64 x 224x224x3 float32 = 38 MB;
+            # Tuning defaults (`make bench` measures the alternatives: README "Performance"):
+            # - engine tflite: LiteRT runs the same model for much less CPU than Keras;
+            # - 1 inference thread per Python worker: Spark runs one worker per core already,
+            #   so a second thread only competes with the other worker (tf_threads_2);
+            # - Arrow batch 64: large enough to amortise a batch's overhead, small enough to
+            #   keep a worker's decoded tensors at 64 x 224x224x3 float32 = 38 MB.
             arrow_batch_size=get_number("FRUITS_ARROW_BATCH_SIZE", 64),
             tf_intra_op_threads=get_number("FRUITS_TF_THREADS", 1),
             # GETs in flight per Python worker: enough to hide S3's per-request latency

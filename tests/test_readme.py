@@ -3,6 +3,7 @@
 A command added to the README without a place that runs it fails this test, so none rots.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -32,6 +33,9 @@ ELSEWHERE = {
     r"make (demo|stop)": "tests/test_readme.py::test_make_demo_then_make_stop",
     r"make ui": "tests/ui/test_browser.py",
     r"make bench": "tests/bench/test_bench.py::test_the_benchmark_smoke_run_reports_every_figure",
+    r"\.venv/bin/python -m bench\.report": (
+        "tests/test_readme.py::test_the_performance_figures_are_those_of_bench_results"
+    ),
     r"DAGSTER_HOME=\S+ \.venv/bin/dagster asset materialize .*2026-11-22": (
         "tests/bootstrap/test_demo_cli.py::test_the_cli_materializes_the_sample_in_one_run"
     ),
@@ -175,3 +179,23 @@ def test_make_demo_then_make_stop(tmp_path: Path, unused_port: int, test_env) ->
         stop = make("stop")
     assert stop.returncode == 0 and "stopped" in stop.stdout
     assert not LocalS3(endpoint).responds()
+
+
+def test_the_performance_figures_are_those_of_bench_results(tmp_path: Path) -> None:
+    """The README's performance figures are exactly what bench.report renders from
+    bench/results.json (every figure, compared as text), and `python -m bench.report`
+    rewrites them in place; the prose around them quotes no figure of its own."""
+    from bench.report import BEGIN, END, main, render
+
+    readme = (REPO / "README.md").read_text()
+    results = json.loads((REPO / "bench" / "results.json").read_text())
+    generated = readme[readme.index(BEGIN) : readme.index(END) + len(END)]
+    assert generated == render(results)
+    section = readme[readme.index("## Performance") :]
+    section = section[: section.index("\n## ", 1)].replace(generated, "")
+    measured = r"\d[\d.,]*\s*(img/s|ms|s|MB|GB|GiB|USD|x|%)(?![\w(])"
+    assert re.findall(measured, section) == []
+    copy = tmp_path / "README.md"
+    copy.write_text(readme.replace(generated, f"{BEGIN}\nstale\n{END}"))
+    assert main(["--readme", str(copy)]) == 0
+    assert copy.read_text() == readme

@@ -1,4 +1,5 @@
-"""A smoke run of the benchmark: it works end to end and reports every figure. Not timed."""
+"""A smoke run of the benchmark: the same code paths as `make bench`, tiny counts; it reports
+every figure with sane values. Not timed: no assertion on a speed."""
 
 import json
 import subprocess
@@ -6,11 +7,20 @@ import sys
 
 import pytest
 
+from bench.report import render
+from bench.targets import TARGETS
+
 pytestmark = pytest.mark.slow
+# The keys issue 15 asks of bench/results.json, and the proxy's own CPU.
 KEYS = {
-    "ceiling_ips", "pipeline_ips", "ratio_to_ceiling", "baseline_ips", "speedup_vs_baseline",
-    "model_builds_per_worker", "weight_reads", "worker_peak_rss_mb", "pca_fit_s", "featurize_s",
-    "machine", "date", "phone_pipeline_ips", "decode_share_phone", "run_peak_rss_mb",
+    "images", "requests_per_image", "requests_by_type", "latency_30ms_ratio",
+    "latency_100ms_ratio", "pipeline_cpu_ms_per_image", "decode_model_cpu_ms_per_image",
+    "cpu_ratio", "s3_server_cpu_ms_per_image", "decode_model_ceiling_ips", "pipeline_ips",
+    "ratio_to_ceiling", "baseline_ips", "speedup_vs_baseline", "worker_peak_rss_mb",
+    "run_peak_rss_mb", "proxy_cpu_ms_per_image", "phone_images", "phone_pipeline_ips",
+    "phone_requests_per_image", "phone_cpu_ratio", "phone_ratio_to_ceiling",
+    "phone_decode_model_ceiling_ips", "decode_ms_phone", "decode_ms_phone_simplejpeg",
+    "tf_threads_2_ips", "tf_threads_2_model_builds", "targets", "machine", "date",
 }  # fmt: skip
 
 
@@ -23,11 +33,27 @@ def test_the_benchmark_smoke_run_reports_every_figure(
         cwd=repo_root, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    results = json.loads(output.read_text())
-    assert set(results) >= KEYS
-    assert results["smoke"] is True
-    assert results["weight_reads"] == 1  # once, on the driver
-    assert results["worker_downloads"] == 0
-    assert 0 < results["model_builds_per_worker"] <= 1
-    assert all(results[k] > 0 for k in ("ceiling_ips", "pipeline_ips", "baseline_ips", "pca_fit_s"))
-    assert "ratio to ceiling" in result.stdout
+    r = json.loads(output.read_text())
+    assert set(r) >= KEYS and r["smoke"] is True
+    # Counted by the proxy where the requests happen: every image GET once (If-Match), the
+    # rest (manifest, Parquet, publication) are JVM and driver requests.
+    assert r["requests_by_type"]["GET"] >= r["images"]
+    assert r["requests_per_image"] == sum(r["requests_by_type"].values()) / r["images"]
+    assert r["phone_requests_by_type"]["GET"] >= r["phone_images"]
+    # Counted in the workers: one model per worker and key, none built again after the
+    # warm-up; two threads are another key, so a model of their own.
+    assert r["python_workers"] >= 1 and r["model_builds_warmup"] <= r["python_workers"]
+    assert r["model_builds_after_warmup"] == 0
+    assert 1 <= r["tf_threads_2_model_builds"] <= r["python_workers"]
+    for role in ("driver", "jvm", "python_workers", "proxy", "s3_server"):
+        assert r["cpu_ms_per_image_by_role"][role] > 0, role
+    assert r["pipeline_cpu_ms_per_image"] > r["decode_model_cpu_ms_per_image"] > 0
+    positive = ("pipeline_ips", "baseline_ips", "decode_model_ceiling_ips", "latency_30ms_ratio",
+                "latency_100ms_ratio", "phone_pipeline_ips", "worker_peak_rss_mb")  # fmt: skip
+    assert all(r[k] > 0 for k in positive)
+    assert r["worker_peak_rss_mb"] < r["run_peak_rss_mb"]
+    assert r["simplejpeg_max_abs_difference"] < 1e-3  # the trial decodes the same pixels
+    assert set(r["targets"]) == {key for key, *_ in TARGETS}
+    assert "NOT MET" in result.stdout or "met" in result.stdout
+    section = render(r)
+    assert all(label in section for *_, label in TARGETS)

@@ -2,7 +2,15 @@ import json
 
 import pytest
 
-from bootstrap.cost import STARTUP_HOURS, estimate, main, measured_ips_per_vcpu, parse_hours
+from bootstrap.cost import (
+    STARTUP_HOURS,
+    estimate,
+    main,
+    measured_ips_per_vcpu,
+    measured_requests_per_image,
+    parse_hours,
+    s3_request_usd,
+)
 from bootstrap.emr_cluster import FleetLayout
 from spark.settings import ConfigError
 
@@ -46,11 +54,31 @@ def test_throughput_comes_from_the_benchmark(tmp_path) -> None:
     assert measured_ips_per_vcpu(results) == 25.0
 
 
+def test_s3_requests_at_the_tier_prices() -> None:
+    prices = {"tier1_per_1000": 5.0, "tier2_per_1000": 0.4}
+    # 1,000 images, each 1 GET (tier 2) and 0.02 PUT (tier 1); DELETE is free.
+    usd = s3_request_usd(1000, {"GET": 1.0, "PUT": 0.02, "DELETE": 0.01}, prices)
+    assert usd == pytest.approx(1000 * 0.4 / 1000 + 20 * 5.0 / 1000)
+
+
+RESULTS = {
+    "machine": "2 cores", "date": "2026-11-25", "images": 1000, "phone_images": 100,
+    "pipeline_ips": 50.0, "requests_by_type": {"GET": 1000, "LIST": 10, "PUT": 20},
+    "phone_pipeline_ips": 20.0, "phone_requests_by_type": {"GET": 100, "LIST": 10},
+}  # fmt: skip
+
+
+def test_requests_and_rate_per_workload(tmp_path) -> None:
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(RESULTS))
+    assert measured_requests_per_image(results) == {"GET": 1.0, "LIST": 0.01, "PUT": 0.02}
+    assert measured_requests_per_image(results, phone_photos=True) == {"GET": 1.0, "LIST": 0.1}
+    assert measured_ips_per_vcpu(results, phone_photos=True) == 10.0
+
+
 def test_the_command(tmp_path, capsys) -> None:
     results = tmp_path / "results.json"
-    results.write_text(
-        json.dumps({"machine": "2 cores", "pipeline_ips": 50.0, "date": "2026-11-25"})
-    )
+    results.write_text(json.dumps(RESULTS))
     args = [
         "--images",
         "10000000",
@@ -68,6 +96,12 @@ def test_the_command(tmp_path, capsys) -> None:
         and "Spot tasks" in out
         and "assumptions" in out
         and "25.0 images/s" in out
+        and "S3 requests" in out
+        and "GET 1.000" in out
     )
+    # 10 million images in eu-west-3: 10M GETs at 0.00042 and 0.3M tier-1 at 0.0053 per 1,000.
+    assert f"{10_000 * 0.00042 + 300 * 0.0053:10.2f} USD (feature step)" in out
+    assert main([*args, "--phone-photos"]) == 0
+    assert "10.0 images/s per vCPU" in capsys.readouterr().out
     assert main([*args[:2], "--region", "us-east-1"]) == 2
     assert "outside the EU" in capsys.readouterr().err

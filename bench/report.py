@@ -1,0 +1,118 @@
+"""The README's performance figures, written from bench/results.json (the last `make bench`).
+
+    python -m bench.report            # rewrites the part of README.md between the markers
+
+Every figure of that part comes from the results file; tests/test_readme.py checks that the
+README holds exactly what this module renders from the committed results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.targets import RESULTS, TARGETS
+from spark.settings import PROJECT_ROOT
+
+README = PROJECT_ROOT / "README.md"
+BEGIN = "<!-- bench:begin (python -m bench.report writes this part from bench/results.json) -->"
+END = "<!-- bench:end -->"
+
+# (what, how it is shown): the figures besides the targets, in the table's order.
+FIGURES = [
+    ("decode + model alone on the bytes in memory, LiteRT, 2 processes x 1 thread",
+     "{decode_model_ceiling_ips:.0f} img/s, {decode_model_cpu_ms_per_image:.2f} ms CPU/img"),
+    ("pipeline: S3 bytes -> 1280 features in Parquet on S3, local[2]",
+     "{pipeline_ips:.0f} img/s, {pipeline_cpu_ms_per_image:.2f} ms CPU/img"),
+    ("... ratio to decode + model alone", "{ratio_to_ceiling:.2f}"),
+    ("... requests by type", "{requests_text}"),
+    ("... CPU ms per image by process", "{roles_text}"),
+    ("... with 100 ms per S3 request / without", "{latency_100ms_ratio:.2f}"),
+    ("... seconds added by 30 ms, by 100 ms per request; the run without",
+     "{latency_30ms_added_s:.1f} s; {latency_100ms_added_s:.1f} s; {seconds:.1f} s"),
+    ("... S3 requests besides the images' GETs (serial, each delayed)", "{requests_besides_gets}"),
+    ("BASELINE: the common public pattern (model rebuilt per task from broadcast weights, "
+     "Keras `predict`, `repartition(24)`, default Arrow batch, binaryFile)",
+     "{baseline_ips:.1f} img/s, {baseline_requests_per_image:.2f} requests and "
+     "{baseline_cpu_ms_per_image:.1f} ms CPU per image"),
+    ("phone photos 1280x960: pipeline; ratio to decode + model alone; CPU ratio",
+     "{phone_pipeline_ips:.0f} img/s; {phone_ratio_to_ceiling:.2f}; {phone_cpu_ratio:.2f}"),
+    ("... requests per image; S3 server CPU ms per image",
+     "{phone_requests_per_image:.2f}; {phone_s3_server_cpu_ms_per_image:.2f}"),
+    ("... decode, Pillow (draft mode) against simplejpeg (DCT scaling); largest difference",
+     "{decode_ms_phone:.2f} ms against {decode_ms_phone_simplejpeg:.2f} ms; "
+     "{simplejpeg_max_abs_difference:.1e}"),
+    ("... decode's share of the model's CPU time", "{decode_share_phone:.2f}"),
+    ("TensorFlow threads 2 (LiteRT interpreter built again, with 2 threads)",
+     "{tf_threads_2_ips:.0f} img/s, {tf_threads_2_model_builds} model builds"),
+    ("model builds counted in the workers: warm-up; all later runs",
+     "{model_builds_warmup}; {model_builds_after_warmup}"),
+    ("PCA fit, {pca_rows} x 1280 -> 100; share of featurizing as many images",
+     "{pca_fit_s:.1f} s; {pca_share_of_featurize:.3f}"),
+    ("end to end: the 3 sample dates through the dagster CLI; Dagster start-up; "
+     "Spark + TensorFlow start-up", "{e2e_s:.0f} s; {dagster_startup_s:.1f} s; "
+     "{spark_and_tf_startup_s:.1f} s"),
+]  # fmt: skip
+
+
+def _fields(results: dict[str, Any]) -> dict[str, Any]:
+    by_type = sorted(results["requests_by_type"].items(), key=lambda kv: -kv[1])
+    roles = results["cpu_ms_per_image_by_role"].items()
+    return results | {
+        "requests_text": ", ".join(f"{name} {count}" for name, count in by_type),
+        "roles_text": ", ".join(f"{role} {ms:.2f}" for role, ms in roles),
+    }
+
+
+def render(results: dict[str, Any]) -> str:
+    """The part of the README between the markers, markers included."""
+    fields = _fields(results)
+    lines = [
+        BEGIN,
+        f"Figures of {results['date'][:10]}, {results['machine']}, `{results['command']}`: "
+        f"{results['images']:,} images of 100x100, {results['phone_images']:,} photos of "
+        f"1280x960.",
+        "",
+        "| target | measured | required | |",
+        "|---|---|---|---|",
+    ]
+    for key, comparison, target, label in TARGETS:
+        verdict = "met" if results["targets"][key] else "**not met**"
+        lines.append(f"| {label} | {results[key]:.2f} | {comparison} {target:g} | {verdict} |")
+    lines += ["", "| figure | measured |", "|---|---|"]
+    for what, shown in FIGURES:
+        try:
+            lines.append(f"| {what.format(**fields)} | {shown.format(**fields)} |")
+        except KeyError:
+            continue  # not measured in this run (`--no-e2e`)
+    return "\n".join([*lines, END])
+
+
+def rewrite(readme: Path, results: dict[str, Any]) -> None:
+    text = readme.read_text()
+    before, _, rest = text.partition(BEGIN)
+    _, found, after = rest.partition(END)
+    if not found:
+        raise SystemExit(f"{readme}: the markers of the performance figures are missing")
+    readme.write_text(before + render(results) + after)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--readme", type=Path, default=README)
+    args = parser.parse_args(argv)
+    rewrite(args.readme, json.loads(args.results.read_text()))
+    print(f"{args.readme}: performance figures of {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
