@@ -24,7 +24,11 @@ def new_s3_client(
         region_name=region,
         endpoint_url=endpoint,
         config=Config(
-            s3={"addressing_style": "path" if endpoint else "auto"},
+            # SigV4 and the bucket's regional host, always: presigned GETs (spark.fetch) are
+            # otherwise SigV2 in older regions (refused for newer buckets and KMS-encrypted
+            # objects) and sent to the global host, which redirects a new bucket's requests.
+            signature_version="s3v4",
+            s3={"addressing_style": "path" if endpoint else "virtual"},
             retries={"max_attempts": max_attempts, "mode": "standard"},
             max_pool_connections=connections,
             connect_timeout=5,
