@@ -22,8 +22,10 @@ Durations are EMR's by default and scaled down in tests (FakeEmrTiming).
 
 Each cluster starts one node (bootstrap.fake_node): an empty Python 3.11, job-flow.json, and
 the request's real bootstrap actions run on it with no package index; steps then run with
-that node's Python. Each cluster has its own spark-env.sh, written from the `spark-env` export
-classification as EMR does, sourced before every spark-submit; `bash -c` steps that append to
+that node's Python. What runs on the node (bootstrap actions, steps, log pushes) uses the
+node's credentials: the instance role's where the fake is given them (instance_credentials).
+Each cluster has its own spark-env.sh, written from the `spark-env` export classification as
+EMR does, sourced before every spark-submit; `bash -c` steps that append to
 /etc/spark/conf/spark-env.sh append to it.
 
     python -m bootstrap.fake_emr --port 9071      (foreground; Ctrl-C stops it and its steps)
