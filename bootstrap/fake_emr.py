@@ -22,8 +22,10 @@ Durations are EMR's by default and scaled down in tests (FakeEmrTiming).
 
 Each cluster starts one node (bootstrap.fake_node): an empty Python 3.11, job-flow.json, and
 the request's real bootstrap actions run on it with no package index; steps then run with
-that node's Python. Each cluster has its own spark-env.sh, written from the `spark-env` export
-classification as EMR does, sourced before every spark-submit; `bash -c` steps that append to
+that node's Python. What runs on the node (bootstrap actions, steps, log pushes) uses the
+node's credentials: the instance role's where the fake is given them (instance_credentials).
+Each cluster has its own spark-env.sh, written from the `spark-env` export classification as
+EMR does, sourced before every spark-submit; `bash -c` steps that append to
 /etc/spark/conf/spark-env.sh append to it.
 
     python -m bootstrap.fake_emr --port 9071      (foreground; Ctrl-C stops it and its steps)
@@ -55,7 +57,6 @@ from bootstrap.fake_node import BootstrapFailure, FakeNode, spark_home
 from spark.layout import split_uri
 from spark.session import s3a_conf, s3a_jars
 from spark.settings import Settings
-from spark.storage import s3_client
 
 EMR_SPARK_ENV = "/etc/spark/conf/spark-env.sh"
 # Two executors of one core each, in JVMs of their own, as YARN would run them.
@@ -228,9 +229,12 @@ class FakeEmr:
         state_dir: Path,
         spark_master: str = SPARK_MASTER,
         timing: FakeEmrTiming = FakeEmrTiming(),
+        instance_credentials: dict[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.state_dir = state_dir
+        # What the nodes run with (bootstrap actions, steps, log pushes): bootstrap.fake_node.
+        self.instance_credentials = instance_credentials
         self.spark_master = spark_master
         self.timing = timing
         self.clusters: dict[str, Cluster] = {}
@@ -264,7 +268,10 @@ class FakeEmr:
             )
         cluster_id = f"j-FAKE{next(_ids):08d}"
         conf_dir = self.state_dir / cluster_id
-        node = FakeNode(conf_dir / "node", self.settings, f"i-0{cluster_id[6:].lower()}")
+        node = FakeNode(
+            conf_dir / "node", self.settings, f"i-0{cluster_id[6:].lower()}",
+            self.instance_credentials,
+        )  # fmt: skip
         cluster = Cluster(id=cluster_id, request=body, conf_dir=conf_dir, node=node)
         cluster.conf_dir.mkdir(parents=True)
         exports = "".join(
@@ -586,7 +593,7 @@ class FakeEmr:
         push.start()
 
     def _push_logs(self, cluster: Cluster, step: Step, logs: dict[str, bytes]) -> None:
-        client = s3_client(self.settings)
+        client = cluster.node.s3()  # EMR's log pushes run on the node, as its instance role
         for name, data in logs.items():
             bucket, key = split_uri(self._log_key(cluster, step, name))
             client.put_object(Bucket=bucket, Key=key, Body=gzip.compress(data))
@@ -641,8 +648,11 @@ class FakeEmrServer:
         state_dir: Path,
         port: int = 0,
         timing: FakeEmrTiming = FakeEmrTiming(),
+        instance_credentials: dict[str, str] | None = None,
     ) -> None:
-        self.emr = FakeEmr(settings, state_dir, timing=timing)
+        self.emr = FakeEmr(
+            settings, state_dir, timing=timing, instance_credentials=instance_credentials
+        )
         handler = type("Handler", (_Handler,), {"emr": self.emr})
         self.http = ThreadingHTTPServer(("127.0.0.1", port), handler)
         # A short poll: shutdown() (each test's teardown) waits for one.

@@ -59,10 +59,19 @@ def spark_home() -> Path:
 
 
 class FakeNode:
-    def __init__(self, root: Path, settings: Settings, instance_id: str = "i-0fake0master") -> None:
+    def __init__(
+        self,
+        root: Path,
+        settings: Settings,
+        instance_id: str = "i-0fake0master",
+        credentials: dict[str, str] | None = None,
+    ) -> None:
+        """`credentials` (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY): the instance role's, as
+        EMR's nodes get them from the instance profile; without, this process's own."""
         self.root = root
         self.settings = settings
         self.instance_id = instance_id
+        self.credentials = credentials or {}
 
     @property
     def python(self) -> Path:
@@ -75,6 +84,16 @@ class FakeNode:
     @property
     def shims(self) -> Path:
         return self.root / "shims"
+
+    def s3(self) -> Any:
+        """S3 as the node reaches it, with the node's credentials."""
+        if not self.credentials:
+            return s3_client(self.settings)
+        session = boto3.Session(
+            aws_access_key_id=self.credentials["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.credentials["AWS_SECRET_ACCESS_KEY"],
+        )
+        return s3_client(self.settings, session)
 
     def on_node(self, value: str) -> str:
         """A configuration value as seen on this node (its Python lives under the root)."""
@@ -133,8 +152,10 @@ class FakeNode:
 
     # --- what runs on the node -------------------------------------------------------------
     def environment(self) -> dict[str, str]:
-        """A node's environment: no package index; S3 (the local server) as AWS."""
+        """A node's environment: no package index; S3 (the local server) as AWS, reached with
+        the node's credentials."""
         env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k in HOST_ENV}
+        env |= self.credentials
         env |= {
             "PATH": f"{self.shims}:{self.python.parent}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(self.root / "home" / "hadoop"),
@@ -170,7 +191,7 @@ class FakeNode:
         """Each action of the request, in order, as EMR runs them: its script fetched from S3,
         run with its arguments; stdout and stderr go to the LogUri. The first that fails stops
         the node (BootstrapFailure, with EMR's message)."""
-        s3 = s3_client(self.settings)
+        s3 = self.s3()
         for number, action in enumerate(request.get("BootstrapActions", []), start=1):
             spec = action["ScriptBootstrapAction"]
             folder = self.root / "tmp" / "bootstrap-actions" / str(number)

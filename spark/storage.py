@@ -16,10 +16,16 @@ SSE = {"ServerSideEncryption": "AES256"}
 
 
 def new_s3_client(
-    region: str, endpoint: str | None, *, max_attempts: int = 3, connections: int = 10
+    region: str,
+    endpoint: str | None,
+    *,
+    max_attempts: int = 3,
+    connections: int = 10,
+    session: Any = None,
 ) -> Any:
-    """A boto3 S3 client; path-style addressing for a local endpoint."""
-    return boto3.client(
+    """A boto3 S3 client; path-style addressing for a local endpoint. Credentials come from
+    `session` (a boto3.Session) when given, else from boto3's default chain."""
+    return (session or boto3).client(
         "s3",
         region_name=region,
         endpoint_url=endpoint,
@@ -37,8 +43,8 @@ def new_s3_client(
     )
 
 
-def s3_client(settings: Settings) -> Any:
-    return new_s3_client(settings.region, settings.s3_endpoint)
+def s3_client(settings: Settings, session: Any = None) -> Any:
+    return new_s3_client(settings.region, settings.s3_endpoint, session=session)
 
 
 def preflight(client: Any, settings: Settings) -> None:

@@ -9,6 +9,8 @@ import os
 import re
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -255,3 +257,154 @@ def step_reaches():
             time.sleep(0.05)
 
     return _reaches
+
+
+# --- an S3 server that enforces the three IAM policies (bootstrap.iam) ------------------------
+# moto in server mode with INITIAL_NO_AUTH_ACTION_COUNT=0 checks each request's SigV4 signature
+# and the caller's IAM user policies (moto.core.authorization, moto.iam.access_control); it runs
+# through moto_signed_headers.py, which lets moto verify S3A's signatures (see there). What it
+# evaluates: Allow and Deny, Action and Resource with * wildcards, per request. What it does not,
+# so these tests cannot prove it (the policies are still written for AWS's semantics):
+# - conditions other than StringEquals (StringLikeIfExists on s3:prefix is ignored: listing
+#   outside the granted prefixes is not refused here);
+# - non-S3 resources: moto authorizes EMR, KMS and EC2 calls against "*", so resource-scoped EMR
+#   statements (the host's, the operator's) cannot be enforced; the fake EMR checks nothing;
+# - S3 action names follow the operation: moto asks s3:HeadBucket where AWS asks s3:ListBucket
+#   (MOTO_ALIASES maps it);
+# - multi-object delete (S3A's) asks s3:DeleteObject on the bucket, then checks each key
+#   against bucket policies only: as_moto_asks grants it on the bucket where the policy grants
+#   it on some keys, so a multi-object delete outside the written prefixes is not refused here.
+# Used by tests/bootstrap/test_iam.py (the four assets under the instance policy) and by
+# tests/fruits_assets/test_emr_round_trip.py (the fake-EMR round trip, each principal its own).
+MOTO_ALIASES = {"s3:ListBucket": ["s3:HeadBucket"]}
+
+
+def as_moto_asks(document: dict) -> dict:
+    """The same grants, as moto asks for them (see above)."""
+    statements = []
+    for statement in document["Statement"]:
+        actions = statement["Action"]
+        actions = [actions] if isinstance(actions, str) else actions
+        extra = [alias for a in actions for alias in MOTO_ALIASES.get(a, [])]
+        statements.append(statement | {"Action": actions + extra})
+        if statement["Effect"] == "Allow" and "s3:DeleteObject" in actions:
+            resources = statement["Resource"]
+            buckets = {
+                r.split("/")[0] for r in ([resources] if isinstance(resources, str) else resources)
+            }
+            statements.append(
+                {"Effect": "Allow", "Action": ["s3:DeleteObject"], "Resource": sorted(buckets)}
+            )
+    return document | {"Statement": statements}
+
+
+@dataclass
+class EnforcedIam:
+    settings: Settings  # the enforcing server's endpoint, buckets and prefixes
+    keys: dict[str, tuple[str, str]]  # principal -> access key id, secret
+
+    def credentials(self, principal: str) -> dict[str, str]:
+        """The principal's credentials as environment variables (what its processes get)."""
+        key, secret = self.keys[principal]
+        return {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
+
+    def s3(self, principal: str):
+        import boto3
+        from botocore.config import Config
+
+        key, secret = self.keys[principal]
+        return boto3.client(
+            "s3", region_name=self.settings.region, endpoint_url=self.settings.s3_endpoint,
+            aws_access_key_id=key, aws_secret_access_key=secret,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        )  # fmt: skip
+
+    @contextmanager
+    def acting_as(self, principal: str) -> Iterator[None]:
+        """This process's default AWS credentials are the principal's (boto3's default
+        session caches what it found, so it is dropped on the way in and out)."""
+        import boto3
+
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in self.credentials(principal).items():
+                patch.setenv(key, value)
+            patch.setattr(boto3, "DEFAULT_SESSION", None)
+            yield
+            boto3.DEFAULT_SESSION = None
+
+    def upload_photos(self, dates: list[str], per_date: int) -> dict[str, int]:
+        """Synthetic photos under raw/, uploaded as the operator (its policy stages images)."""
+        from bootstrap.sample_data import synthetic_files, upload
+
+        files = synthetic_files(dates, per_date, phone_per_date=0, seed=3, broken=False)
+        with self.acting_as("operator"):
+            return upload(files, self.settings)
+
+    @staticmethod
+    def refused(call) -> bool:
+        """Whether the S3 call was refused for want of permission."""
+        from botocore.exceptions import ClientError
+
+        try:
+            call()
+        except ClientError as error:
+            return error.response["Error"]["Code"] in ("AccessDenied", "403")
+        return False
+
+
+@pytest.fixture(scope="module")
+def enforced_iam(settings: Settings, tmp_path_factory) -> Iterator[EnforcedIam]:
+    """A moto server of the module's own that enforces IAM, with the pipeline and staging
+    buckets and a user per principal holding only its policy (`bootstrap.iam`)."""
+    import json
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from dataclasses import replace
+
+    import boto3
+
+    from bootstrap.iam import PRINCIPALS, policy
+    from bootstrap.processes import stop_group
+
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    log = tmp_path_factory.mktemp("enforcing_s3") / "moto.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("moto_signed_headers.py")),
+             "-H", "127.0.0.1", "-p", endpoint.rsplit(":", 1)[1]],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not LocalS3(endpoint).responds():
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        target = replace(
+            settings, s3_endpoint=endpoint, bucket="fruits-iam", prefix="fruits",
+            staging_bucket="fruits-iam-staging", staging_prefix="emr_staging",
+        )  # fmt: skip
+        s3 = boto3.client("s3", region_name=target.region, endpoint_url=endpoint)
+        iam = boto3.client("iam", region_name=target.region, endpoint_url=endpoint)
+        for bucket in (target.bucket, target.staging_bucket):
+            s3.create_bucket(
+                Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": target.region}
+            )
+        keys = {}
+        for principal in PRINCIPALS:
+            iam.create_user(UserName=principal)
+            iam.put_user_policy(
+                UserName=principal, PolicyName="only",
+                PolicyDocument=json.dumps(as_moto_asks(policy(target, principal))),
+            )  # fmt: skip
+            key = iam.create_access_key(UserName=principal)["AccessKey"]
+            keys[principal] = (key["AccessKeyId"], key["SecretAccessKey"])
+        # From now on every request is authenticated and authorized.
+        reset = urllib.request.Request(  # as text: a form body would not reach moto's handler
+            f"{endpoint}/moto-api/reset-auth", data=b"0", headers={"Content-Type": "text/plain"}
+        )
+        urllib.request.urlopen(reset, timeout=10).read()
+        yield EnforcedIam(target, keys)
+    finally:
+        stop_group(server, timeout_s=10)

@@ -1,8 +1,7 @@
 """The IAM policy against the layout, and against every key a real pipeline run writes."""
 
 import json
-import socket
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
 
@@ -104,133 +103,15 @@ def test_every_key_a_run_writes_is_allowed(
     assert denied == []
 
 
-# --- the policies enforced: moto's IAM access control -----------------------------------------
-# moto in server mode with INITIAL_NO_AUTH_ACTION_COUNT=0 checks each request's SigV4 signature
-# and the caller's IAM user policies (moto.core.authorization, moto.iam.access_control); it runs
-# through moto_signed_headers.py, which lets moto verify S3A's signatures (see there). What it
-# evaluates: Allow and Deny, Action and Resource with * wildcards, per request. What it does not,
-# so these tests cannot prove it (the policies are still written for AWS's semantics):
-# - conditions other than StringEquals (StringLikeIfExists on s3:prefix is ignored: listing
-#   outside the granted prefixes is not refused here);
-# - non-S3 resources: moto authorizes EMR, KMS and EC2 calls against "*", so resource-scoped EMR
-#   statements (the host's, the operator's) cannot be enforced; the fake EMR checks nothing;
-# - S3 action names follow the operation: moto asks s3:HeadBucket where AWS asks s3:ListBucket
-#   (MOTO_ALIASES maps it);
-# - multi-object delete (S3A's) asks s3:DeleteObject on the bucket, then checks each key
-#   against bucket policies only: as_moto_asks grants it on the bucket where the policy grants
-#   it on some keys, so a multi-object delete outside the written prefixes is not refused here.
-# The fake-EMR round trip under these three users (operator creates the cluster, the host
-# materializes, steps and log pushes run as the instance role) passed once, in commit 5414dbc;
-# it is not kept: about 8 minutes, where make test's budget allows one Spark run here.
-MOTO_ALIASES = {"s3:ListBucket": ["s3:HeadBucket"]}
+# --- the policies enforced: moto's IAM access control (tests/conftest.py `enforced_iam`) ------
 D = "2026-11-15"
 
 
-def as_moto_asks(document: dict) -> dict:
-    """The same grants, as moto asks for them (see above)."""
-    statements = []
-    for statement in document["Statement"]:
-        actions = statement["Action"]
-        actions = [actions] if isinstance(actions, str) else actions
-        extra = [alias for a in actions for alias in MOTO_ALIASES.get(a, [])]
-        statements.append(statement | {"Action": actions + extra})
-        if statement["Effect"] == "Allow" and "s3:DeleteObject" in actions:
-            resources = statement["Resource"]
-            buckets = {
-                r.split("/")[0] for r in ([resources] if isinstance(resources, str) else resources)
-            }
-            statements.append(
-                {"Effect": "Allow", "Action": ["s3:DeleteObject"], "Resource": sorted(buckets)}
-            )
-    return document | {"Statement": statements}
-
-
-@dataclass
-class Enforced:
-    settings: Settings
-    keys: dict[str, tuple[str, str]]  # principal -> access key id, secret
-
-    def s3(self, principal: str):
-        import boto3
-        from botocore.config import Config
-
-        key, secret = self.keys[principal]
-        return boto3.client(
-            "s3", region_name=self.settings.region, endpoint_url=self.settings.s3_endpoint,
-            aws_access_key_id=key, aws_secret_access_key=secret,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-        )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
-def enforced(settings, tmp_path_factory):
-    """A moto server of its own that enforces IAM, a user per principal holding only its policy,
-    and photos uploaded (before enforcement) under raw/."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-    from pathlib import Path
-
-    import boto3
-
-    from bootstrap.local_s3 import LocalS3
-    from bootstrap.processes import stop_group
-    from bootstrap.sample_data import synthetic_files, upload
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    log = tmp_path_factory.mktemp("enforcing_s3") / "moto.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("moto_signed_headers.py")),
-             "-H", "127.0.0.1", "-p", endpoint.rsplit(":", 1)[1]],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while not LocalS3(endpoint).responds():
-            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        target = replace(
-            settings, s3_endpoint=endpoint, bucket="fruits-iam", prefix="fruits",
-            staging_bucket="fruits-iam-staging", staging_prefix="emr_staging",
-        )  # fmt: skip
-        s3 = boto3.client("s3", region_name=target.region, endpoint_url=endpoint)
-        iam = boto3.client("iam", region_name=target.region, endpoint_url=endpoint)
-        for bucket in (target.bucket, target.staging_bucket):
-            s3.create_bucket(
-                Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": target.region}
-            )
-        upload(synthetic_files([D], 6, phone_per_date=0, seed=3, broken=False), target)
-        keys = {}
-        for principal in ("instance", "host", "operator"):
-            iam.create_user(UserName=principal)
-            iam.put_user_policy(
-                UserName=principal, PolicyName="only",
-                PolicyDocument=json.dumps(as_moto_asks(policy(target, principal))),
-            )  # fmt: skip
-            key = iam.create_access_key(UserName=principal)["AccessKey"]
-            keys[principal] = (key["AccessKeyId"], key["SecretAccessKey"])
-        # From now on every request is authenticated and authorized.
-        reset = urllib.request.Request(  # as text: a form body would not reach moto's handler
-            f"{endpoint}/moto-api/reset-auth", data=b"0", headers={"Content-Type": "text/plain"}
-        )
-        urllib.request.urlopen(reset, timeout=10).read()
-        yield Enforced(target, keys)
-    finally:
-        stop_group(server, timeout_s=10)
-
-
-def denied(call) -> bool:
-    from botocore.exceptions import ClientError
-
-    try:
-        call()
-    except ClientError as error:
-        return error.response["Error"]["Code"] in ("AccessDenied", "403")
-    return False
+def enforced(enforced_iam):
+    """The enforcing server, with photos of D uploaded by the operator."""
+    enforced_iam.upload_photos([D], per_date=6)
+    return enforced_iam
 
 
 @pytest.mark.slow
@@ -263,10 +144,12 @@ def test_the_pipeline_runs_with_the_instance_policy_only(enforced, tmp_path, rep
     assert list_keys(s3, target.bucket, layout.key("reduced"))  # written under the policy
     # ...and nothing beyond it.
     raw = layout.raw_image_key(D, "x", "new.jpg")
-    assert denied(lambda: s3.put_object(Bucket=target.bucket, Key=raw, Body=b"x"))
-    assert denied(lambda: s3.get_object(Bucket=target.bucket, Key="elsewhere/secret.txt"))
+    assert enforced.refused(lambda: s3.put_object(Bucket=target.bucket, Key=raw, Body=b"x"))
+    assert enforced.refused(lambda: s3.get_object(Bucket=target.bucket, Key="elsewhere/secret.txt"))
     bootstrap = f"{target.staging_prefix}/bootstrap/install_python_deps.sh"
-    assert denied(lambda: s3.put_object(Bucket=target.staging_bucket, Key=bootstrap, Body=b"x"))
+    assert enforced.refused(
+        lambda: s3.put_object(Bucket=target.staging_bucket, Key=bootstrap, Body=b"x")
+    )
 
 
 def test_the_host_stages_steps_and_reads_logs_with_its_policy_only(enforced, tmp_path) -> None:
@@ -293,9 +176,11 @@ def test_the_host_stages_steps_and_reads_logs_with_its_policy_only(enforced, tmp
     write_manifests(s3, Layout(target.bucket, target.prefix), [D])  # raw_images on the host
     # Outside its policy: what nodes re-read, and the pipeline's outputs.
     bootstrap = f"{staging}/bootstrap/requirements.lock"
-    assert denied(lambda: s3.put_object(Bucket=target.staging_bucket, Key=bootstrap, Body=b"x"))
+    assert enforced.refused(
+        lambda: s3.put_object(Bucket=target.staging_bucket, Key=bootstrap, Body=b"x")
+    )
     features = Layout(target.bucket, target.prefix).key("features", "x.parquet")
-    assert denied(lambda: s3.put_object(Bucket=target.bucket, Key=features, Body=b"x"))
+    assert enforced.refused(lambda: s3.put_object(Bucket=target.bucket, Key=features, Body=b"x"))
 
 
 def test_the_operator_stages_bootstrap_artifacts_with_its_policy_only(
@@ -311,6 +196,6 @@ def test_the_operator_stages_bootstrap_artifacts_with_its_policy_only(
     wheel_file(tmp_path, "fruits-probe", "1.0")
     assert len(wheelhouse.stage(s3, bootstrap_uri(target), tmp_path)) == 3
     features = Layout(target.bucket, target.prefix).key("features", "x.parquet")
-    assert denied(lambda: s3.put_object(Bucket=target.bucket, Key=features, Body=b"x"))
+    assert enforced.refused(lambda: s3.put_object(Bucket=target.bucket, Key=features, Body=b"x"))
     step = f"{target.staging_prefix}/{D}/image_features/events.pkl"
-    assert denied(lambda: s3.get_object(Bucket=target.staging_bucket, Key=step))
+    assert enforced.refused(lambda: s3.get_object(Bucket=target.staging_bucket, Key=step))

@@ -1,5 +1,10 @@
 """The `emr` deployment end to end through the real EmrPySparkStepLauncher, against the fake
-EMR control plane (bootstrap.fake_emr) and the local S3 server: no AWS, nothing skipped."""
+EMR control plane (bootstrap.fake_emr) and an S3 server that enforces IAM (tests/conftest.py
+`enforced_iam`): no AWS, nothing skipped. Each principal acts with credentials that hold only
+its policy (bootstrap.iam): the operator stages the weights and photos and creates the cluster
+(its S3 staging; the fake EMR's API checks no credentials), the Dagster host materializes (code
+package, step files, events, log reads, raw_images), and everything on the node runs as the
+instance role (the bootstrap action's `aws s3 cp`, the step's S3A and boto3, log pushes)."""
 
 import os
 import subprocess
@@ -14,7 +19,7 @@ from bootstrap.demo import materialize_command
 from bootstrap.emr_cluster import ClusterOptions, create
 from bootstrap.fake_emr import FakeEmrServer, FakeEmrTiming
 from bootstrap.wheelhouse import canonical, lock_pins
-from spark.layout import Layout
+from spark.layout import Layout, split_uri
 from spark.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -22,59 +27,67 @@ D1, D2 = "2026-11-13", "2026-11-14"
 
 
 @pytest.fixture(scope="module")
-def fake_emr(settings, local_s3, tmp_path_factory):
+def fake_emr(enforced_iam, tmp_path_factory):
+    """The fake EMR on the enforcing S3 server; its nodes hold the instance role's credentials."""
     # Step logs come 2 s after a step ends (EMR: minutes), within the launcher's wait.
     timing = FakeEmrTiming(log_push_delay_s=2)
-    with FakeEmrServer(settings, tmp_path_factory.mktemp("fake_emr"), timing=timing) as server:
+    with FakeEmrServer(
+        enforced_iam.settings, tmp_path_factory.mktemp("fake_emr"), timing=timing,
+        instance_credentials=enforced_iam.credentials("instance"),
+    ) as server:  # fmt: skip
         yield server
 
 
 @pytest.fixture(scope="module")
-def cluster_layout(settings) -> Layout:
+def cluster_layout(enforced_iam) -> Layout:
     """The cluster's FRUITS_PREFIX: a cluster's settings are fixed when it is created."""
-    return Layout(settings.bucket, f"{settings.prefix}/test_emr_round_trip")
+    return Layout(enforced_iam.settings.bucket, enforced_iam.settings.prefix)
 
 
 @pytest.fixture(scope="module")
 def emr_cluster(
-    settings, cluster_layout, fake_emr, weights, s3, tmp_path_factory, save_legacy_h5
+    enforced_iam, cluster_layout, fake_emr, weights, tmp_path_factory, save_legacy_h5
 ) -> dict[str, str]:
-    """One cluster for the module, created by the CLI (which stages the wheelhouse) and
-    bootstrapped by the real bootstrap action; the host's environment for it."""
+    """One cluster for the module, created by the CLI as the operator (which stages the
+    wheelhouse) and bootstrapped by the real bootstrap action as the instance role; the
+    host's environment for it, with the host's credentials."""
+    target = enforced_iam.settings
     scratch = tmp_path_factory.mktemp("emr_cluster")
     save_legacy_h5(scratch / "weights.h5", weights.arrays)
     weights_uri = cluster_layout.weights_uri("mobilenet_v2_no_top.h5")
-    s3.upload_file(str(scratch / "weights.h5"), settings.bucket, weights_uri.split("/", 3)[3])
+    enforced_iam.s3("operator").upload_file(
+        str(scratch / "weights.h5"), target.bucket, weights_uri.split("/", 3)[3]
+    )
 
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("FRUITS_S3_ENDPOINT", "FRUITS_SPARK_MASTER")
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FRUITS_", "AWS_"))}
     env |= {
         "FRUITS_DEPLOYMENT": "emr",
+        "FRUITS_REGION": target.region,
+        "FRUITS_BUCKET": target.bucket,
         "FRUITS_PREFIX": cluster_layout.prefix,
         "FRUITS_WEIGHTS": weights_uri,
-        "FRUITS_STAGING_BUCKET": settings.bucket,
-        # as tests/bootstrap/test_emr_cluster.py's: the wheelhouse is staged once per session
-        "FRUITS_STAGING_PREFIX": "emr_staging",
+        "FRUITS_STAGING_BUCKET": target.staging_bucket,
+        "FRUITS_STAGING_PREFIX": target.staging_prefix,
         # Where an AWS SDK would find AWS, it finds the local stand-ins.
         "AWS_ENDPOINT_URL_EMR": fake_emr.endpoint,
-        "AWS_ENDPOINT_URL_S3": settings.s3_endpoint,
-        "AWS_DEFAULT_REGION": settings.region,
+        "AWS_ENDPOINT_URL_S3": target.s3_endpoint,
+        "AWS_DEFAULT_REGION": target.region,
     }
     emr_settings = Settings.from_env(env)
     options = ClusterOptions(
-        kms_key_arn="arn:aws:kms:eu-west-3:1:key/k", tls_certificates="s3://c/c.zip"
+        kms_key_arn="arn:aws:kms:eu-west-3:1:key/k",
+        tls_certificates=f"s3://{target.staging_bucket}/{target.staging_prefix}/bootstrap/t.zip",
     )
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(env)  # boto3 inside create() reads the endpoints from the environment
     try:
-        env["FRUITS_EMR_CLUSTER_ID"] = cluster_id = create(emr_settings, options, env)
+        with enforced_iam.acting_as("operator"):
+            env["FRUITS_EMR_CLUSTER_ID"] = cluster_id = create(emr_settings, options, env)
     finally:
         os.environ.clear()
         os.environ.update(saved)
+    env |= enforced_iam.credentials("host")  # the Dagster host's
     cluster = fake_emr.emr.clusters[cluster_id]
     deadline = time.time() + 900  # a bare node installs the whole wheelhouse
     while cluster.state in ("STARTING", "BOOTSTRAPPING") and time.time() < deadline:
@@ -106,9 +119,9 @@ def materialize(
 
 
 def test_a_backfill_runs_as_one_emr_step_and_reports_back(
-    emr_env, cluster_layout, upload_sample, repo_root, fake_emr, monkeypatch
+    emr_env, enforced_iam, repo_root, fake_emr, monkeypatch
 ) -> None:
-    upload_sample(cluster_layout, [D1, D2], per_date=6, broken=False)
+    enforced_iam.upload_photos([D1, D2], per_date=6)
     result = materialize(emr_env, repo_root)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
 
@@ -143,13 +156,15 @@ def test_a_backfill_runs_as_one_emr_step_and_reports_back(
 
 
 def test_a_failing_step_fails_the_dagster_step_with_its_stderr(
-    emr_env, cluster_layout, upload_sample, repo_root, fake_emr
+    emr_env, enforced_iam, repo_root, fake_emr
 ) -> None:
     dates = ("2026-11-15", "2026-11-16")
-    upload_sample(cluster_layout, list(dates), per_date=2, broken=False)
-    # The cluster's environment is what the step sees: break its weights URI there.
+    enforced_iam.upload_photos(list(dates), per_date=2)
+    # The cluster's environment is what the step sees: break its weights URI there (a key
+    # the instance role may read, so the step fails for its absence, not for a refusal).
     cluster = fake_emr.emr.clusters[emr_env["FRUITS_EMR_CLUSTER_ID"]]
-    missing = f"s3://{emr_env['FRUITS_STAGING_BUCKET']}/nowhere/weights.h5"
+    target = enforced_iam.settings
+    missing = f"s3://{target.staging_bucket}/{target.staging_prefix}/nowhere/weights.h5"
     spark_env = cluster.spark_env_file.read_text()
     cluster.spark_env_file.write_text(spark_env + f'export FRUITS_WEIGHTS="{missing}"\n')
     try:
@@ -194,3 +209,33 @@ def test_the_node_runs_the_cluster_lock_and_the_cluster_s_spark(emr_cluster, fak
     spark = node_python("import pyspark; print(pyspark.__file__)", PYTHONPATH=spark_path)
     assert spark.returncode == 0 and "pyspark.zip" in spark.stdout, spark.stderr
     assert fake_emr.emr.spark_master.startswith("local-cluster[")
+
+
+def test_each_principal_is_refused_outside_its_policy(emr_cluster, enforced_iam, fake_emr) -> None:
+    """The round trip's own server, users and staged files: what the tests above did passed
+    under the policies, and a request beyond each policy is refused."""
+    cluster = fake_emr.emr.clusters[emr_cluster["FRUITS_EMR_CLUSTER_ID"]]
+    target = enforced_iam.settings
+    layout = Layout(target.bucket, target.prefix)
+    # The bootstrap action the node ran, and its stdout the node pushed to the LogUri.
+    script = split_uri(cluster.request["BootstrapActions"][0]["ScriptBootstrapAction"]["Path"])
+    log = split_uri(
+        f"{cluster.log_uri}{cluster.id}/node/{cluster.node.instance_id}"
+        "/bootstrap-actions/1/stdout.gz"
+    )
+    instance, host, operator = (enforced_iam.s3(p) for p in ("instance", "host", "operator"))
+    refused = enforced_iam.refused
+    assert host.get_object(Bucket=log[0], Key=log[1])["Body"].read()  # both exist
+    assert instance.get_object(Bucket=script[0], Key=script[1])["Body"].read()
+
+    # The cluster cannot rewrite what every node re-reads, nor the photos.
+    assert refused(lambda: instance.put_object(Bucket=script[0], Key=script[1], Body=b"x"))
+    raw = layout.raw_image_key(D1, "kiwi", "new.jpg")
+    assert refused(lambda: instance.put_object(Bucket=target.bucket, Key=raw, Body=b"x"))
+    # The host neither, nor the pipeline's outputs.
+    assert refused(lambda: host.put_object(Bucket=script[0], Key=script[1], Body=b"x"))
+    features = layout.key("features", "x.parquet")
+    assert refused(lambda: host.put_object(Bucket=target.bucket, Key=features, Body=b"x"))
+    # The operator reads no step logs and writes no outputs.
+    assert refused(lambda: operator.get_object(Bucket=log[0], Key=log[1]))
+    assert refused(lambda: operator.put_object(Bucket=target.bucket, Key=features, Body=b"x"))

@@ -1,6 +1,6 @@
 """moto's server, checking a SigV4 signature over exactly the headers the client signed.
 
-    python tests/bootstrap/moto_signed_headers.py -H 127.0.0.1 -p PORT   (moto_server's options)
+    python tests/moto_signed_headers.py -H 127.0.0.1 -p PORT   (moto_server's options)
 
 moto recomputes each request's signature with botocore's signer, which leaves User-Agent out
 of the signed headers; the AWS SDK for Java v1 under S3A signs it, and AWS accepts any header a
