@@ -5,8 +5,8 @@ instance profile on EMR, the environment locally), rather than through Spark's b
 source: no listing, no HEAD, one request per image, the exact version the manifest recorded
 (If-Match on its ETag), and latency hidden behind a bounded pool of concurrent GETs.
 
-botocore signs each GET (a presigned URL: its signing and addressing, as for any boto3 call)
-and urllib3 sends it: a whole boto3 get_object costs about twice the CPU, per image.
+botocore's SigV4 signer signs each GET and urllib3 sends it: boto3's whole request pipeline
+(its event hooks, parsers and endpoint resolution) would cost about twice the CPU, per image.
 """
 
 from __future__ import annotations
@@ -14,19 +14,21 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
+import boto3
 import urllib3
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
 
 from spark.decode import DecodeError, check_extension
 from spark.layout import split_uri
 from spark.settings import Settings
-from spark.storage import new_s3_client
 
-# Per Python worker process: one client per endpoint (boto3 clients are thread-safe).
+# Per Python worker process: credentials and a connection pool (both thread-safe).
 _CLIENTS: dict[tuple[str, str | None, int], tuple[Any, urllib3.PoolManager]] = {}
 _CLIENTS_LOCK = threading.Lock()
 GONE, CHANGED = 404, 412
-URL_EXPIRES_S = 900  # used at once; long enough for the retries below
 # More retries than the driver's: a throttled GET (503 SlowDown) fails a whole task.
 RETRIES = urllib3.Retry(
     total=5,
@@ -64,18 +66,38 @@ class ImageSource:
         )
 
     def client(self) -> tuple[Any, urllib3.PoolManager]:
-        """boto3's client (it signs) and a connection pool (it sends), one per worker."""
+        """The worker's credentials (the default chain; refreshed when they expire) and a
+        connection pool (it sends), one per worker."""
         key = (self.region, self.endpoint, self.concurrency)
         with _CLIENTS_LOCK:
             if key not in _CLIENTS:
-                signer = new_s3_client(self.region, self.endpoint, max_attempts=5)
+                credentials = boto3.session.Session().get_credentials()
+                if credentials is None:
+                    raise S3ReadError("no AWS credentials for S3 in this worker")
                 pool = urllib3.PoolManager(
                     maxsize=self.concurrency,
                     retries=RETRIES,
                     timeout=urllib3.Timeout(connect=5, read=60),
                 )
-                _CLIENTS[key] = (signer, pool)
+                _CLIENTS[key] = (credentials, pool)
             return _CLIENTS[key]
+
+    def object_url(self, bucket: str, key: str) -> str:
+        """Path style on a local endpoint; on AWS the bucket's regional virtual host (the
+        global host redirects a new bucket's requests, and a redirect breaks the signature)."""
+        quoted = quote(key, safe="/~")
+        if self.endpoint:
+            return f"{self.endpoint.rstrip('/')}/{bucket}/{quoted}"
+        return f"https://{bucket}.s3.{self.region}.amazonaws.com/{quoted}"
+
+    def signed_request(self, path: str, etag: str) -> tuple[str, dict[str, str]]:
+        """The GET's URL and its SigV4 headers, If-Match among the signed ones. Signed in the
+        header, not presigned: IAM-checking S3 stand-ins verify header signatures only."""
+        bucket, key = split_uri(path)
+        credentials, _ = self.client()
+        request = AWSRequest("GET", self.object_url(bucket, key), {"If-Match": f'"{etag}"'})
+        S3SigV4Auth(credentials.get_frozen_credentials(), "s3", self.region).add_auth(request)
+        return request.url, dict(request.headers.items())
 
     def refusal(self, path: str, size: int) -> str | None:
         """Why the image is rejected without reading it, or None."""
@@ -92,12 +114,8 @@ class ImageSource:
     def get(self, path: str, etag: str) -> bytes:
         """The object's bytes, as the manifest listed it. Raises Unfetchable when it is gone or
         changed since; any other error (throttling, S3 down) fails the task, which Spark retries."""
-        bucket, key = split_uri(path)
-        signer, pool = self.client()
-        url = signer.generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=URL_EXPIRES_S
-        )
-        response = pool.request("GET", url, headers={"If-Match": f'"{etag}"'})
+        url, headers = self.signed_request(path, etag)
+        response = self.client()[1].request("GET", url, headers=headers)
         if response.status == 200:
             return response.data
         if response.status == GONE:

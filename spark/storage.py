@@ -30,9 +30,9 @@ def new_s3_client(
         region_name=region,
         endpoint_url=endpoint,
         config=Config(
-            # SigV4 and the bucket's regional host, always: presigned GETs (spark.fetch) are
-            # otherwise SigV2 in older regions (refused for newer buckets and KMS-encrypted
-            # objects) and sent to the global host, which redirects a new bucket's requests.
+            # SigV4 and the bucket's regional host, always: presigned URLs are otherwise SigV2
+            # in older regions (refused for newer buckets and KMS-encrypted objects) and name
+            # the global host, which redirects a new bucket's requests.
             signature_version="s3v4",
             s3={"addressing_style": "path" if endpoint else "virtual"},
             retries={"max_attempts": max_attempts, "mode": "standard"},
