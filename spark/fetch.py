@@ -24,9 +24,10 @@ from botocore.awsrequest import AWSRequest
 from spark.decode import DecodeError, check_extension
 from spark.layout import split_uri
 from spark.settings import Settings
+from spark.storage import new_s3_client
 
-# Per Python worker process: credentials and a connection pool (both thread-safe).
-_CLIENTS: dict[tuple[str, str | None, int], tuple[Any, urllib3.PoolManager]] = {}
+# Per Python worker process: credentials, a connection pool (both thread-safe), the endpoint.
+_CLIENTS: dict[tuple[str, str | None, int], tuple[Any, urllib3.PoolManager, str]] = {}
 _CLIENTS_LOCK = threading.Lock()
 GONE, CHANGED = 404, 412
 # More retries than the driver's: a throttled GET (503 SlowDown) fails a whole task.
@@ -65,36 +66,40 @@ class ImageSource:
             settings.fetch_threads,
         )
 
-    def client(self) -> tuple[Any, urllib3.PoolManager]:
-        """The worker's credentials (the default chain; refreshed when they expire) and a
-        connection pool (it sends), one per worker."""
+    def client(self) -> tuple[Any, urllib3.PoolManager, str]:
+        """The worker's credentials (the default chain, refreshed when they expire), a
+        connection pool, and the S3 endpoint boto3 resolves (AWS_ENDPOINT_URL_S3 included),
+        one each per worker."""
         key = (self.region, self.endpoint, self.concurrency)
         with _CLIENTS_LOCK:
             if key not in _CLIENTS:
-                credentials = boto3.session.Session().get_credentials()
+                session = boto3.session.Session()
+                credentials = session.get_credentials()
                 if credentials is None:
                     raise S3ReadError("no AWS credentials for S3 in this worker")
+                endpoint = new_s3_client(self.region, self.endpoint, session=session).meta
                 pool = urllib3.PoolManager(
                     maxsize=self.concurrency,
                     retries=RETRIES,
                     timeout=urllib3.Timeout(connect=5, read=60),
                 )
-                _CLIENTS[key] = (credentials, pool)
+                _CLIENTS[key] = (credentials, pool, endpoint.endpoint_url.rstrip("/"))
             return _CLIENTS[key]
 
     def object_url(self, bucket: str, key: str) -> str:
-        """Path style on a local endpoint; on AWS the bucket's regional virtual host (the
-        global host redirects a new bucket's requests, and a redirect breaks the signature)."""
+        """On AWS's own endpoint, the bucket's regional virtual host (the global host redirects
+        a new bucket's requests, and a redirect breaks the signature); path style elsewhere."""
+        endpoint = self.client()[2]
         quoted = quote(key, safe="/~")
-        if self.endpoint:
-            return f"{self.endpoint.rstrip('/')}/{bucket}/{quoted}"
-        return f"https://{bucket}.s3.{self.region}.amazonaws.com/{quoted}"
+        if endpoint == f"https://s3.{self.region}.amazonaws.com":
+            return f"https://{bucket}.s3.{self.region}.amazonaws.com/{quoted}"
+        return f"{endpoint}/{bucket}/{quoted}"
 
     def signed_request(self, path: str, etag: str) -> tuple[str, dict[str, str]]:
         """The GET's URL and its SigV4 headers, If-Match among the signed ones. Signed in the
         header, not presigned: IAM-checking S3 stand-ins verify header signatures only."""
         bucket, key = split_uri(path)
-        credentials, _ = self.client()
+        credentials = self.client()[0]
         request = AWSRequest("GET", self.object_url(bucket, key), {"If-Match": f'"{etag}"'})
         S3SigV4Auth(credentials.get_frozen_credentials(), "s3", self.region).add_auth(request)
         return request.url, dict(request.headers.items())

@@ -27,6 +27,17 @@ def test_gets_on_aws_are_sigv4_to_the_bucket_s_regional_host(region, monkeypatch
     _CLIENTS.clear()
 
 
+def test_an_endpoint_from_the_aws_environment_is_honoured(monkeypatch) -> None:
+    """As boto3 does: AWS_ENDPOINT_URL_S3 (how the fake EMR's nodes reach the local server)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9/")
+    _CLIENTS.clear()
+    url, _ = ImageSource("eu-west-3", None, 1024, 4).signed_request("s3://b/raw/x.jpg", "e")
+    assert url == "http://127.0.0.1:9/b/raw/x.jpg"
+    _CLIENTS.clear()
+
+
 def test_a_missing_or_changed_object_is_unfetchable_with_its_reason(settings, s3) -> None:
     key = f"{settings.prefix}/test_fetch/apple.jpg"
     etag = s3.put_object(Bucket=settings.bucket, Key=key, Body=b"jpeg bytes")["ETag"].strip('"')
