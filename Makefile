@@ -9,10 +9,10 @@ LOCAL_S3 ?= 1
 .PHONY: install demo test ui bench stop lock
 
 install:
-	bash bootstrap/setup.sh
+	bash bootstrap/local/setup.sh
 
 demo: install
-	$(PYTHON) -m bootstrap.demo
+	$(PYTHON) -m bootstrap.sample.demo
 
 # Test files run on TEST_WORKERS processes, each file whole on one (its module fixtures, such
 # as the fake EMR cluster, are built once); the slowest tests are listed at the end.
@@ -24,8 +24,8 @@ test: install
 # The Dagster UI (webserver + daemon) on http://127.0.0.1:$(UI_PORT), over the local S3 server.
 ui: install
 	if [ "$${FRUITS_DEPLOYMENT:-local}" = local ] && [ "$(LOCAL_S3)" = 1 ]; then \
-		$(PYTHON) -m bootstrap.local_s3 start; fi
-	$(PYTHON) -m bootstrap.dagster_home
+		$(PYTHON) -m bootstrap.local.local_s3 start; fi
+	$(PYTHON) -m bootstrap.local.dagster_home
 	.venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
 # Speed and memory figures on this machine (about 20 min): the targets met or not, then
@@ -35,7 +35,7 @@ bench: install
 	$(PYTHON) -m bench.report
 
 stop:
-	$(PYTHON) -m bootstrap.local_s3 stop
+	$(PYTHON) -m bootstrap.local.local_s3 stop
 
 # Re-resolve every version after editing pyproject.toml; commit the new lock. uv keeps the
 # versions already in the lock unless pyproject.toml asks otherwise (tests/test_lock.py).

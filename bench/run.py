@@ -44,10 +44,10 @@ import pandas as pd
 from bench.measure import DRIVER, JVM, WORKERS, Roles, Window, listening_pid
 from bench.proxy import LatencyProxy
 from bench.targets import RESULTS, TARGETS
-from bootstrap.buckets import ensure_pipeline_bucket
-from bootstrap.fruit_images import LABELS, encode_jpeg, render_fruit
-from bootstrap.local_s3 import from_settings
-from bootstrap.sample_data import SampleFile, upload
+from bootstrap.aws.buckets import ensure_pipeline_bucket
+from bootstrap.local.local_s3 import from_settings
+from bootstrap.sample.fruit_images import LABELS, encode_jpeg, render_fruit
+from bootstrap.sample.sample_data import SampleFile, upload
 from spark.decode import INPUT_SIZE, decode_image, preprocess
 from spark.fetch import ImageSource
 from spark.layout import Layout
@@ -286,9 +286,9 @@ def pca_scaling(spark: Any, rows_list: list[int]) -> dict[int, float]:
 
 def end_to_end(settings: Settings, dates: list[str]) -> dict[str, float]:
     """The demo's path: the sample dates in one Dagster run through the CLI, and its start-up."""
-    from bootstrap.dagster_home import prepare_dagster_home
-    from bootstrap.demo import materialize_command
-    from bootstrap.sample_data import synthetic_files
+    from bootstrap.local.dagster_home import prepare_dagster_home
+    from bootstrap.sample.demo import materialize_command
+    from bootstrap.sample.sample_data import synthetic_files
 
     upload(synthetic_files(dates, 60, 2, seed=7), settings)
     home = prepare_dagster_home(PROJECT_ROOT / ".fruits" / "bench_dagster_home")

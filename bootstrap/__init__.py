@@ -1,4 +1,4 @@
-"""Operations: set-up, local stand-ins for AWS, sample data, the EMR cluster and its tools."""
+"""Operations, by role: local (this machine, AWS stand-ins), aws (provisioning), sample (demo)."""
 
 from __future__ import annotations
 

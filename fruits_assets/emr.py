@@ -36,7 +36,7 @@ from spark.storage import SSE
 CODE_PACKAGES = ("fruits_assets", "spark")
 CODE_SUFFIXES = (".py", ".env")
 # The command that starts a cluster (bootstrap/ is not shipped to the cluster: named, not imported).
-START_CLUSTER = "python -m bootstrap.emr_cluster create"
+START_CLUSTER = "python -m bootstrap.aws.emr_cluster create"
 ENDED_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
 
 
@@ -183,7 +183,7 @@ class EmrStepLauncherResource(ConfigurableResourceFactory[StepLauncher]):
     """The step launcher, configured from the environment through EnvVar.
 
     EnvVars are resolved again on the cluster when the step starts there, so the same
-    variables must be set in the cluster's environment (bootstrap.emr_cluster does it).
+    variables must be set in the cluster's environment (bootstrap.aws.emr_cluster does it).
     """
 
     cluster_id: str

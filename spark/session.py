@@ -36,7 +36,7 @@ def s3a_conf(settings: Settings) -> dict[str, str]:
         "fs.s3a.endpoint.region": settings.region,
         "fs.s3a.server-side-encryption-algorithm": "AES256",
         # Keep directory markers: deleting parents' markers needs rights beyond the pipeline's
-        # own prefixes (see bootstrap.iam), and it costs requests.
+        # own prefixes (see bootstrap.aws.iam), and it costs requests.
         "fs.s3a.directory.marker.retention": "keep",
         # Fail fast (seconds, not minutes) when the endpoint is down.
         "fs.s3a.attempts.maximum": "3",

@@ -134,7 +134,7 @@ class Settings:
         if self.deployment == "emr" and not self.weights.startswith("s3://"):
             raise ConfigError(
                 f"FRUITS_WEIGHTS must be an s3:// URI on EMR (the cluster never downloads "
-                f"weights from the internet), got {self.weights!r}; see bootstrap.weights"
+                f"weights from the internet), got {self.weights!r}; see bootstrap.aws.weights"
             )
         if self.engine not in ENGINES:
             raise ConfigError(f"FRUITS_ENGINE must be one of {ENGINES}, got {self.engine!r}")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.buckets import ensure_pipeline_bucket
-from bootstrap.local_s3 import LocalS3
+from bootstrap.aws.buckets import ensure_pipeline_bucket
+from bootstrap.local.local_s3 import LocalS3
 from spark.layout import Layout
 from spark.settings import Settings, load_deployment_env
 
@@ -112,10 +112,10 @@ def fresh_layout(settings: Settings, request: pytest.FixtureRequest) -> Layout:
 
 @pytest.fixture(scope="session")
 def upload_sample(settings: Settings, local_s3: LocalS3):
-    """Upload synthetic photos (bootstrap.sample_data) under a layout's raw/ prefix."""
+    """Upload synthetic photos (bootstrap.sample.sample_data) under a layout's raw/ prefix."""
     from dataclasses import replace
 
-    from bootstrap.sample_data import synthetic_files, upload
+    from bootstrap.sample.sample_data import synthetic_files, upload
 
     def _upload(layout: Layout, dates: list[str], per_date: int, **options) -> dict[str, int]:
         options.setdefault("phone_per_date", 0)
@@ -188,7 +188,7 @@ def extract(spark, s3, settings):
     return _extract
 
 
-# --- the fake EMR control plane, its durations shrunk (bootstrap.fake_emr) --------------------
+# --- the fake EMR control plane, its durations shrunk (bootstrap.local.fake_emr) ------------------
 # IdleTimeout 60 s (EMR's minimum) passes in 1.2 s; logs reach S3 1.5 s after a step ends.
 QUICK_EMR_IDLE_SCALE = 0.02
 
@@ -197,7 +197,7 @@ QUICK_EMR_IDLE_SCALE = 0.02
 def quick_emr(settings: Settings, local_s3: LocalS3, tmp_path: Path, monkeypatch):
     """A fake EMR on loopback with short lifecycle durations; boto3 finds it (and the local
     S3 server) through AWS_ENDPOINT_URL_*, as the step launcher does."""
-    from bootstrap.fake_emr import FakeEmrServer, FakeEmrTiming
+    from bootstrap.local.fake_emr import FakeEmrServer, FakeEmrTiming
 
     timing = FakeEmrTiming(
         starting_s=0.2, terminating_s=0.2, log_push_delay_s=1.5, idle_scale=QUICK_EMR_IDLE_SCALE
@@ -259,7 +259,7 @@ def step_reaches():
     return _reaches
 
 
-# --- an S3 server that enforces the three IAM policies (bootstrap.iam) ------------------------
+# --- an S3 server that enforces the three IAM policies (bootstrap.aws.iam) ------------------------
 # moto in server mode with INITIAL_NO_AUTH_ACTION_COUNT=0 checks each request's SigV4 signature
 # and the caller's IAM user policies (moto.core.authorization, moto.iam.access_control); it runs
 # through moto_signed_headers.py, which lets moto verify S3A's signatures (see there). What it
@@ -274,7 +274,7 @@ def step_reaches():
 # - multi-object delete (S3A's) asks s3:DeleteObject on the bucket, then checks each key
 #   against bucket policies only: as_moto_asks grants it on the bucket where the policy grants
 #   it on some keys, so a multi-object delete outside the written prefixes is not refused here.
-# Used by tests/bootstrap/test_iam.py (the four assets under the instance policy) and by
+# Used by tests/bootstrap/aws/test_iam.py (the four assets under the instance policy) and by
 # tests/fruits_assets/test_emr_round_trip.py (the fake-EMR round trip, each principal its own).
 MOTO_ALIASES = {"s3:ListBucket": ["s3:HeadBucket"]}
 
@@ -334,7 +334,7 @@ class EnforcedIam:
 
     def upload_photos(self, dates: list[str], per_date: int) -> dict[str, int]:
         """Synthetic photos under raw/, uploaded as the operator (its policy stages images)."""
-        from bootstrap.sample_data import synthetic_files, upload
+        from bootstrap.sample.sample_data import synthetic_files, upload
 
         files = synthetic_files(dates, per_date, phone_per_date=0, seed=3, broken=False)
         with self.acting_as("operator"):
@@ -355,7 +355,7 @@ class EnforcedIam:
 @pytest.fixture(scope="module")
 def enforced_iam(settings: Settings, tmp_path_factory) -> Iterator[EnforcedIam]:
     """A moto server of the module's own that enforces IAM, with the pipeline and staging
-    buckets and a user per principal holding only its policy (`bootstrap.iam`)."""
+    buckets and a user per principal holding only its policy (`bootstrap.aws.iam`)."""
     import json
     import subprocess
     import sys
@@ -365,8 +365,8 @@ def enforced_iam(settings: Settings, tmp_path_factory) -> Iterator[EnforcedIam]:
 
     import boto3
 
-    from bootstrap.iam import PRINCIPALS, policy
-    from bootstrap.processes import stop_group
+    from bootstrap.aws.iam import PRINCIPALS, policy
+    from bootstrap.local.processes import stop_group
 
     endpoint = f"http://127.0.0.1:{free_port()}"
     log = tmp_path_factory.mktemp("enforcing_s3") / "moto.log"

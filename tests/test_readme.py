@@ -16,14 +16,15 @@ COMMAND = re.compile(r"^(make |\.venv/bin/|DAGSTER_HOME=|export |aws )")
 
 # Run by this file, each in a scratch folder (beside a link to .venv) against the test S3.
 RUN_HERE = {
-    ".venv/bin/python -m bootstrap.cost --images 10000000 --region eu-west-3 --deadline 2h": "Spot",
-    ".venv/bin/python -m bootstrap.buckets create": "encrypted, private",
-    ".venv/bin/python -m bootstrap.iam operator > fruits-operator-policy.json": "",
-    ".venv/bin/python -m bootstrap.iam host > fruits-host-policy.json": "",
-    ".venv/bin/python -m bootstrap.sample_data generate --dates 2026-11-20,2026-11-21 "
+    ".venv/bin/python -m bootstrap.aws.cost --images 10000000 --region eu-west-3"
+    " --deadline 2h": "Spot",
+    ".venv/bin/python -m bootstrap.aws.buckets create": "encrypted, private",
+    ".venv/bin/python -m bootstrap.aws.iam operator > fruits-operator-policy.json": "",
+    ".venv/bin/python -m bootstrap.aws.iam host > fruits-host-policy.json": "",
+    ".venv/bin/python -m bootstrap.sample.sample_data generate --dates 2026-11-20,2026-11-21 "
     "--per-date 60": "",
-    ".venv/bin/python -m bootstrap.sample_data generate --dates 2026-11-23": "",
-    ".venv/bin/python -m bootstrap.local_s3 ls features/": "",
+    ".venv/bin/python -m bootstrap.sample.sample_data generate --dates 2026-11-23": "",
+    ".venv/bin/python -m bootstrap.local.local_s3 ls features/": "",
 }
 # Run by a test elsewhere (the same command, or its CLI's main() with the same arguments).
 ELSEWHERE = {
@@ -37,48 +38,49 @@ ELSEWHERE = {
         "tests/test_readme.py::test_the_performance_figures_are_those_of_bench_results"
     ),
     r"DAGSTER_HOME=\S+ \.venv/bin/dagster asset materialize .*2026-11-22": (
-        "tests/bootstrap/test_demo_cli.py::test_the_cli_materializes_the_sample_in_one_run"
+        "tests/bootstrap/sample/test_demo_cli.py::test_the_cli_materializes_the_sample_in_one_run"
     ),
-    r"\.venv/bin/python -m bootstrap\.local_s3 (start\|stop\|status|ls \[FOLDER\])": (
-        "tests/bootstrap/test_local_s3.py::test_cli_status_start_stop"
+    r"\.venv/bin/python -m bootstrap\.local\.local_s3 (start\|stop\|status|ls \[FOLDER\])": (
+        "tests/bootstrap/local/test_local_s3.py::test_cli_status_start_stop"
     ),
-    r"\.venv/bin/python -m bootstrap\.local_s3 status": (
-        "tests/bootstrap/test_local_s3.py::test_cli_status_start_stop"
+    r"\.venv/bin/python -m bootstrap\.local\.local_s3 status": (
+        "tests/bootstrap/local/test_local_s3.py::test_cli_status_start_stop"
     ),
-    r"\.venv/bin/python -m bootstrap\.sample_data import-fruits360 .*": (
-        "tests/bootstrap/test_sample_data.py::test_cli_uploads_into_the_raw_layout"
+    r"\.venv/bin/python -m bootstrap\.sample\.sample_data import-fruits360 .*": (
+        "tests/bootstrap/sample/test_sample_data.py::test_cli_uploads_into_the_raw_layout"
     ),
-    r"\.venv/bin/python -m bootstrap\.erase .*": (
+    r"\.venv/bin/python -m bootstrap\.aws\.erase .*": (
         "tests/spark/test_erasure.py::test_erasure_by_path_and_by_hash"
     ),
 }
 # AWS itself: run against the local stand-ins (moto's EMR, the fake EMR control plane).
 AWS = {
     # The account set-up, in the README's order: buckets, roles, stage, doctor, create.
-    r"\.venv/bin/python -m bootstrap\.emr_cluster (roles|stage|doctor) .*": (
-        "tests/bootstrap/test_doctor.py::test_a_clean_account_has_no_findings"
+    r"\.venv/bin/python -m bootstrap\.aws\.emr_cluster (roles|stage|doctor) .*": (
+        "tests/bootstrap/aws/test_doctor.py::test_a_clean_account_has_no_findings"
     ),
-    r"\.venv/bin/python -m bootstrap\.emr_cluster stage": (
-        "tests/bootstrap/test_doctor.py::test_a_clean_account_has_no_findings"
+    r"\.venv/bin/python -m bootstrap\.aws\.emr_cluster stage": (
+        "tests/bootstrap/aws/test_doctor.py::test_a_clean_account_has_no_findings"
     ),
-    r"export FRUITS_EMR_CLUSTER_ID=\$\(\.venv/bin/python -m bootstrap\.emr_cluster create .*": (
-        "tests/bootstrap/test_doctor.py::test_then_create_uses_the_roles_key_and_staged_zip"
+    r"export FRUITS_EMR_CLUSTER_ID="
+    r"\$\(\.venv/bin/python -m bootstrap\.aws\.emr_cluster create .*": (
+        "tests/bootstrap/aws/test_doctor.py::test_then_create_uses_the_roles_key_and_staged_zip"
     ),
-    r"\.venv/bin/python -m bootstrap\.emr_cluster .*": (
-        "tests/bootstrap/test_emr_cluster.py::test_create_describe_steps_terminate_against_moto"
+    r"\.venv/bin/python -m bootstrap\.aws\.emr_cluster .*": (
+        "tests/bootstrap/aws/test_emr_cluster.py::test_create_describe_steps_terminate_against_moto"
     ),
-    r"\.venv/bin/python -m bootstrap\.wheelhouse stage": (
-        "tests/bootstrap/test_wheelhouse.py::"
+    r"\.venv/bin/python -m bootstrap\.aws\.wheelhouse stage": (
+        "tests/bootstrap/aws/test_wheelhouse.py::"
         "test_the_cli_stages_the_wheelhouse_beside_the_bootstrap_action"
     ),
     r"export FRUITS_EMR_CLUSTER_ID=.*": (
-        "tests/bootstrap/test_emr_cluster.py::test_create_describe_steps_terminate_against_moto"
+        "tests/bootstrap/aws/test_emr_cluster.py::test_create_describe_steps_terminate_against_moto"
     ),
     r"\.venv/bin/dagster asset materialize .*2026-11-23": (
         "tests/fruits_assets/test_emr_round_trip.py::test_a_backfill_runs_as_one_emr_step_and_reports_back"
     ),
-    r"\.venv/bin/python -m bootstrap\.weights stage": (
-        "tests/bootstrap/test_weights.py::test_stage_uploads_the_keras_imagenet_file_and_it_loads"
+    r"\.venv/bin/python -m bootstrap\.aws\.weights stage": (
+        "tests/bootstrap/aws/test_weights.py::test_stage_uploads_the_keras_imagenet_file_and_it_loads"
     ),
     r"export (FRUITS_DEPLOYMENT|FRUITS_BUCKET|FRUITS_WEIGHTS|DAGSTER_HOME)=.*": (
         "set by the tests above"
@@ -154,7 +156,7 @@ def test_readme_command_runs(command: str, tmp_path: Path, local_s3) -> None:
 @pytest.mark.slow
 def test_make_demo_then_make_stop(tmp_path: Path, unused_port: int, test_env) -> None:
     """The README's main command, on a server and bucket of its own; then `make stop`."""
-    from bootstrap.local_s3 import LocalS3
+    from bootstrap.local.local_s3 import LocalS3
 
     endpoint = f"http://127.0.0.1:{unused_port}"
     env = {

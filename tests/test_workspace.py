@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.dagster_home import prepare_dagster_home
-from bootstrap.processes import default_signals, stop_group
+from bootstrap.local.dagster_home import prepare_dagster_home
+from bootstrap.local.processes import default_signals, stop_group
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from bootstrap import wheelhouse
+from bootstrap.aws import wheelhouse
 
 
 def _record_hash(data: bytes) -> str:

@@ -75,8 +75,8 @@ def test_emr_resources_use_env_vars_and_refuse_non_eu(monkeypatch) -> None:
 
 def test_the_bootstrap_action_passes_shellcheck(repo_root) -> None:
     scripts = [
-        repo_root / "bootstrap" / "emr" / "install_python_deps.sh",
-        repo_root / "bootstrap" / "setup.sh",
+        repo_root / "bootstrap" / "aws" / "emr" / "install_python_deps.sh",
+        repo_root / "bootstrap" / "local" / "setup.sh",
     ]
     result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
@@ -221,7 +221,7 @@ def test_a_run_aimed_at_an_ended_or_missing_cluster_fails_first_in_one_line(
         message = failure.user_failure_data.description
         assert message.startswith(f"EMR cluster {target} is {state}")
         assert message.endswith(
-            "start one with `python -m bootstrap.emr_cluster create` and set "
+            "start one with `python -m bootstrap.aws.emr_cluster create` and set "
             "FRUITS_EMR_CLUSTER_ID to the id it prints"
         )
         assert "\n" not in message

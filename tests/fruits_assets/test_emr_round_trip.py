@@ -1,7 +1,7 @@
 """The `emr` deployment end to end through the real EmrPySparkStepLauncher, against the fake
-EMR control plane (bootstrap.fake_emr) and an S3 server that enforces IAM (tests/conftest.py
+EMR control plane (bootstrap.local.fake_emr) and an S3 server that enforces IAM (tests/conftest.py
 `enforced_iam`): no AWS, nothing skipped. Each principal acts with credentials that hold only
-its policy (bootstrap.iam): the operator stages the weights and photos and creates the cluster
+its policy (bootstrap.aws.iam): the operator stages the weights and photos and creates the cluster
 (its S3 staging; the fake EMR's API checks no credentials), the Dagster host materializes (code
 package, step files, events, log reads, raw_images), and everything on the node runs as the
 instance role (the bootstrap action's `aws s3 cp`, the step's S3A and boto3, log pushes)."""
@@ -14,11 +14,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from bootstrap.dagster_home import prepare_dagster_home
-from bootstrap.demo import materialize_command
-from bootstrap.emr_cluster import ClusterOptions, create
-from bootstrap.fake_emr import FakeEmrServer, FakeEmrTiming
-from bootstrap.wheelhouse import canonical, lock_pins
+from bootstrap.aws.emr_cluster import ClusterOptions, create
+from bootstrap.aws.wheelhouse import canonical, lock_pins
+from bootstrap.local.dagster_home import prepare_dagster_home
+from bootstrap.local.fake_emr import FakeEmrServer, FakeEmrTiming
+from bootstrap.sample.demo import materialize_command
 from spark.layout import Layout, split_uri
 from spark.settings import Settings
 

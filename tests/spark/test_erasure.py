@@ -58,7 +58,7 @@ def test_erasure_by_path_and_by_hash(
     command = [
         sys.executable,
         "-m",
-        "bootstrap.erase",
+        "bootstrap.aws.erase",
         "--sha256",
         hashlib.sha256(body).hexdigest(),
     ]

@@ -85,7 +85,7 @@ def test_upload_dates_must_fall_in_the_partitions() -> None:
 
 
 def test_the_demo_refuses_dates_outside_the_partitions(capsys) -> None:
-    from bootstrap.demo import main
+    from bootstrap.sample.demo import main
 
     assert main(["--dates", "2020-01-01"]) == 2
     assert "outside the partitions" in capsys.readouterr().err

@@ -17,10 +17,10 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import Page, Route, sync_playwright
 
-from bootstrap.processes import default_signals, group_alive, stop_group
+from bootstrap.local.processes import default_signals, group_alive, stop_group
 from spark.layout import Layout
 
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; bootstrap/setup.sh installs it
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; bootstrap/local/setup.sh installs it
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".fruits" / "artifacts" / "ui"
 
@@ -61,7 +61,7 @@ def dagster_ui(
     other tests' uploads never show up as upload dates here).
 
     LOCAL_S3=0: FRUITS_S3_ENDPOINT already points at the session's test server, which
-    `bootstrap.local_s3 start` would not recognize as its own (its pid file is elsewhere).
+    `bootstrap.local.local_s3 start` would not recognize as its own (its pid file is elsewhere).
     """
     url = f"http://127.0.0.1:{unused_port}"
     home = tmp_path / "dagster_home"
@@ -98,7 +98,7 @@ def _loopback_only(route: Route) -> None:
 
 @pytest.fixture
 def page() -> Iterator[Page]:
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run bash bootstrap/setup.sh"
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run bash bootstrap/local/setup.sh"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         context = browser.new_context(viewport={"width": 1600, "height": 1000})

@@ -1,0 +1,54 @@
+"""GDPR erasure of one image, by path or by content hash:
+
+    python -m bootstrap.aws.erase s3://bucket/fruits/raw/upload_date=2026-11-20/kiwi/a.jpg
+    python -m bootstrap.aws.erase --sha256 9f86d08...
+
+Removes it from raw/, features/, rejects/ and reduced/ (its date's partition only), updates
+the date's manifest and writes an audit record under audit/erasures/. PCA models fitted
+before keep their components (aggregates, not the image); re-fit to drop its influence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from bootstrap import one_line_errors
+from spark.erasure import erase_image, find_by_sha256
+from spark.layout import Layout
+from spark.session import build_session
+from spark.settings import ConfigError, Settings
+from spark.storage import preflight, s3_client
+
+
+@one_line_errors
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bootstrap.aws.erase",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("path", nargs="?", help="s3:// path of the raw image")
+    target.add_argument("--sha256", help="SHA-256 of the image's bytes")
+    args = parser.parse_args(argv)
+    settings = Settings.load()
+    s3 = s3_client(settings)
+    preflight(s3, settings)
+    layout = Layout(settings.bucket, settings.prefix)
+    try:
+        path = args.path or find_by_sha256(s3, layout, args.sha256)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    spark = build_session(settings, "fruits-erase")
+    try:
+        record = erase_image(spark, layout, s3, path)
+    finally:
+        spark.stop()
+    print(json.dumps(record, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""The IAM policies of the three principals of a deployment, each the only grant it needs.
+
+    python -m bootstrap.aws.iam instance    the cluster's instance role (attached by roles.py)
+    python -m bootstrap.aws.iam host        whoever runs Dagster: adds, follows and cancels steps
+    python -m bootstrap.aws.iam operator    whoever runs the bootstrap.* commands (roles, buckets,
+                                        doctor, create...)
+
+instance: read-only on raw/, read-write on what the pipeline writes (spark.layout.
+WRITTEN_PREFIXES) and on the staging prefix but its bootstrap/ (read-only: what the cluster
+re-reads), s3:ListBucket on both buckets (HeadBucket is authorized by s3:ListBucket, and
+carries no s3:prefix: hence "IfExists"). The customer KMS key is granted by its key policy
+(bootstrap.aws.roles.key_policy), which names this role, so no KMS statement is needed here.
+host: the EMR calls of dagster-aws's step launcher on the project's clusters only (tag
+project=fruits), its staging files, the step logs, and what raw_images does on the host (list
+raw/, write manifests/).
+operator: RunJobFlow and security configurations (no resource-level permissions exist for them:
+"*", limited to the region), iam:PassRole of exactly the two roles, the roles command's own IAM,
+KMS and EC2-tag calls, bucket set-up, and staging the bootstrap artifacts, weights and images.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import sys
+from typing import Any
+
+from spark.layout import MANIFESTS, RAW, STAGING_BOOTSTRAP, WEIGHTS, WRITTEN_PREFIXES, Layout
+from spark.settings import Settings
+
+READ = ["s3:GetObject"]
+WRITE = [
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+]
+LIST = ["s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"]
+PRINCIPALS = ("instance", "host", "operator")
+PROJECT_TAG = {"Key": "project", "Value": "fruits"}
+
+
+def _objects(bucket: str, key_prefix: str) -> str:
+    # "prefix*", not "prefix/*": EMRFS and S3A also touch the folder key itself and EMRFS's
+    # "prefix_$folder$" marker.
+    return f"arn:aws:s3:::{bucket}/{key_prefix.strip('/')}*"
+
+
+def _sid(*words: str) -> str:
+    return "".join(c for c in "".join(w.title() for w in words) if c.isalnum())
+
+
+def _list(bucket: str, root: str, prefixes: list[str]) -> dict[str, Any]:
+    root = root.strip("/")
+    allowed = [f"{p.strip('/')}*" for p in prefixes] + ([root, f"{root}/"] if root else [])
+    return {
+        "Sid": _sid("List", bucket),
+        "Effect": "Allow",
+        "Action": LIST,
+        "Resource": f"arn:aws:s3:::{bucket}",
+        # Listings stay under the granted prefixes; HeadBucket (no prefix) passes.
+        "Condition": {"StringLikeIfExists": {"s3:prefix": allowed}},
+    }
+
+
+def _allow(sid: str, actions: list[str], resources: list[str], **condition: Any) -> dict:
+    statement: dict[str, Any] = {
+        "Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources
+    }  # fmt: skip
+    if condition:
+        statement["Condition"] = condition
+    return statement
+
+
+def _document(statements: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _staging(settings: Settings, *parts: str) -> str:
+    return "/".join(p.strip("/") for p in (settings.staging_prefix, *parts) if p.strip("/"))
+
+
+def _listings(settings: Settings, data_prefixes: list[str], staged: bool) -> list[dict]:
+    listed = {settings.bucket: data_prefixes}
+    if staged and settings.staging_bucket:
+        listed.setdefault(settings.staging_bucket, []).append(settings.staging_prefix)
+    return [
+        _list(bucket, settings.prefix if bucket == settings.bucket else "", prefixes)
+        for bucket, prefixes in listed.items()
+    ]
+
+
+def instance_policy(settings: Settings) -> dict[str, Any]:
+    """The cluster's instance role: the pipeline's S3 traffic, the step files, the logs."""
+    layout = Layout(settings.bucket, settings.prefix)
+    written = [layout.key(p) for p in WRITTEN_PREFIXES]
+    statements = [
+        _allow("ReadRawImages", READ, [_objects(settings.bucket, layout.key(RAW))]),
+        _allow("WritePipelineOutputs", WRITE, [_objects(settings.bucket, p) for p in written]),
+    ]
+    if settings.staging_bucket:
+        bucket = settings.staging_bucket
+        statements += [
+            # Code packages, step files and events, EMR's log pushes.
+            _allow("EmrStaging", WRITE, [_objects(bucket, settings.staging_prefix)]),
+            # What every node re-reads at start (bootstrap action, lock, wheelhouse, TLS zip):
+            # never written from the cluster.
+            _deny_writes("KeepBootstrapArtifacts", bucket, settings),
+        ]
+    return _document(statements + _listings(settings, [layout.key(RAW), *written], staged=True))
+
+
+def _deny_writes(sid: str, bucket: str, settings: Settings) -> dict[str, Any]:
+    return {
+        "Sid": sid,
+        "Effect": "Deny",
+        "Action": ["s3:PutObject", "s3:DeleteObject"],
+        "Resource": [_objects(bucket, _staging(settings, STAGING_BOOTSTRAP) + "/")],
+    }
+
+
+def _cluster_arns(settings: Settings) -> list[str]:
+    return [f"arn:aws:elasticmapreduce:{settings.region}:*:cluster/*"]
+
+
+def host_policy(settings: Settings) -> dict[str, Any]:
+    """Dagster's host: the step launcher's EMR calls and staging files, and raw_images."""
+    layout = Layout(settings.bucket, settings.prefix)
+    project = {f"aws:ResourceTag/{PROJECT_TAG['Key']}": PROJECT_TAG["Value"]}
+    steps = ["AddJobFlowSteps", "DescribeStep", "DescribeCluster", "ListSteps", "CancelSteps"]
+    statements = [
+        _allow(
+            "StepsOnTheProjectsClusters",
+            [f"elasticmapreduce:{a}" for a in steps],
+            _cluster_arns(settings),
+            StringEquals=project,
+        ),
+        # Finding the current cluster (no resource-level permission exists for it).
+        _allow("FindClusters", ["elasticmapreduce:ListClusters"], ["*"],
+               StringEquals={"aws:RequestedRegion": settings.region}),
+        _allow("ListRawImages", READ, [_objects(settings.bucket, layout.key(RAW))]),
+        _allow("WriteManifests", WRITE, [_objects(settings.bucket, layout.key(MANIFESTS))]),
+    ]  # fmt: skip
+    if settings.staging_bucket:
+        bucket = settings.staging_bucket
+        statements += [
+            # Code package, pickled step and its events, the step's logs (read).
+            _allow("EmrStaging", WRITE, [_objects(bucket, settings.staging_prefix)]),
+            _deny_writes("KeepBootstrapArtifacts", bucket, settings),
+        ]
+    data = [layout.key(RAW), layout.key(MANIFESTS)]
+    return _document(statements + _listings(settings, data, staged=True))
+
+
+def operator_policy(settings: Settings) -> dict[str, Any]:
+    """The bootstrap.* commands: roles and key, buckets, doctor, staging, the cluster."""
+    from bootstrap.aws import roles  # roles imports this module for the instance policy
+
+    region = {"aws:RequestedRegion": settings.region}
+    role_arns = [f"arn:aws:iam::*:role/{r}" for r in (roles.SERVICE_ROLE, roles.INSTANCE_ROLE)]
+    profile_arn = f"arn:aws:iam::*:instance-profile/{roles.INSTANCE_PROFILE}"
+    layout = Layout(settings.bucket, settings.prefix)
+    buckets = [settings.bucket] + ([settings.staging_bucket] if settings.staging_bucket else [])
+    bucket_setup = [
+        "CreateBucket", "ListBucket", "GetBucketLocation", "PutEncryptionConfiguration",
+        "GetEncryptionConfiguration", "PutBucketPublicAccessBlock", "GetBucketPublicAccessBlock",
+        "PutLifecycleConfiguration", "GetLifecycleConfiguration",
+    ]  # fmt: skip
+    uploads = [layout.key(RAW), layout.key(WEIGHTS)]
+    staged = [_objects(settings.staging_bucket, _staging(settings, STAGING_BOOTSTRAP) + "/")]
+    statements = [
+        _allow("Clusters", [f"elasticmapreduce:{a}" for a in (
+            "RunJobFlow", "AddTags", "CreateSecurityConfiguration",
+            "DescribeSecurityConfiguration", "ListClusters",
+        )], ["*"], StringEquals=region),
+        _allow("ProjectClusters", [f"elasticmapreduce:{a}" for a in (
+            "DescribeCluster", "ListSteps", "AddJobFlowSteps", "ListBootstrapActions",
+            "TerminateJobFlows",
+        )], _cluster_arns(settings)),
+        _allow("PassTheTwoRoles", ["iam:PassRole"], role_arns,
+               StringEquals={"iam:PassedToService": "elasticmapreduce.amazonaws.com"}),
+        _allow("ManageTheTwoRoles", [f"iam:{a}" for a in (
+            "GetRole", "CreateRole", "TagRole", "UpdateAssumeRolePolicy", "PutRolePolicy",
+            "GetRolePolicy", "DeleteRolePolicy", "ListRolePolicies", "ListAttachedRolePolicies",
+            "AttachRolePolicy", "DetachRolePolicy", "GetInstanceProfile",
+            "CreateInstanceProfile", "AddRoleToInstanceProfile",
+        )], [*role_arns, profile_arn]),
+        _allow("TheKey", [f"kms:{a}" for a in (
+            "CreateKey", "CreateAlias", "ListAliases", "DescribeKey", "GetKeyPolicy",
+            "PutKeyPolicy", "TagResource",
+        )], ["*"], StringEquals=region),
+        _allow("TagAndCheckNetwork", [f"ec2:{a}" for a in (
+            "CreateTags", "DescribeSubnets", "DescribeSecurityGroups", "DescribeRouteTables",
+            "DescribeVpcEndpoints",
+        )], ["*"], StringEquals=region),
+        _allow("Buckets", ["s3:ListAllMyBuckets"], ["*"]),
+        _allow("BucketSetUp", [f"s3:{a}" for a in bucket_setup],
+               [f"arn:aws:s3:::{b}" for b in buckets]),
+        _allow("StageImagesAndWeights", WRITE, [_objects(settings.bucket, p) for p in uploads]),
+    ]  # fmt: skip
+    if settings.staging_bucket:
+        statements.append(_allow("StageBootstrapArtifacts", WRITE, staged))
+    return _document(statements)
+
+
+POLICIES = {"instance": instance_policy, "host": host_policy, "operator": operator_policy}
+
+
+def policy(settings: Settings, principal: str = "instance") -> dict[str, Any]:
+    return POLICIES[principal](settings)
+
+
+def allows(document: dict[str, Any], action: str, bucket: str, key: str) -> bool:
+    """Whether `document` allows `action` on s3://bucket/key (Allow unless Denied; * wildcards,
+    conditions not evaluated)."""
+    arn = f"arn:aws:s3:::{bucket}/{key}"
+
+    def matching(effect: str) -> bool:
+        for statement in document["Statement"]:
+            resources = statement["Resource"]
+            resources = [resources] if isinstance(resources, str) else resources
+            if (
+                statement["Effect"] == effect
+                and action in statement["Action"]
+                and any(fnmatch.fnmatchcase(arn, r) for r in resources)
+            ):
+                return True
+        return False
+
+    return matching("Allow") and not matching("Deny")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or argv[0] not in PRINCIPALS:
+        print(f"usage: python -m bootstrap.aws.iam {{{','.join(PRINCIPALS)}}}", file=sys.stderr)
+        return 2
+    print(json.dumps(policy(Settings.load(), argv[0]), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Stage the official ImageNet MobileNetV2 (no top) weights on S3, once, where internet exists.
+
+    python -m bootstrap.aws.weights stage        prints the s3:// URI to put in FRUITS_WEIGHTS
+
+Keras downloads the file into its cache (~/.keras/models) on this machine; it is then uploaded
+under models/weights/ of the pipeline's prefix. The EMR cluster loads it from there, on the
+driver only, and broadcasts it: no node ever downloads weights from the internet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from spark.layout import Layout, split_uri
+from spark.model import IMAGENET, IMAGENET_NO_TOP_FILE, build_mobilenet, load_weights
+from spark.settings import Settings
+from spark.storage import SSE, s3_client
+
+
+def keras_cache_file() -> Path:
+    from keras.src.backend.config import keras_home
+
+    return Path(keras_home()) / "models" / IMAGENET_NO_TOP_FILE
+
+
+def stage(settings: Settings) -> str:
+    build_mobilenet(IMAGENET)  # downloads into the Keras cache unless it is there already
+    uri = Layout(settings.bucket, settings.prefix).weights_uri(IMAGENET_NO_TOP_FILE)
+    bucket, key = split_uri(uri)
+    client = s3_client(settings)
+    client.upload_file(str(keras_cache_file()), bucket, key, ExtraArgs=SSE)
+    # Read back through the pipeline's own loader: the staged file must load as MobileNetV2.
+    load_weights(uri, s3=client)
+    return uri
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bootstrap.aws.weights", description=__doc__)
+    parser.add_argument("command", choices=["stage"])
+    parser.parse_args(argv)
+    print(stage(Settings.load()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""A node of the fake EMR (bootstrap.local.fake_emr): a folder laid out as a node's file system,
+on which the real bootstrap action runs and from which steps run.
+
+    <root>/usr/bin/python3.11            the node's Python: a venv of this machine's 3.11,
+                                         created empty (no system site-packages)
+    <root>/mnt/var/lib/info/job-flow.json    the cluster's id and layout, as EMR writes it
+    <root>/var/log, var/lib/fruits, etc/profile.d, tmp, home/hadoop
+    <root>/shims/{aws,sudo}
+
+What a node in a private subnet has and has not: no package index (PIP_NO_INDEX, and an index
+URL that answers nothing), S3 through `aws s3 cp`, and root through `sudo`. Both are shims:
+the AWS CLI is not installed here (nor in the lock), and the node's folder already belongs to
+whoever runs the tests, so `sudo` runs the command as it is. Spark is the cluster's (the host's
+pyspark installation standing for /usr/lib/spark): pyspark is importable by the node's
+Python only through Spark's own PYTHONPATH, as on EMR.
+
+    python -m bootstrap.local.fake_node aws s3 cp [--recursive] [--only-show-errors] S3_URI PATH
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from spark.layout import split_uri
+from spark.settings import JOB_FLOW_ENV, PROJECT_ROOT, Settings
+from spark.storage import s3_client
+
+NODE_PYTHON = "/usr/bin/python3.11"
+NO_INDEX = "http://127.0.0.1:9/no-package-index-on-a-node"
+HOST_ENV = ("LANG", "LC_ALL", "JAVA_HOME", "USER")
+# (command, environment, working folder) -> (exit code, stdout, stderr)
+ProcessRunner = Callable[[list[str], dict[str, str], Path], tuple[int, bytes, bytes]]
+
+
+class BootstrapFailure(Exception):
+    """A bootstrap action exited non-zero; the message is EMR's, the output is in `stderr`."""
+
+    def __init__(self, message: str, stderr: str) -> None:
+        super().__init__(message)
+        self.stderr = stderr
+
+
+def spark_home() -> Path:
+    """The cluster's Spark: the host's pyspark installation (bin/, jars/, python/lib/)."""
+    import pyspark
+
+    return Path(pyspark.__file__).parent
+
+
+class FakeNode:
+    def __init__(
+        self,
+        root: Path,
+        settings: Settings,
+        instance_id: str = "i-0fake0master",
+        credentials: dict[str, str] | None = None,
+    ) -> None:
+        """`credentials` (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY): the instance role's, as
+        EMR's nodes get them from the instance profile; without, this process's own."""
+        self.root = root
+        self.settings = settings
+        self.instance_id = instance_id
+        self.credentials = credentials or {}
+
+    @property
+    def python(self) -> Path:
+        return self.root / NODE_PYTHON.lstrip("/")
+
+    @property
+    def job_flow_file(self) -> Path:
+        return self.root / "mnt" / "var" / "lib" / "info" / "job-flow.json"
+
+    @property
+    def shims(self) -> Path:
+        return self.root / "shims"
+
+    def s3(self) -> Any:
+        """S3 as the node reaches it, with the node's credentials."""
+        if not self.credentials:
+            return s3_client(self.settings)
+        session = boto3.Session(
+            aws_access_key_id=self.credentials["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.credentials["AWS_SECRET_ACCESS_KEY"],
+        )
+        return s3_client(self.settings, session)
+
+    def on_node(self, value: str) -> str:
+        """A configuration value as seen on this node (its Python lives under the root)."""
+        return value.replace(NODE_PYTHON, str(self.python))
+
+    # --- provisioning ----------------------------------------------------------------------
+    def provision(
+        self, cluster_id: str, request: dict[str, Any], created: float, python: bool = True
+    ) -> None:
+        """The bare node EMR starts from: folders, an empty Python 3.11, job-flow.json
+        (python=False: an image without Python 3.11, to test that the action says so)."""
+        for folder in ("var/log", "var/lib", "etc/profile.d", "tmp", "home/hadoop"):
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+        self._write_shims()
+        base = shutil.which("python3.11", path="/usr/local/bin:/usr/bin:/bin")
+        if base is None:
+            raise BootstrapFailure("no python3.11 on this machine for the fake node", "")
+        if python:
+            subprocess.run([base, "-m", "venv", str(self.python.parent.parent)], check=True)
+        self.job_flow_file.parent.mkdir(parents=True, exist_ok=True)
+        self.job_flow_file.write_text(json.dumps(self.job_flow(cluster_id, request, created)))
+
+    def job_flow(self, cluster_id: str, request: dict[str, Any], created: float) -> dict:
+        """What EMR writes to /mnt/var/lib/info/job-flow.json on every node."""
+        fleets = {f["InstanceFleetType"]: f for f in request["Instances"].get("InstanceFleets", [])}
+
+        def first_type(role: str) -> str | None:
+            configs = fleets.get(role, {}).get("InstanceTypeConfigs", [{}])
+            return configs[0].get("InstanceType")
+
+        return {
+            "jobFlowId": cluster_id,
+            "jobFlowCreationInstant": int(created * 1000),
+            "instanceCount": 1,
+            "masterInstanceId": self.instance_id,
+            "masterPrivateDnsName": "localhost",
+            "masterInstanceType": first_type("MASTER"),
+            "slaveInstanceType": first_type("CORE"),
+            "hadoopVersion": "3.3.6",
+            "instanceFleets": [
+                {"instanceFleetType": role, "name": fleet.get("Name")}
+                for role, fleet in fleets.items()
+            ],
+        }
+
+    def _write_shims(self) -> None:
+        self.shims.mkdir(parents=True, exist_ok=True)
+        aws = (
+            f'#!/bin/sh\nPYTHONPATH="{PROJECT_ROOT}" exec "{sys.executable}" '
+            f'-m bootstrap.local.fake_node aws "$@"\n'
+        )
+        shims = {"aws": aws, "sudo": '#!/bin/sh\nexec "$@"\n'}
+        for name, text in shims.items():
+            (self.shims / name).write_text(text)
+            (self.shims / name).chmod(0o755)
+
+    # --- what runs on the node -------------------------------------------------------------
+    def environment(self) -> dict[str, str]:
+        """A node's environment: no package index; S3 (the local server) as AWS, reached with
+        the node's credentials."""
+        env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k in HOST_ENV}
+        env |= self.credentials
+        env |= {
+            "PATH": f"{self.shims}:{self.python.parent}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(self.root / "home" / "hadoop"),
+            "TMPDIR": str(self.root / "tmp"),
+            "FRUITS_NODE_ROOT": str(self.root),
+            JOB_FLOW_ENV: str(self.job_flow_file),
+            "PIP_NO_INDEX": "1",
+            "PIP_INDEX_URL": NO_INDEX,
+            "AWS_DEFAULT_REGION": self.settings.region,
+        }
+        if self.settings.s3_endpoint:
+            env["AWS_ENDPOINT_URL_S3"] = self.settings.s3_endpoint
+        return env
+
+    def step_environment(self) -> dict[str, str]:
+        """A step's: the node's Python drives Spark and runs its Python workers."""
+        python = str(self.python)
+        return self.environment() | {
+            "SPARK_HOME": str(spark_home()),
+            "PYSPARK_PYTHON": python,
+            "PYSPARK_DRIVER_PYTHON": python,
+            "SPARK_LOCAL_IP": "127.0.0.1",
+        }
+
+    def spark_python_path(self) -> str:
+        """Spark's own PYTHONPATH (what spark-submit gives the driver and workers)."""
+        lib = spark_home() / "python" / "lib"
+        return ":".join(str(p) for p in sorted(lib.glob("*.zip")))
+
+    def run_bootstrap_actions(
+        self, request: dict[str, Any], log_uri: str | None, run: ProcessRunner
+    ) -> None:
+        """Each action of the request, in order, as EMR runs them: its script fetched from S3,
+        run with its arguments; stdout and stderr go to the LogUri. The first that fails stops
+        the node (BootstrapFailure, with EMR's message)."""
+        s3 = self.s3()
+        for number, action in enumerate(request.get("BootstrapActions", []), start=1):
+            spec = action["ScriptBootstrapAction"]
+            folder = self.root / "tmp" / "bootstrap-actions" / str(number)
+            folder.mkdir(parents=True, exist_ok=True)
+            script = folder / spec["Path"].rsplit("/", 1)[-1]
+            try:
+                s3.download_file(*split_uri(spec["Path"]), str(script))
+            except (ClientError, BotoCoreError) as error:
+                raise BootstrapFailure(
+                    f"bootstrap action {number}: cannot fetch {spec['Path']}: {error}", ""
+                ) from None
+            code, stdout, stderr = run(
+                ["bash", str(script), *spec.get("Args", [])], self.environment(), folder
+            )
+            self._upload_action_logs(s3, log_uri, number, stdout, stderr)
+            if code != 0:
+                raise BootstrapFailure(
+                    f"On the master instance ({self.instance_id}), bootstrap action {number} "
+                    f"returned a non-zero return code",
+                    stderr.decode(errors="replace"),
+                )
+
+    def _upload_action_logs(
+        self, s3: Any, log_uri: str | None, number: int, stdout: bytes, stderr: bytes
+    ) -> None:
+        if not log_uri:
+            return
+        bucket, prefix = split_uri(log_uri.replace("s3n://", "s3://"))
+        cluster_id = json.loads(self.job_flow_file.read_text())["jobFlowId"]
+        folder = f"{prefix}{cluster_id}/node/{self.instance_id}/bootstrap-actions/{number}"
+        for name, data in (("stdout", stdout), ("stderr", stderr)):
+            s3.put_object(Bucket=bucket, Key=f"{folder}/{name}.gz", Body=gzip.compress(data))
+
+
+# --- the `aws` shim ------------------------------------------------------------------------
+def aws_s3_cp(args: list[str]) -> int:
+    """`aws s3 cp` from S3 to a local path, one object or --recursive, as the AWS CLI does it:
+    on error one `fatal error:` line and exit 1."""
+    recursive = "--recursive" in args
+    source, target = [a for a in args if not a.startswith("--")]
+    bucket, key = split_uri(source)
+    s3 = boto3.client("s3")
+    try:
+        if not recursive:
+            s3.download_file(bucket, key, target)
+            return 0
+        prefix = key if key.endswith("/") or not key else f"{key}/"
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                local = Path(target, item["Key"][len(prefix) :])
+                local.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, item["Key"], str(local))
+    except (ClientError, BotoCoreError) as error:
+        print(f"fatal error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:3] != ["aws", "s3", "cp"]:
+        print(f"the fake node's aws shim does only `aws s3 cp`, not {args[:3]}", file=sys.stderr)
+        return 2
+    return aws_s3_cp(args[3:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

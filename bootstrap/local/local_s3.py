@@ -1,0 +1,173 @@
+"""The local S3 server: moto in server mode on loopback, as a background process.
+
+    python -m bootstrap.local.local_s3 start|stop|status
+    python -m bootstrap.local.local_s3 ls [SUB/PREFIX]   the keys and sizes under the project prefix
+
+The endpoint comes from FRUITS_S3_ENDPOINT (spark/conf/local.env). moto keeps objects in
+memory: they are gone once the server stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from spark.layout import Layout
+from spark.settings import PROJECT_ROOT, ConfigError, Settings
+from spark.storage import s3_client
+
+STATE_DIR = PROJECT_ROOT / ".fruits"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass(frozen=True)
+class LocalS3:
+    endpoint: str
+    state_dir: Path = STATE_DIR
+
+    def __post_init__(self) -> None:
+        if urlparse(self.endpoint).hostname not in LOOPBACK:
+            raise ConfigError(f"the local S3 server binds to loopback only, not {self.endpoint}")
+
+    @property
+    def host(self) -> str:
+        return urlparse(self.endpoint).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlparse(self.endpoint).port or 80
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / f"local_s3_{self.port}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / f"local_s3_{self.port}.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def responds(self) -> bool:
+        """Whether anything answers HTTP there (cheaply: not moto's full state dump)."""
+        try:
+            with urllib.request.urlopen(f"{self.endpoint}/", timeout=5):
+                return True
+        except urllib.error.HTTPError:
+            return True  # an HTTP answer, even an error, means the port is served
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def start(self, timeout_s: float = 30) -> int:
+        """Start the server unless it runs already; returns its PID."""
+        if (pid := self.pid()) and self.responds():
+            return pid
+        if self.responds():
+            raise ConfigError(f"something else already serves {self.endpoint}")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        moto_server = Path(sys.executable).with_name("moto_server")
+        with self.log_file.open("ab") as log:
+            # A session of its own, so that stop() ends the server and all its children.
+            process = subprocess.Popen(
+                [str(moto_server), "-H", self.host, "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(str(process.pid))
+        deadline = time.monotonic() + timeout_s
+        while not self.responds():
+            if process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"local S3 server did not start on {self.endpoint}; see {self.log_file}"
+                )
+            time.sleep(0.1)
+        return process.pid
+
+    def stop(self) -> bool:
+        """Stop the server's whole process group; False when it was not running."""
+        pid = self.pid()
+        self.pid_file.unlink(missing_ok=True)
+        if pid is None:
+            return False
+        try:
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(50):
+                if not _alive(pid):
+                    return True
+                time.sleep(0.1)
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return True
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs; reaps it first when it is our own exited child."""
+    with contextlib.suppress(ChildProcessError):  # not our child: its parent reaps it
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def from_settings(settings: Settings, state_dir: Path = STATE_DIR) -> LocalS3:
+    if not settings.s3_endpoint:
+        raise ConfigError(
+            "FRUITS_S3_ENDPOINT is not set: this deployment uses AWS S3, not a local server"
+        )
+    return LocalS3(settings.s3_endpoint, state_dir)
+
+
+def list_objects(settings: Settings, under: str) -> int:
+    """What the pipeline stored, without the AWS CLI: one line per object, key and size."""
+    client, layout = s3_client(settings), Layout(settings.bucket, settings.prefix)
+    prefix = layout.key(under)
+    for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=settings.bucket, Prefix=prefix
+    ):
+        for obj in page.get("Contents", []):
+            print(f"{obj['Size']:>10}  s3://{settings.bucket}/{obj['Key']}")
+    return 0
+
+
+def main(argv: list[str] | None = None, state_dir: Path = STATE_DIR) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bootstrap.local.local_s3", description=__doc__)
+    parser.add_argument("command", choices=["start", "stop", "status", "ls"])
+    parser.add_argument("under", nargs="?", default="", help="ls: a folder under the prefix")
+    args = parser.parse_args(argv)
+    settings = Settings.load()
+    server = from_settings(settings, state_dir)
+    if args.command == "ls":
+        return list_objects(settings, args.under)
+    if args.command == "start":
+        print(f"local S3 server on {server.endpoint} (pid {server.start()})")
+    elif args.command == "stop":
+        print("stopped" if server.stop() else "not running")
+    else:
+        running = server.pid() is not None and server.responds()
+        print(f"{'running' if running else 'not running'} on {server.endpoint}")
+        return 0 if running else 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

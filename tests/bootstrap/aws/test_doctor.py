@@ -1,0 +1,187 @@
+"""doctor against moto: a clean account (after roles, buckets and staging) has no finding; each
+piece removed gives its finding, with a fix command that, run, makes the account clean again."""
+
+import json
+import shlex
+from collections.abc import Callable
+
+import boto3
+import pytest
+
+from bootstrap.aws import buckets, emr_cluster, roles
+from bootstrap.aws.emr_cluster import TLS_ZIP
+from bootstrap.aws.wheelhouse import CLUSTER_LOCK
+from spark.settings import Settings
+
+STAGED = "emr_staging/bootstrap"
+MAINS = {"bootstrap.aws.emr_cluster": emr_cluster.main, "bootstrap.aws.buckets": buckets.main}
+
+
+@pytest.fixture(scope="module")
+def account(aws_account, network):
+    assert buckets.main(["create"]) == 0
+    assert emr_cluster.main(["roles", "--subnet-id", network.subnet_id,
+                             "--security-group", network.group_id]) == 0  # fmt: skip
+    assert emr_cluster.main(["stage"]) == 0
+    s3 = boto3.client("s3")
+    staging = aws_account["FRUITS_STAGING_BUCKET"]
+    s3.put_object(Bucket=staging, Key=f"{STAGED}/{TLS_ZIP}", Body=b"zip of PEM files")
+    return aws_account
+
+
+def run_doctor(account, network, capsys) -> tuple[int, list[str]]:
+    """`python -m bootstrap.aws.emr_cluster doctor --subnet-id S --security-group G`, as printed."""
+    capsys.readouterr()
+    argv = ["doctor", "--subnet-id", network.subnet_id, "--security-group", network.group_id]
+    code = emr_cluster.main(argv)
+    return code, capsys.readouterr().out.strip().splitlines()
+
+
+def test_a_clean_account_has_no_findings(account, network, capsys) -> None:
+    assert run_doctor(account, network, capsys) == (0, ["doctor: no findings"])
+
+
+def remove_public_access_block(env, network) -> None:
+    boto3.client("s3").delete_public_access_block(Bucket=env["FRUITS_BUCKET"])
+
+
+def remove_encryption(env, network) -> None:
+    boto3.client("s3").delete_bucket_encryption(Bucket=env["FRUITS_STAGING_BUCKET"])
+
+
+def expire_all_staging(env, network) -> None:  # the old rule: 14 days on the whole prefix
+    rule = {"ID": "all", "Status": "Enabled", "Filter": {"Prefix": "emr_staging/"},
+            "Expiration": {"Days": 14}}  # fmt: skip
+    boto3.client("s3").put_bucket_lifecycle_configuration(
+        Bucket=env["FRUITS_STAGING_BUCKET"], LifecycleConfiguration={"Rules": [rule]}
+    )
+
+
+def attach_ec2_managed_role(env, network) -> None:
+    boto3.client("iam").attach_role_policy(
+        RoleName=roles.INSTANCE_ROLE,
+        PolicyArn="arn:aws:iam::aws:policy/service-role/AmazonElasticMapReduceforEC2Role",
+    )
+
+
+def remove_service_role(env, network) -> None:
+    iam = boto3.client("iam")
+    for name in iam.list_role_policies(RoleName=roles.SERVICE_ROLE)["PolicyNames"]:
+        iam.delete_role_policy(RoleName=roles.SERVICE_ROLE, PolicyName=name)
+    iam.detach_role_policy(RoleName=roles.SERVICE_ROLE, PolicyArn=roles.SERVICE_POLICY_ARN)
+    iam.delete_role(RoleName=roles.SERVICE_ROLE)
+
+
+def empty_instance_profile(env, network) -> None:
+    boto3.client("iam").remove_role_from_instance_profile(
+        InstanceProfileName=roles.INSTANCE_PROFILE, RoleName=roles.INSTANCE_ROLE
+    )
+
+
+def key_policy_without_roles(env, network) -> None:
+    kms = boto3.client("kms")
+    policy = roles.key_policy("123456789012")
+    policy["Statement"] = policy["Statement"][:1]  # the account's administration only
+    kms.put_key_policy(KeyId=roles.key_arn(kms), PolicyName="default", Policy=json.dumps(policy))
+
+
+def remove_lock(env, network) -> None:
+    bundle = emr_cluster.bootstrap_uri(Settings.load()).split("/", 3)[3]
+    boto3.client("s3").delete_object(
+        Bucket=env["FRUITS_STAGING_BUCKET"], Key=f"{bundle}/{CLUSTER_LOCK.name}"
+    )
+
+
+def untag_subnet(env, network) -> None:
+    boto3.client("ec2").delete_tags(
+        Resources=[network.subnet_id], Tags=[{"Key": roles.MANAGED_POLICY_TAG["Key"]}]
+    )
+
+
+def remove_s3_endpoint(env, network) -> None:
+    boto3.client("ec2").delete_vpc_endpoints(VpcEndpointIds=[network.endpoint_id])
+
+
+def restore_s3_endpoint(network) -> None:
+    ec2 = boto3.client("ec2")
+    ec2.create_vpc_endpoint(
+        VpcId=network.vpc_id, ServiceName=f"com.amazonaws.{ec2.meta.region_name}.s3",
+        VpcEndpointType="Gateway", RouteTableIds=[network.route_table_id],
+    )  # fmt: skip
+
+
+BREAKS: list[tuple[Callable, str]] = [
+    (remove_public_access_block, "fruits-account-data does not block all public access"),
+    (remove_encryption, "fruits-account-staging has no default encryption"),
+    (expire_all_staging, "expires what nodes re-read at start"),
+    (attach_ec2_managed_role, f"role {roles.INSTANCE_ROLE} holds"),
+    (remove_service_role, f"role {roles.SERVICE_ROLE} does not exist"),
+    (empty_instance_profile, f"instance profile {roles.INSTANCE_PROFILE} lacks"),
+    (key_policy_without_roles, f"does not let {roles.INSTANCE_ROLE} use it"),
+    (remove_lock, f"{CLUSTER_LOCK.name} is not staged"),
+    (untag_subnet, "lacks the tag for-use-with-amazon-emr-managed-policies=true"),
+    (remove_s3_endpoint, "has no route to S3 (no gateway endpoint on"),
+]
+# Findings that come along with another one (same cause, said from another side).
+ALONG = [
+    "fruits-account-staging has not the project's lifecycle rules",
+    f"KMS key {roles.KMS_ALIAS}'s policy does not let {roles.SERVICE_ROLE} use it",
+]
+
+
+def test_each_missing_piece_is_a_finding_and_its_fix_works(account, network, capsys) -> None:
+    for remove, _ in BREAKS:
+        remove(account, network)
+    code, lines = run_doctor(account, network, capsys)
+    assert code == 1 and lines[-1] == f"doctor: {len(BREAKS) + len(ALONG)} finding(s)", lines
+    fixes = []
+    for finding in [f for _, f in BREAKS] + ALONG:
+        found = [line for line in lines if finding in line]
+        assert len(found) == 1, (finding, lines)
+        fixes.append(found[0].split(" -> fix: ")[1])
+    for fix in dict.fromkeys(fixes):  # each command once, as printed
+        argv = shlex.split(fix)
+        if argv[:2] == ["python", "-m"]:
+            assert MAINS[argv[2]](argv[3:]) == 0, fix
+        else:
+            assert argv[:3] == ["aws", "ec2", "create-vpc-endpoint"], fix
+            assert network.vpc_id in argv and network.route_table_id in argv
+            restore_s3_endpoint(network)
+    assert run_doctor(account, network, capsys) == (0, ["doctor: no findings"])
+
+
+def test_a_region_outside_the_eu_is_a_finding(account, network, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("FRUITS_REGION", "us-east-1")
+    code, lines = run_doctor(account, network, capsys)
+    assert code == 1 and len(lines) == 1
+    assert "outside the EU" in lines[0] and "fix: export FRUITS_REGION=" in lines[0]
+
+
+def test_then_create_uses_the_roles_key_and_staged_zip(account, network, capsys) -> None:
+    """The README's last set-up step, in moto's EMR: the cluster gets the roles, key and TLS
+    zip the steps before made, and the tags the v2 managed policy and the host policy need."""
+    assert emr_cluster.main(["create", "--subnet-id", network.subnet_id]) == 0
+    cluster_id = capsys.readouterr().out.strip()
+    emr = boto3.client("emr")
+    cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    assert (cluster["ServiceRole"], cluster["Ec2InstanceAttributes"]["IamInstanceProfile"]) == (
+        roles.SERVICE_ROLE,
+        roles.INSTANCE_PROFILE,
+    )
+    assert roles.MANAGED_POLICY_TAG in cluster["Tags"]
+    assert {"Key": "project", "Value": "fruits"} in cluster["Tags"]
+    name = cluster["SecurityConfiguration"]
+    config = json.loads(emr.describe_security_configuration(Name=name)["SecurityConfiguration"])[
+        "EncryptionConfiguration"
+    ]
+    disks = config["AtRestEncryptionConfiguration"]["LocalDiskEncryptionConfiguration"]
+    assert disks["AwsKmsKey"] == roles.key_arn(boto3.client("kms"))
+    tls = config["InTransitEncryptionConfiguration"]["TLSCertificateConfiguration"]["S3Object"]
+    assert tls == f"s3://{account['FRUITS_STAGING_BUCKET']}/{STAGED}/{TLS_ZIP}"
+    emr.terminate_job_flows(JobFlowIds=[cluster_id])
+
+
+def test_create_refuses_a_tls_zip_the_instance_role_cannot_read(account, capsys) -> None:
+    outside = f"s3://{account['FRUITS_STAGING_BUCKET']}/certs/{TLS_ZIP}"
+    assert emr_cluster.main(["create", "--tls-certificates", outside]) == 2
+    assert "outside" in capsys.readouterr().err

@@ -1,0 +1,201 @@
+"""The IAM policy against the layout, and against every key a real pipeline run writes."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from bootstrap.aws.iam import READ, WRITE, allows, policy
+from spark.layout import RAW, WRITTEN_PREFIXES, Layout
+from spark.pipeline import fit_and_save_pca, write_reduced
+from spark.settings import Settings
+from spark.storage import list_keys
+
+
+def staged(settings: Settings) -> Settings:
+    return replace(settings, staging_bucket="fruits-staging", staging_prefix="emr_staging")
+
+
+def test_no_wildcard_beyond_the_pipeline_prefixes(settings) -> None:
+    document = policy(staged(settings))
+    text = json.dumps(document)
+    assert (
+        '"s3:*"' not in text
+        and '"*"' not in text
+        and f"arn:aws:s3:::{settings.bucket}/*" not in text
+    )
+    for statement in document["Statement"]:
+        resources = statement["Resource"]
+        for arn in [resources] if isinstance(resources, str) else resources:
+            assert arn.startswith(("arn:aws:s3:::fruits-test", "arn:aws:s3:::fruits-staging"))
+
+
+def test_the_policy_follows_the_layout(settings) -> None:
+    document = policy(staged(settings))
+    layout = Layout(settings.bucket, settings.prefix)
+    for prefix in WRITTEN_PREFIXES:
+        assert allows(
+            document, "s3:PutObject", settings.bucket, layout.key(prefix, "x/part-0.parquet")
+        )
+    raw_key = layout.raw_image_key("2026-11-20", "kiwi", "a.jpg")
+    assert allows(document, "s3:GetObject", settings.bucket, raw_key)
+    assert not allows(document, "s3:PutObject", settings.bucket, raw_key)  # raw/ is read-only
+    assert not allows(document, "s3:GetObject", settings.bucket, "elsewhere/secret.txt")
+    assert allows(document, "s3:PutObject", "fruits-staging", "emr_staging/run/step/events.pkl")
+    assert set(READ) <= set(WRITE)
+    assert RAW not in WRITTEN_PREFIXES
+
+
+# Actions that have no resource-level permissions in IAM: "*" is the only resource they take.
+RESOURCELESS = {
+    "elasticmapreduce:RunJobFlow", "elasticmapreduce:AddTags", "elasticmapreduce:ListClusters",
+    "elasticmapreduce:CreateSecurityConfiguration",
+    "elasticmapreduce:DescribeSecurityConfiguration", "kms:CreateKey", "kms:CreateAlias",
+    "kms:ListAliases", "kms:DescribeKey", "kms:GetKeyPolicy", "kms:PutKeyPolicy",
+    "kms:TagResource", "ec2:CreateTags", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
+    "ec2:DescribeRouteTables", "ec2:DescribeVpcEndpoints", "s3:ListAllMyBuckets",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("principal", ["instance", "host", "operator"])
+def test_each_principal_gets_only_what_it_needs(settings, principal, capsys) -> None:
+    from bootstrap.aws import roles
+    from bootstrap.aws.iam import main
+
+    document = policy(staged(settings), principal)
+    assert main([principal]) == 0 and json.loads(capsys.readouterr().out)["Statement"]
+    actions = {a for s in document["Statement"] if s["Effect"] == "Allow" for a in s["Action"]}
+    assert not any(a.endswith(":*") for a in actions)
+    for statement in document["Statement"]:
+        if statement["Resource"] == ["*"]:  # only where IAM has nothing narrower
+            assert set(statement["Action"]) <= RESOURCELESS, statement
+    services = {a.split(":")[0] for a in actions}
+    if principal == "instance":
+        assert services == {"s3"}  # KMS through the key policy (bootstrap.aws.roles)
+    if principal == "host":
+        steps = {"AddJobFlowSteps", "DescribeStep", "DescribeCluster", "ListSteps", "CancelSteps"}
+        assert {f"elasticmapreduce:{a}" for a in steps} <= actions
+        assert (
+            services == {"s3", "elasticmapreduce"} and "elasticmapreduce:RunJobFlow" not in actions
+        )
+    if principal == "operator":
+        passing = [s for s in document["Statement"] if "iam:PassRole" in s["Action"]]
+        two = [f"arn:aws:iam::*:role/{r}" for r in (roles.SERVICE_ROLE, roles.INSTANCE_ROLE)]
+        assert [s["Resource"] for s in passing] == [two]
+    assert main(["nobody"]) == 2
+
+
+@pytest.mark.slow
+def test_every_key_a_run_writes_is_allowed(
+    spark, s3, settings, fresh_layout, upload_sample, weights, extract
+) -> None:
+    upload_sample(fresh_layout, ["2026-11-15"], per_date=3)
+    extract(fresh_layout, ["2026-11-15"], weights)
+    version = fit_and_save_pca(spark, fresh_layout, s3, k=2, weights_sha256=weights.sha256).version
+    write_reduced(spark, fresh_layout, s3, ["2026-11-15"], version)
+    document = policy(replace(settings, prefix=fresh_layout.prefix))
+    raw = fresh_layout.raw_prefix()
+    written = [
+        k for k in list_keys(s3, settings.bucket, fresh_layout.key()) if not k.startswith(raw)
+    ]
+    assert len(written) > 5
+    denied = [k for k in written if not allows(document, "s3:PutObject", settings.bucket, k)]
+    assert denied == []
+
+
+# --- the policies enforced: moto's IAM access control (tests/conftest.py `enforced_iam`) ------
+D = "2026-11-15"
+
+
+@pytest.fixture(scope="module")
+def enforced(enforced_iam):
+    """The enforcing server, with photos of D uploaded by the operator."""
+    enforced_iam.upload_photos([D], per_date=6)
+    return enforced_iam
+
+
+@pytest.mark.slow
+def test_the_pipeline_runs_with_the_instance_policy_only(enforced, tmp_path, repo_root) -> None:
+    """One real run of the four assets (Spark, S3A, the workers' boto3, the driver's boto3),
+    every S3 request signed by a user that holds only `bootstrap.aws.iam instance`."""
+    import os
+    import subprocess
+
+    from bootstrap.local.dagster_home import prepare_dagster_home
+    from bootstrap.sample.demo import materialize_command
+
+    key, secret = enforced.keys["instance"]
+    target = enforced.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FRUITS_", "AWS_"))}
+    env |= {
+        "FRUITS_DEPLOYMENT": "local", "FRUITS_S3_ENDPOINT": target.s3_endpoint,
+        "FRUITS_BUCKET": target.bucket, "FRUITS_PREFIX": target.prefix,
+        "FRUITS_SPARK_MASTER": "local[2]", "AWS_ACCESS_KEY_ID": key,
+        "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": target.region,
+        "DAGSTER_HOME": str(prepare_dagster_home(tmp_path / "dagster_home")),
+    }  # fmt: skip
+    result = subprocess.run(
+        materialize_command([D]), env=env, cwd=repo_root, capture_output=True, text=True,
+        timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    s3 = enforced.s3("instance")
+    layout = Layout(target.bucket, target.prefix)
+    assert list_keys(s3, target.bucket, layout.key("reduced"))  # written under the policy
+    # ...and nothing beyond it.
+    raw = layout.raw_image_key(D, "x", "new.jpg")
+    assert enforced.refused(lambda: s3.put_object(Bucket=target.bucket, Key=raw, Body=b"x"))
+    assert enforced.refused(lambda: s3.get_object(Bucket=target.bucket, Key="elsewhere/secret.txt"))
+    bootstrap = f"{target.staging_prefix}/bootstrap/install_python_deps.sh"
+    assert enforced.refused(
+        lambda: s3.put_object(Bucket=target.staging_bucket, Key=bootstrap, Body=b"x")
+    )
+
+
+def test_the_host_stages_steps_and_reads_logs_with_its_policy_only(enforced, tmp_path) -> None:
+    """What the Dagster host does on S3 in the emr deployment: the code package (as
+    ProjectPackageStepLauncher uploads it), the pickled step, its events and logs; raw_images."""
+    import uuid
+
+    from fruits_assets.emr import build_code_package
+    from spark.manifest import write_manifests
+    from spark.storage import SSE, preflight
+
+    target = enforced.settings
+    s3 = enforced.s3("host")
+    sha = build_code_package(tmp_path / "code.zip")
+    staging = target.staging_prefix
+    s3.upload_file(str(tmp_path / "code.zip"), target.staging_bucket,
+                   f"{staging}/code/{sha[:16]}.zip", ExtraArgs=SSE)  # fmt: skip
+    step = f"{staging}/{uuid.uuid4()}/image_features"
+    s3.put_object(Bucket=target.staging_bucket, Key=f"{step}/step_run_ref.pkl", Body=b"ref")
+    s3.put_object(Bucket=target.staging_bucket, Key=f"{step}/events.pkl", Body=b"events")
+    assert s3.get_object(Bucket=target.staging_bucket, Key=f"{step}/events.pkl")["Body"].read()
+    assert s3.list_objects_v2(Bucket=target.staging_bucket, Prefix=f"{staging}/logs/")
+    preflight(s3, target)  # HeadBucket
+    write_manifests(s3, Layout(target.bucket, target.prefix), [D])  # raw_images on the host
+    # Outside its policy: what nodes re-read, and the pipeline's outputs.
+    bootstrap = f"{staging}/bootstrap/requirements.lock"
+    assert enforced.refused(
+        lambda: s3.put_object(Bucket=target.staging_bucket, Key=bootstrap, Body=b"x")
+    )
+    features = Layout(target.bucket, target.prefix).key("features", "x.parquet")
+    assert enforced.refused(lambda: s3.put_object(Bucket=target.bucket, Key=features, Body=b"x"))
+
+
+def test_the_operator_stages_bootstrap_artifacts_with_its_policy_only(
+    enforced, wheel_file, tmp_path
+) -> None:
+    from bootstrap.aws import wheelhouse
+    from bootstrap.aws.emr_cluster import bootstrap_uri
+
+    target = enforced.settings
+    s3 = enforced.s3("operator")
+    # What `emr_cluster stage` does (listing the folder, uploading what it lacks), on a
+    # one-wheel stand-in for the real wheelhouse.
+    wheel_file(tmp_path, "fruits-probe", "1.0")
+    assert len(wheelhouse.stage(s3, bootstrap_uri(target), tmp_path)) == 3
+    features = Layout(target.bucket, target.prefix).key("features", "x.parquet")
+    assert enforced.refused(lambda: s3.put_object(Bucket=target.bucket, Key=features, Body=b"x"))
+    step = f"{target.staging_prefix}/{D}/image_features/events.pkl"
+    assert enforced.refused(lambda: s3.get_object(Bucket=target.staging_bucket, Key=step))

@@ -1,0 +1,132 @@
+"""The real bootstrap action (bootstrap/aws/emr/install_python_deps.sh) on a fake node: a clean
+Python 3.11, no package index, S3 through the `aws` shim. Tiny wheels stand in for the lock's
+(the full wheelhouse is installed by tests/fruits_assets/test_emr_round_trip.py)."""
+
+import gzip
+import json
+import subprocess
+import time
+
+import boto3
+import pytest
+
+from bootstrap.aws.wheelhouse import BOOTSTRAP_SCRIPT
+from bootstrap.local.fake_emr import FakeEmrServer
+from bootstrap.local.fake_node import FakeNode
+from spark.settings import cluster_id_on_node
+
+REQUEST = {"Instances": {"InstanceFleets": [
+    {"InstanceFleetType": "MASTER", "Name": "primary",
+     "InstanceTypeConfigs": [{"InstanceType": "m6i.xlarge"}]},
+]}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def node(settings, local_s3, tmp_path_factory) -> FakeNode:
+    node = FakeNode(tmp_path_factory.mktemp("node"), settings)
+    node.provision("j-NODETEST", REQUEST, time.time())
+    return node
+
+
+def bootstrap(node: FakeNode, folder: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(BOOTSTRAP_SCRIPT), folder],
+        env=node.environment(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def one_error_line(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 1 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("[fruits-bootstrap] ERROR: ")
+    return lines[0]
+
+
+def test_the_node_is_bare_and_names_its_cluster(node) -> None:
+    job_flow = json.loads(node.job_flow_file.read_text())
+    assert job_flow["jobFlowId"] == "j-NODETEST" and job_flow["masterInstanceType"] == "m6i.xlarge"
+    assert cluster_id_on_node(node.environment()) == "j-NODETEST"
+    assert cluster_id_on_node({"FRUITS_JOB_FLOW_FILE": str(node.root / "nowhere")}) is None
+    # nothing but what `python3.11 -m venv` seeds, and no index to get more from
+    freeze = subprocess.run(
+        [str(node.python), "-m", "pip", "freeze", "--all"],
+        env=node.environment(), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert {line.split("==")[0] for line in freeze.stdout.split()} <= {"pip", "setuptools"}
+    offline = subprocess.run(
+        [str(node.python), "-m", "pip", "download", "--no-deps", "six", "-d", str(node.root)],
+        env=node.environment(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert offline.returncode != 0
+
+
+def test_it_installs_the_staged_wheelhouse_once(node, stage_wheelhouse) -> None:
+    # (a name as some projects spell it: wheels normalize it to fruits_other_probe)
+    folder = stage_wheelhouse(["fruits-probe==1.0", "Fruits.Other-Probe==2.0"])
+    done = bootstrap(node, folder)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # pip's output goes to the log only
+    imported = subprocess.run(
+        [str(node.python), "-c", "import fruits_probe, fruits_other_probe as o; print(o.VERSION)"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert imported.stdout.strip() == "2.0", imported.stderr
+    again = bootstrap(node, folder)
+    assert again.returncode == 0 and again.stderr == ""
+    log = (node.root / "var" / "log" / "fruits-bootstrap.log").read_text()
+    assert "already installed" in log and log.count("installing 2 pinned packages") == 1
+
+
+def test_a_wheel_missing_from_the_wheelhouse_fails_in_one_line(node, stage_wheelhouse) -> None:
+    folder = stage_wheelhouse(["fruits-probe==1.1", "fruits-absent==2.0"], ["fruits-probe==1.1"])
+    line = one_error_line(bootstrap(node, folder))
+    assert "has no wheel for fruits-absent==2.0" in line and folder in line
+
+
+def test_a_failing_s3_copy_fails_in_one_line(node, settings) -> None:
+    folder = f"s3://{settings.bucket}/fake_node/never-staged"
+    line = one_error_line(bootstrap(node, folder))
+    assert f"cannot copy {folder}/requirements-emr.lock from S3: fatal error:" in line
+
+
+def test_a_node_without_python_3_11_fails_in_one_line(node, stage_wheelhouse, tmp_path) -> None:
+    bare = FakeNode(tmp_path / "bare", node.settings)
+    bare.provision("j-BARE", REQUEST, time.time(), python=False)
+    folder = stage_wheelhouse(["fruits-probe==1.2"])
+    line = one_error_line(bootstrap(bare, folder))
+    assert f"no {bare.python} on this node, and dnf could not install python3.11" in line
+
+
+def test_a_failing_bootstrap_action_terminates_the_fake_cluster(
+    settings, local_s3, stage_wheelhouse, s3, tmp_path
+) -> None:
+    folder = stage_wheelhouse(["fruits-probe==1.3", "fruits-absent==2.1"], ["fruits-probe==1.3"])
+    request = REQUEST | {
+        "Name": "bootstrap-fails",
+        "LogUri": f"s3://{settings.bucket}/fake_node/logs/",
+        "BootstrapActions": [{"Name": "deps", "ScriptBootstrapAction": {
+            "Path": f"{folder}/install_python_deps.sh", "Args": [folder]}}],
+    }  # fmt: skip
+    with FakeEmrServer(settings, tmp_path / "emr") as server:
+        emr = boto3.client("emr", region_name=settings.region, endpoint_url=server.endpoint)
+        cluster_id = emr.run_job_flow(**request)["JobFlowId"]
+        deadline = time.time() + 120
+        while (status := emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"])[
+            "State"
+        ] in ("STARTING", "BOOTSTRAPPING", "TERMINATING") and time.time() < deadline:
+            time.sleep(0.5)
+    assert status["State"] == "TERMINATED_WITH_ERRORS"
+    assert status["StateChangeReason"]["Code"] == "BOOTSTRAP_FAILURE"
+    assert "bootstrap action 1 returned a non-zero return code" in status["StateChangeReason"][
+        "Message"
+    ]
+    key = next(
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=settings.bucket, Prefix=f"fake_node/logs/{cluster_id}/")[
+            "Contents"
+        ]
+        if o["Key"].endswith("bootstrap-actions/1/stderr.gz")
+    )
+    stderr = gzip.decompress(s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read())
+    assert b"has no wheel for fruits-absent==2.1" in stderr
