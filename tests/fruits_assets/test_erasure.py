@@ -1,0 +1,69 @@
+"""GDPR erasure as a Dagster job: the run erases the image and records it in the assets' history."""
+
+import dagster as dg
+import pytest
+
+from fruits_assets.assets import image_features, raw_images
+from fruits_assets.erasure import ERASE_JOB, erase_image_job
+from fruits_assets.resources import resources_for
+from spark.layout import FEATURES
+from spark.publish import read_published
+from spark.storage import list_keys
+
+pytestmark = pytest.mark.slow
+D1 = "2026-11-05"
+
+
+def erase_job() -> dg.JobDefinition:
+    return dg.Definitions(jobs=[erase_image_job], resources=resources_for("local")).get_job_def(
+        ERASE_JOB
+    )
+
+
+def request(**fields: str) -> dict:
+    return {"ops": {"erase": {"config": fields}}}
+
+
+def test_the_job_erases_and_leaves_an_audit_trail(
+    asset_layout, upload_sample, run_assets, spark, s3
+) -> None:
+    layout = asset_layout
+    upload_sample(layout, [D1], per_date=3, broken=False)
+    instance = dg.DagsterInstance.ephemeral()
+    assert run_assets([D1], assets=[raw_images, image_features], instance=instance).success
+    raw = sorted(list_keys(s3, layout.bucket, layout.raw_date_key(D1)))
+    path = f"s3://{layout.bucket}/{raw[0]}"
+
+    result = erase_job().execute_in_process(run_config=request(path=path), instance=instance)
+
+    assert result.success
+    assert list_keys(s3, layout.bucket, raw[0]) == []
+    published = read_published(spark, layout.dataset(FEATURES), [D1])
+    assert path not in {r.path for r in published.select("path").collect()}
+    assert published.count() == len(raw) - 1
+    observed = {
+        o.asset_key.to_user_string(): o
+        for o in result.asset_observations_for_node("erase")
+    }
+    assert set(observed) == {"raw_images", "image_features", "reduced_features"}
+    assert all(o.partition == D1 for o in observed.values())
+    assert observed["image_features"].metadata["rows_removed"].value == 1
+    record = observed["raw_images"].metadata["audit_record"].value
+    assert record["path"] == path
+    assert list_keys(s3, layout.bucket, layout.key("audit/erasures"))  # the record on S3 too
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"path": "s3://{bucket}/elsewhere/x.jpg"}, "not a raw image of this pipeline"),
+        ({"sha256": "0" * 64}, "no raw image has SHA-256"),
+        ({"path": "s3://{bucket}/x.jpg", "sha256": "ab"}, "exactly one of `path` and `sha256`"),
+        ({}, "exactly one of `path` and `sha256`"),
+    ],
+)
+def test_a_bad_request_fails_the_run_with_the_reason(asset_layout, fields, reason) -> None:
+    fields = {k: v.format(bucket=asset_layout.bucket) for k, v in fields.items()}
+    result = erase_job().execute_in_process(run_config=request(**fields), raise_on_error=False)
+    assert not result.success
+    assert reason in result.failure_data_for_node("erase").error.message
