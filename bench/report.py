@@ -1,9 +1,10 @@
-"""The README's performance figures, written from bench/results.json (the last `make bench`).
+"""The performance figures of docs/performance.md, written from bench/results.json (the last
+`make bench`).
 
-    python -m bench.report            # rewrites the part of README.md between the markers
+    python -m bench.report            # rewrites the part of docs/performance.md between the markers
 
 Every figure of that part comes from the results file; tests/test_readme.py checks that the
-README holds exactly what this module renders from the committed results.
+page holds exactly what this module renders from the committed results.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from bench.targets import RESULTS, TARGETS
 from spark.settings import PROJECT_ROOT
 
-README = PROJECT_ROOT / "README.md"
+PERFORMANCE_DOC = PROJECT_ROOT / "docs" / "performance.md"
 BEGIN = "<!-- bench:begin (python -m bench.report writes this part from bench/results.json) -->"
 END = "<!-- bench:end -->"
 
@@ -68,7 +69,7 @@ def _fields(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def render(results: dict[str, Any]) -> str:
-    """The part of the README between the markers, markers included."""
+    """The part of docs/performance.md between the markers, markers included."""
     fields = _fields(results)
     lines = [
         BEGIN,
@@ -91,13 +92,13 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join([*lines, END])
 
 
-def rewrite(readme: Path, results: dict[str, Any]) -> None:
-    text = readme.read_text()
+def rewrite(doc: Path, results: dict[str, Any]) -> None:
+    text = doc.read_text()
     before, _, rest = text.partition(BEGIN)
     _, found, after = rest.partition(END)
     if not found:
-        raise SystemExit(f"{readme}: the markers of the performance figures are missing")
-    readme.write_text(before + render(results) + after)
+        raise SystemExit(f"{doc}: the markers of the performance figures are missing")
+    doc.write_text(before + render(results) + after)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,10 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--doc", type=Path, default=PERFORMANCE_DOC)
     args = parser.parse_args(argv)
-    rewrite(args.readme, json.loads(args.results.read_text()))
-    print(f"{args.readme}: performance figures of {args.results}")
+    rewrite(args.doc, json.loads(args.results.read_text()))
+    print(f"{args.doc}: performance figures of {args.results}")
     return 0
 
 

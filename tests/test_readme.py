@@ -1,6 +1,7 @@
-"""Every command the README shows is run: here, by a named test, or by CI; AWS-only ones say so.
+"""Every command the README and docs/*.md show is run: here, by a named test, or by CI; AWS-only
+ones say so. Their links resolve, and their performance figures are bench/results.json's.
 
-A command added to the README without a place that runs it fails this test, so none rots.
+A command added to a doc without a place that runs it fails this test, so none rots.
 """
 
 import json
@@ -12,6 +13,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+DOCS = [README, *sorted((REPO / "docs").glob("*.md"))]
+PERFORMANCE_DOC = REPO / "docs" / "performance.md"
 COMMAND = re.compile(r"^(make |\.venv/bin/|DAGSTER_HOME=|export |aws )")
 
 # Run by this file, each in a scratch folder (beside a link to .venv) against the test S3.
@@ -37,8 +41,11 @@ ELSEWHERE = {
     r"\.venv/bin/python -m bench\.report": (
         "tests/test_readme.py::test_the_performance_figures_are_those_of_bench_results"
     ),
-    r"DAGSTER_HOME=\S+ \.venv/bin/dagster asset materialize .*2026-11-22": (
+    r"DAGSTER_HOME=\S+ \.venv/bin/dg launch .*2026-11-22": (
         "tests/bootstrap/sample/test_demo_cli.py::test_the_cli_materializes_the_sample_in_one_run"
+    ),
+    r"\.venv/bin/dg check defs": (
+        "tests/fruits_assets/test_definitions.py::test_the_definitions_load"
     ),
     r"\.venv/bin/python -m bootstrap\.local\.local_s3 (start\|stop\|status|ls \[FOLDER\])": (
         "tests/bootstrap/local/test_local_s3.py::test_cli_status_start_stop"
@@ -55,7 +62,8 @@ ELSEWHERE = {
 }
 # AWS itself: run against the local stand-ins (moto's EMR, the fake EMR control plane).
 AWS = {
-    # The account set-up, in the README's order: buckets, roles, stage, doctor, create.
+    # The account set-up, in the order of docs/deploying-on-aws.md: buckets, roles, stage,
+    # doctor, create.
     r"\.venv/bin/python -m bootstrap\.aws\.emr_cluster (roles|stage|doctor) .*": (
         "tests/bootstrap/aws/test_doctor.py::test_a_clean_account_has_no_findings"
     ),
@@ -76,7 +84,7 @@ AWS = {
     r"export FRUITS_EMR_CLUSTER_ID=.*": (
         "tests/bootstrap/aws/test_emr_cluster.py::test_create_describe_steps_terminate_against_moto"
     ),
-    r"\.venv/bin/dagster asset materialize .*2026-11-23": (
+    r"\.venv/bin/dg launch .*2026-11-23": (
         "tests/fruits_assets/test_emr_round_trip.py::test_a_backfill_runs_as_one_emr_step_and_reports_back"
     ),
     r"\.venv/bin/python -m bootstrap\.aws\.weights stage": (
@@ -91,9 +99,9 @@ AWS_ONLY = [r"aws sso login", r"aws iam put-(user|role)-policy .*", r"aws s3 syn
 AWS_ONLY += [r"aws s3 cp emr-tls\.zip .*"]  # test_doctor.py puts the same object
 
 
-def readme_commands() -> list[str]:
+def doc_commands(doc: Path) -> list[str]:
     """Commands in fenced blocks (continuations joined, comments cut) and in inline code."""
-    text = (REPO / "README.md").read_text()
+    text = doc.read_text()
     found: list[str] = []
     for block in re.findall(r"^ *```\n(.*?)^ *```", text, flags=re.S | re.M):
         joined = re.sub(r"\\\n\s*", "", block)
@@ -118,11 +126,22 @@ def where_it_runs(command: str) -> str | None:
     return None
 
 
+def readme_commands() -> list[str]:
+    """The commands of the README and of every doc page, each once."""
+    return sorted({c for doc in DOCS for c in doc_commands(doc)})
+
+
 def test_every_readme_command_runs_somewhere() -> None:
     commands = readme_commands()
     assert len(commands) > 20
     assert {c: where_it_runs(c) for c in commands if where_it_runs(c) is None} == {}
     assert set(RUN_HERE) <= set(commands)  # none of these is stale either
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda doc: doc.name)
+def test_every_command_of_each_doc_runs_somewhere(doc: Path) -> None:
+    unplaced = {c: where_it_runs(c) for c in doc_commands(doc) if where_it_runs(c) is None}
+    assert unplaced == {}
 
 
 @pytest.mark.parametrize(
@@ -183,21 +202,79 @@ def test_make_demo_then_make_stop(tmp_path: Path, unused_port: int, test_env) ->
     assert not LocalS3(endpoint).responds()
 
 
+MEASURED = r"\d[\d.,]*\s*(img/s|ms|s|MB|GB|GiB|USD|x|%)(?![\w(])"
+
+
 def test_the_performance_figures_are_those_of_bench_results(tmp_path: Path) -> None:
-    """The README's performance figures are exactly what bench.report renders from
+    """docs/performance.md's figures are exactly what bench.report renders from
     bench/results.json (every figure, compared as text), and `python -m bench.report`
     rewrites them in place; the prose around them quotes no figure of its own."""
     from bench.report import BEGIN, END, main, render
+    from bench.report import PERFORMANCE_DOC as written
 
-    readme = (REPO / "README.md").read_text()
+    assert written == PERFORMANCE_DOC  # bench.report writes the page this test reads
+    page = PERFORMANCE_DOC.read_text()
     results = json.loads((REPO / "bench" / "results.json").read_text())
-    generated = readme[readme.index(BEGIN) : readme.index(END) + len(END)]
+    generated = page[page.index(BEGIN) : page.index(END) + len(END)]
     assert generated == render(results)
-    section = readme[readme.index("## Performance") :]
-    section = section[: section.index("\n## ", 1)].replace(generated, "")
-    measured = r"\d[\d.,]*\s*(img/s|ms|s|MB|GB|GiB|USD|x|%)(?![\w(])"
-    assert re.findall(measured, section) == []
-    copy = tmp_path / "README.md"
-    copy.write_text(readme.replace(generated, f"{BEGIN}\nstale\n{END}"))
-    assert main(["--readme", str(copy)]) == 0
-    assert copy.read_text() == readme
+    assert re.findall(MEASURED, page.replace(generated, "")) == []
+    copy = tmp_path / "performance.md"
+    copy.write_text(page.replace(generated, f"{BEGIN}\nstale\n{END}"))
+    assert main(["--doc", str(copy)]) == 0
+    assert copy.read_text() == page
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda doc: doc.name)
+def test_measured_figures_live_in_the_performance_page_only(doc: Path) -> None:
+    """Only docs/performance.md holds bench.report's markers; the README quotes no measured
+    figure at all (they come from bench/results.json, on that page)."""
+    from bench.report import BEGIN, END
+
+    text = doc.read_text()
+    assert (BEGIN in text, END in text) == ((doc == PERFORMANCE_DOC),) * 2
+    if doc == README:
+        assert re.findall(MEASURED, text) == []
+
+
+def headings(doc: Path) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings."""
+    found = set()
+    for title in re.findall(r"^#+ (.+)$", doc.read_text(), flags=re.M):
+        slug = re.sub(r"[^\w\- ]", "", title.strip().lower().replace("`", ""))
+        found.add(slug.replace(" ", "-"))
+    return found
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda doc: doc.name)
+def test_links_resolve(doc: Path) -> None:
+    """Every relative link (file, and heading anchor where given) points at something."""
+    text = re.sub(r"^ *```\n.*?^ *```", "", doc.read_text(), flags=re.S | re.M)
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert links
+    broken = []
+    for link in links:
+        if re.match(r"[a-z]+://", link):
+            continue
+        path, _, anchor = link.partition("#")
+        target = (doc.parent / path).resolve() if path else doc
+        if not target.exists() or (anchor and anchor not in headings(target)):
+            broken.append(link)
+    assert broken == []
+
+
+def test_the_readme_is_short_and_maps_every_doc() -> None:
+    """A newcomer's five minutes: about 150 lines, each docs/ page linked from its map, and
+    where to add an asset, a check and a deployment said in the README itself."""
+    text = README.read_text()
+    assert len(text.splitlines()) <= 150
+    for doc in DOCS[1:]:
+        assert f"](docs/{doc.name})" in text, doc.name
+    where_to_add = text[text.index("## Where to add") :].split("\n## ")[0]
+    for thing in ("**An asset**", "**A check**", "**A deployment**"):
+        assert thing in where_to_add
+    for place in (
+        "fruits_assets/assets.py",
+        "fruits_assets/names.py",
+        "fruits_assets/deployments/",
+    ):
+        assert place in where_to_add
