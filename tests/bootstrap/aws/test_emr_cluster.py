@@ -182,7 +182,7 @@ def test_spot_at_start_and_at_scale_out_as_the_readme_says(settings, repo_root) 
     resize = task["ResizeSpecifications"]["SpotResizeSpecification"]
     assert resize["TimeoutDurationMinutes"] == SPOT_RESIZE_TIMEOUT_MIN
     assert "TimeoutAction" not in resize
-    # The README says the same, in the same words.
-    readme = " ".join((repo_root / "README.md").read_text().split())
+    # The AWS runbook says the same, in the same words.
+    readme = " ".join((repo_root / "docs" / "deploying-on-aws.md").read_text().split())
     for sentence in (SPOT_AT_START, SPOT_AT_SCALE_OUT):
         assert sentence in readme, sentence
