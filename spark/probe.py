@@ -29,6 +29,7 @@ from spark.storage import SSE, put_json
 HELD_OUT_PERCENT = 20
 PROBE_KS = (10, 25, 50, 200)
 FULL, REDUCED = "full", "reduced"
+NULL_SHARE = 1e-9
 
 
 def held_out(path: Column) -> Column:
@@ -116,8 +117,6 @@ def run_probe(
     totals = counts.first()
     if not totals or not totals["rows"]:
         raise ValueError("no feature rows to probe")
-    ks = probe_ks(ks, current_k, totals["rows"], totals["dim"])
-    pca = fit_pca(features, max(ks))  # one fit; smaller k are its leading components
     labelled = (
         features.where(F.col("label") != UNLABELLED)
         .join(reduced.select("path", "pca_features"), "path")
@@ -129,6 +128,12 @@ def run_probe(
         raise ValueError(
             f"the probe needs two labels or more, each with training rows: {per_label}"
         )
+    ks = probe_ks(ks, current_k, totals["rows"], totals["dim"])
+    pca = fit_pca(features, max(ks))  # one fit; smaller k are its leading components
+    # Past the data's rank a component explains nothing: its values are rounding noise, which
+    # the regression's internal scaling would blow up to the signal's size.
+    usable = sum(1 for share in explained_variance(pca) if share > NULL_SHARE)
+    ks = sorted({min(k, usable) for k in ks})
     assembled = _assemble(labelled, pca, labels, ks).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         names = [FULL, REDUCED, *(variant(k) for k in ks)]
@@ -153,10 +158,9 @@ def _rows_per_label(labelled: DataFrame) -> dict[str, dict[str, int]]:
 
 
 def _assemble(labelled: DataFrame, pca: Any, labels: list[str], ks: list[int]) -> DataFrame:
+    index = F.create_map(*(F.lit(x) for i, label in enumerate(labels) for x in (label, float(i))))
     vectors = labelled.select(
-        (F.array_position(F.array(*map(F.lit, labels)), F.col("label")) - 1)
-        .cast("double")
-        .alias("label_index"),
+        index[F.col("label")].alias("label_index"),
         "held_out",
         array_to_vector("features").alias(FULL),
         array_to_vector("pca_features").alias(REDUCED),
@@ -168,7 +172,11 @@ def _assemble(labelled: DataFrame, pca: Any, labels: list[str], ks: list[int]) -
         "held_out",
         FULL,
         REDUCED,
-        *(array_to_vector(F.slice(widest, 1, k)).alias(variant(k)) for k in ks),
+        # float32, as reduced rows are stored (spark.pca.reduce_features)
+        *(
+            array_to_vector(F.slice(widest, 1, k).cast("array<float>")).alias(variant(k))
+            for k in ks
+        ),
     )
 
 
@@ -181,6 +189,10 @@ def _fit_and_score(
         family="multinomial",
         maxIter=max_iter,
         regParam=reg_param,
+        # On the features' own scale: a principal component's variance says how much it
+        # matters, and the 1280 features share one scale (one network layer). Standardizing
+        # would give the noisy trailing components as much weight as the leading ones.
+        standardization=False,
     ).fit(assembled.where(~F.col("held_out")))
     tested = model.transform(assembled.where(F.col("held_out")))
     counts = tested.groupBy("label_index", "prediction").count().collect()
