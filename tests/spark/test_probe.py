@@ -65,7 +65,7 @@ def probed(separable) -> ProbeResult:
 
 def test_the_probe_is_far_above_chance_on_separable_labels(probed) -> None:
     chance = 1 / len(LABELS)
-    for name in (FULL, REDUCED, variant(5), variant(59)):
+    for name in (FULL, REDUCED, variant(5), variant(65)):
         assert probed.scores[name].accuracy > chance + 0.4, (name, probed.scores[name])
         assert probed.scores[name].macro_f1 > chance + 0.4, (name, probed.scores[name])
 
@@ -84,9 +84,9 @@ def test_the_ratio_is_reduced_over_full_accuracy(probed) -> None:
 def test_unlabelled_rows_are_left_out_and_every_k_is_within_the_data(probed) -> None:
     assert set(probed.rows_per_label) == set(LABELS)
     assert all(r["train"] + r["test"] == 20 for r in probed.rows_per_label.values())
-    # 60 rows: 200 is capped at their rank once centred (59); the current k (10) is probed too
-    assert probed.ks == [5, 10, 59]
-    assert len(probed.cumulative_variance) == 60
+    # 66 rows: 200 is capped at their rank once centred (65); the current k (10) is probed too
+    assert probed.ks == [5, 10, 65]
+    assert len(probed.cumulative_variance) == 66
     running = probed.cumulative_variance
     assert all(a <= b + 1e-9 for a, b in zip(running, running[1:], strict=False))
     assert probed.cumulative_variance[-1] <= 1 + 1e-9
