@@ -10,6 +10,7 @@ one PCA fit at the largest k, sliced: the top-k components of a fit at K > k are
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -142,10 +143,7 @@ def run_probe(
         }
     finally:
         assembled.unpersist()
-    running, cumulative = 0.0, []
-    for share in explained_variance(pca):
-        running += share
-        cumulative.append(running)
+    cumulative = list(itertools.accumulate(explained_variance(pca)))
     return ProbeResult(scores, current_k, ks, cumulative, per_label)
 
 
