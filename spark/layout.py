@@ -8,6 +8,7 @@
     s3://<bucket>/<prefix>/rejects/upload_date=YYYY-MM-DD/...   (published by the features pointer)
     s3://<bucket>/<prefix>/models/pca/<version>/        (PCAModel.save + metadata.json)
     s3://<bucket>/<prefix>/models/pca/LATEST            (the published version)
+    s3://<bucket>/<prefix>/models/pca/<version>/feature_quality.{png,json}  (its linear probe)
     s3://<bucket>/<prefix>/reduced/upload_date=YYYY-MM-DD/...           (as features/)
     s3://<bucket>/<prefix>/audit/tombstones/upload_date=YYYY-MM-DD/<sha256 of path>  (erased)
     s3://<bucket>/<prefix>/locks/upload_date=YYYY-MM-DD.lock   (held while a date publishes)
@@ -175,6 +176,10 @@ class Layout:
 
     def pca_latest_key(self) -> str:
         return self.key(PCA_MODELS, "LATEST")
+
+    def feature_quality_key(self, version: str, extension: str) -> str:
+        """The linear probe of a PCA version (spark.probe): its picture (png), figures (json)."""
+        return self.key(PCA_MODELS, version, f"feature_quality.{extension}")
 
     # GDPR erasures, one JSON record each, and a tombstone per erased image that every
     # later publication of its date honours

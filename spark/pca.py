@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from pyspark.ml.feature import PCA, PCAModel
@@ -27,6 +28,8 @@ REDUCED_COLUMNS = [
     "pca_version",
     "pca_features",
 ]
+# Field metadata of `pca_features` in the reduced rows' schema: how many components they hold.
+PCA_K_FIELD = "pca_k"
 
 
 class MixedWeightsError(ValueError):
@@ -80,10 +83,34 @@ def new_version(now: dt.datetime | None = None) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
-def fit_pca(features: DataFrame, k: int) -> PCAModel:
-    """Fit on the `features` arrays (one 1280-vector per image)."""
+def fit_pca(features: DataFrame, k: int, variance_target: float | None = None) -> PCAModel:
+    """Fit on the `features` arrays (one 1280-vector per image): k components, or with
+    `variance_target` the fewest components whose cumulative explained variance reaches it."""
     vectors = features.select(array_to_vector("features").alias("vector"))
+    if variance_target is None:
+        return _fit(vectors, k)
+    # Explained variance is a share of the total, so a fit at the most components the data
+    # allows gives the whole curve; its top-k components are the fit at k, refitted for a
+    # model of k components.
+    most = min(vectors.count(), len(vectors.first()["vector"]))
+    widest = _fit(vectors, most)
+    chosen = k_for_variance(explained_variance(widest), variance_target)
+    return widest if chosen == most else _fit(vectors, chosen)
+
+
+def _fit(vectors: DataFrame, k: int) -> PCAModel:
     return PCA(k=k, inputCol="vector", outputCol="pca_vector").fit(vectors)
+
+
+def k_for_variance(variance: Sequence[float], target: float) -> int:
+    """The smallest k whose first k components explain at least `target` of the variance
+    (all of them when none does)."""
+    total = 0.0
+    for k, share in enumerate(variance, start=1):
+        total += share
+        if total >= target - 1e-12:
+            return k
+    return len(variance)
 
 
 def explained_variance(model: PCAModel) -> list[float]:
@@ -133,7 +160,8 @@ def load_pca(layout: Layout, version: str) -> PCAModel:
 
 
 def reduce_features(model: PCAModel, features: DataFrame, version: str) -> DataFrame:
-    """REDUCED_COLUMNS; pca_features holds k float32 values, projected without centring."""
+    """REDUCED_COLUMNS; pca_features holds k float32 values, projected without centring; its
+    field metadata records k (PCA_K_FIELD), which Parquet keeps in the schema it stores."""
     vectors = features.withColumn("vector", array_to_vector("features"))
     model = model.copy().setInputCol("vector").setOutputCol("pca_vector")
     return model.transform(vectors).select(
@@ -142,5 +170,7 @@ def reduce_features(model: PCAModel, features: DataFrame, version: str) -> DataF
         PARTITION_COLUMN,
         "weights_sha256",
         F.lit(version).alias("pca_version"),
-        vector_to_array("pca_vector", dtype="float32").alias("pca_features"),
+        vector_to_array("pca_vector", dtype="float32").alias(
+            "pca_features", metadata={PCA_K_FIELD: model.getK()}
+        ),
     )

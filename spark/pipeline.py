@@ -199,9 +199,11 @@ def fit_pca_version(
     k: int,
     weights_sha256: str,
     progress: Report | None = None,
+    variance_target: float | None = None,
 ) -> PcaRun:
     """Fit PCA on every published feature row of the current weights and save it under a new
-    version, unpublished: LATEST moves only through pca.publish_pca."""
+    version, unpublished: LATEST moves only through pca.publish_pca. With `variance_target`,
+    k is the fewest components reaching it instead (pca.fit_pca)."""
     versions = published_versions(spark, layout.dataset(FEATURES))
     features = read_features(spark, layout, sorted(versions)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -211,7 +213,7 @@ def fit_pca_version(
             rows = sum(per_date.values())
             if rows == 0:
                 raise ValueError(f"no features under {layout.features_uri()} to fit PCA on")
-            model = pca.fit_pca(features, k)
+            model = pca.fit_pca(features, k, variance_target)
     finally:
         features.unpersist()
     version = pca.new_version()
@@ -221,6 +223,7 @@ def fit_pca_version(
         "feature_versions": versions,
         "weights_sha256": weights_sha256,
         "features_uri": layout.features_uri(),
+        "variance_target": variance_target,
     }
     uri = pca.save_pca(model, layout, s3, version, details)
     return PcaRun(version, uri, rows, pca.explained_variance(model), per_date, versions)

@@ -120,6 +120,11 @@ class Settings:
     emr_cluster_id: str | None = None
     staging_bucket: str | None = None
     staging_prefix: str = "emr_staging"
+    # feature_quality's check: the probe on the reduced features reaches this share of the
+    # accuracy on the full features.
+    min_probe_ratio: float = 0.97
+    # None: PCA keeps pca_k components; a share in (0, 1]: the fewest that explain it.
+    pca_variance_target: float | None = None
 
     def __post_init__(self) -> None:
         require_eu_region(self.region)
@@ -140,6 +145,14 @@ class Settings:
             raise ConfigError(f"FRUITS_ENGINE must be one of {ENGINES}, got {self.engine!r}")
         if self.fetch_threads < 1 or self.max_image_bytes < 1:
             raise ConfigError("FRUITS_FETCH_THREADS and FRUITS_MAX_IMAGE_BYTES must be positive")
+        if not 0 <= self.min_probe_ratio <= 1:
+            raise ConfigError(
+                f"FRUITS_MIN_PROBE_RATIO must be in [0, 1], got {self.min_probe_ratio}"
+            )
+        if self.pca_variance_target is not None and not 0 < self.pca_variance_target <= 1:
+            raise ConfigError(
+                f"FRUITS_PCA_VARIANCE_TARGET must be in (0, 1], got {self.pca_variance_target}"
+            )
         if self.arrow_batch_size < 1:
             raise ConfigError(
                 f"FRUITS_ARROW_BATCH_SIZE must be positive, got {self.arrow_batch_size}"
@@ -197,6 +210,12 @@ class Settings:
             emr_cluster_id=get("FRUITS_EMR_CLUSTER_ID") or cluster_id_on_node(environ),
             staging_bucket=get("FRUITS_STAGING_BUCKET"),
             staging_prefix=(get("FRUITS_STAGING_PREFIX", "emr_staging") or "").strip("/"),
+            min_probe_ratio=get_number("FRUITS_MIN_PROBE_RATIO", 0.97, float),
+            pca_variance_target=(
+                get_number("FRUITS_PCA_VARIANCE_TARGET", 0.0, float)
+                if get("FRUITS_PCA_VARIANCE_TARGET")
+                else None
+            ),
         )
 
     def require_partition_dates(self, dates: list[str], today: dt.date | None = None) -> None:

@@ -70,6 +70,7 @@ def test_the_ui_shows_the_four_assets_and_their_lineage(webserver: int) -> None:
         "image_features": ["raw_images"],
         "pca_model": ["image_features"],
         "reduced_features": ["image_features", "pca_model"],
+        "feature_quality": ["reduced_features"],
     }
     assert {n["groupName"] for n in nodes} == {"fruits"}
     assert {name for name, n in by_name.items() if n["isPartitioned"]} == {

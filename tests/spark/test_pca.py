@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
 import pytest
 
 from spark.pca import (
+    PCA_K_FIELD,
     REDUCED_COLUMNS,
     MixedWeightsError,
+    explained_variance,
     fit_pca,
+    k_for_variance,
     latest_version,
     load_pca,
     new_version,
@@ -20,6 +24,7 @@ from spark.pca import (
     require_one_digest,
     save_pca,
 )
+from spark.settings import ConfigError, Settings
 
 SCHEMA = (
     "path string, label string, upload_date string, weights_sha256 string, features array<float>"
@@ -118,3 +123,54 @@ def test_the_projection_is_not_centred(spark) -> None:
     assert np.abs(scores - (x - mean) @ pc).max() > 1.0
     assert np.all(np.abs(scores.mean(axis=0)) > 10.0)
     np.testing.assert_allclose(scores.mean(axis=0), mean @ pc, rtol=0, atol=1e-3)
+
+
+def test_k_for_variance_is_the_smallest_k_reaching_the_target() -> None:
+    shares = [0.5, 0.3, 0.1, 0.1]
+    assert [k_for_variance(shares, t) for t in (0.4, 0.5, 0.8, 0.81, 1.0)] == [1, 1, 2, 3, 4]
+    assert k_for_variance([0.5, 0.2], 0.9) == 2  # never reached: every component
+
+
+def scaled_axes(spark, stds: tuple[float, ...], n: int = 200):
+    """Independent columns of the given spreads: their shares of the variance are known."""
+    rng = np.random.default_rng(11)
+    data = rng.normal(0, 1, (n, len(stds))) * np.array(stds)
+    return frame(spark, [("2026-03-01", CURRENT, [float(x) for x in row]) for row in data])
+
+
+def test_the_variance_target_is_validated(settings: Settings) -> None:
+    assert settings.pca_variance_target is None
+    assert dataclasses.replace(settings, pca_variance_target=0.9).pca_variance_target == 0.9
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="FRUITS_PCA_VARIANCE_TARGET"):
+            dataclasses.replace(settings, pca_variance_target=bad)
+    environ = {"FRUITS_REGION": settings.region, "FRUITS_BUCKET": "b"}
+    assert Settings.from_env(environ).pca_variance_target is None
+    target = Settings.from_env({**environ, "FRUITS_PCA_VARIANCE_TARGET": "0.9"})
+    assert target.pca_variance_target == 0.9
+
+
+def test_a_variance_target_keeps_the_fewest_components_reaching_it(
+    spark, s3, fresh_layout, tmp_path
+) -> None:
+    from spark.layout import FEATURES
+    from spark.pipeline import fit_pca_version, publish_staged
+    from spark.publish import stage
+
+    features = scaled_axes(spark, (10.0, 5.0, 2.0, 1.0, 0.5, 0.1)).cache()  # ~.77 .19 .03 ...
+    curve = explained_variance(fit_pca(features, 6))
+    assert curve[0] < 0.95 <= curve[0] + curve[1]
+    staged = stage(spark, {fresh_layout.dataset(FEATURES): features}, ["2026-03-01"])
+    publish_staged(spark, fresh_layout, s3, staged)
+
+    run = fit_pca_version(spark, fresh_layout, s3, 5, CURRENT, variance_target=0.95)
+    metadata = read_pca_metadata(fresh_layout, s3, run.version)
+    assert (metadata["k"], metadata["variance_target"]) == (2, 0.95)  # not the default 5
+    assert run.explained_variance == pytest.approx(curve[:2])
+    # k travels with the reduced rows' schema, through Parquet
+    reduced = reduce_features(load_pca(fresh_layout, run.version), features, run.version)
+    assert reduced.schema["pca_features"].metadata == {PCA_K_FIELD: 2}
+    reduced.write.parquet(str(tmp_path / "reduced"))
+    stored = spark.read.parquet(str(tmp_path / "reduced")).schema["pca_features"]
+    assert stored.metadata == {PCA_K_FIELD: 2}
+    features.unpersist()

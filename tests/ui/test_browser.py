@@ -22,12 +22,13 @@ from spark.settings import Settings
 pytestmark = pytest.mark.slow
 
 LOCATION, GROUP = "fruits_assets.definitions", "fruits"
-ASSETS = {"raw_images", "image_features", "pca_model", "reduced_features"}
+ASSETS = {"raw_images", "image_features", "pca_model", "reduced_features", "feature_quality"}
 EDGES = {
     ("raw_images", "image_features"),
     ("image_features", "pca_model"),
     ("image_features", "reduced_features"),
     ("pca_model", "reduced_features"),
+    ("reduced_features", "feature_quality"),
 }
 CHECKS = {
     "raw_images": ["storage_in_eu"],

@@ -1,0 +1,114 @@
+"""feature_quality: does the PCA keep what matters? A linear probe (spark.probe) trained on the
+1280 features, on the current PCA version's reduced features and on projections at other k."""
+
+import dagster as dg
+from pyspark.sql import functions as F
+
+from fruits_assets.assets import GROUP, Results, StepLauncherParam, count_table, reduced_features
+from fruits_assets.metadata import png_markdown
+from fruits_assets.partitions import ONE_RUN_PER_BACKFILL
+from fruits_assets.resources import FruitsResource, SparkResource
+from spark import probe
+from spark.layout import REDUCED
+from spark.pca import latest_version, read_pca_metadata
+from spark.pipeline import read_dataset, read_features
+
+ASSET = "feature_quality"
+PROBE_KEEPS_ACCURACY = "probe_keeps_accuracy"
+
+
+def probe_metadata(result: probe.ProbeResult) -> dict[str, float | int]:
+    """The numbers a user watches, as numeric metadata (plotted over time in the UI)."""
+    numbers: dict[str, float | int] = {"accuracy_ratio": float(result.ratio)}
+    for name, score in result.scores.items():
+        numbers[f"accuracy_{name}"] = float(score.accuracy)
+        numbers[f"macro_f1_{name}"] = float(score.macro_f1)
+    k = result.current_k
+    if k <= len(result.cumulative_variance):
+        numbers["cumulative_explained_variance_current_k"] = float(
+            result.cumulative_variance[k - 1]
+        )
+    numbers["rows_train"] = sum(r["train"] for r in result.rows_per_label.values())
+    numbers["rows_test"] = sum(r["test"] for r in result.rows_per_label.values())
+    return numbers
+
+
+def keeps_accuracy(result: probe.ProbeResult, min_ratio: float) -> dg.AssetCheckResult:
+    full, reduced = result.scores[probe.FULL].accuracy, result.scores[probe.REDUCED].accuracy
+    return dg.AssetCheckResult(
+        asset_key=ASSET,
+        check_name=PROBE_KEEPS_ACCURACY,
+        passed=result.ratio >= min_ratio,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"reduced features (k={result.current_k}) reach {result.ratio:.3f} of the full "
+            f"features' accuracy ({reduced:.3f} / {full:.3f}); floor {min_ratio}"
+        ),
+        metadata={
+            "accuracy_ratio": float(result.ratio),
+            "min_probe_ratio": float(min_ratio),
+            "accuracy_full": float(full),
+            "accuracy_reduced": float(reduced),
+        },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    # Reads the published rows of every upload date: the reduced ones and their features.
+    deps=[dg.AssetDep(reduced_features, partition_mapping=dg.AllPartitionMapping())],
+    # Lets a run over a range of dates (make demo's) include it, as pca_model.
+    backfill_policy=ONE_RUN_PER_BACKFILL,
+    kinds={"spark"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            PROBE_KEEPS_ACCURACY,
+            asset=ASSET,
+            blocking=False,
+            description="a linear probe on the reduced features reaches min_probe_ratio of its "
+            "accuracy on the full features (a warning)",
+        )
+    ],
+)
+def feature_quality(
+    context: dg.AssetExecutionContext,
+    fruits: FruitsResource,
+    spark: SparkResource,
+    pyspark_step_launcher: StepLauncherParam,
+) -> Results:
+    """A linear probe on the labelled images: accuracy and macro-F1 on the full features, on
+    the current PCA's reduced features and at other k, with a picture to choose k from."""
+    settings, layout, s3 = fruits.settings(), fruits.layout(), fruits.s3()
+    version = latest_version(layout, s3)
+    if version is None:
+        raise dg.Failure("no PCA model yet: materialize pca_model first")
+    model = read_pca_metadata(layout, s3, version)
+    session = spark.session_for(context)
+    try:
+        reduced = read_dataset(session, layout, REDUCED)
+    except FileNotFoundError:
+        raise dg.Failure("no reduced features yet: materialize reduced_features first") from None
+    reduced = reduced.where(F.col("pca_version") == version)
+    # The rows of the model's weights: those the current PCA version was fitted on.
+    features = read_features(session, layout).where(
+        F.col("weights_sha256") == model["weights_sha256"]
+    )
+    try:
+        result = probe.run_probe(features, reduced, model["k"])
+    except ValueError as error:
+        raise dg.Failure(f"the probe cannot run on PCA {version}: {error}") from None
+    png = probe.probe_png(result)
+    png_uri = probe.save_probe(s3, layout, version, result, png)
+    yield dg.MaterializeResult(
+        metadata={
+            **probe_metadata(result),
+            "rows_per_label": count_table(result.rows_per_label, "label"),
+            "probe_ks": dg.MetadataValue.json(result.ks),
+            "pca_version": version,
+            "pca_k": int(model["k"]),
+            "weights_sha256": model["weights_sha256"],
+            "probe_plot": png_markdown(png, "probe accuracy and explained variance against k"),
+            "probe_png": dg.MetadataValue.path(png_uri),
+        }
+    )
+    yield keeps_accuracy(result, settings.min_probe_ratio)

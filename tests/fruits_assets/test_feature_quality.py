@@ -1,0 +1,103 @@
+"""feature_quality on published features whose labels the current PCA loses: the numbers
+as numeric metadata, the picture in the UI and S3, and a warning (no failure) from its check."""
+
+from __future__ import annotations
+
+import hashlib
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from fruits_assets.definitions import defs
+from fruits_assets.feature_quality import ASSET, PROBE_KEEPS_ACCURACY, feature_quality
+from fruits_assets.resources import resources_for
+from spark.layout import FEATURES
+from spark.pipeline import FEATURE_COLUMNS, fit_and_save_pca, publish_staged, write_reduced
+from spark.publish import stage
+
+D1 = "2026-11-02"
+DIGEST = hashlib.sha256(b"probe weights").hexdigest()
+LABELS = ("apple", "banana", "cherry")
+SCHEMA = (
+    "path string, upload_date string, label string, size_bytes bigint, features array<float>, "
+    "weights_source string, weights_sha256 string"
+)
+
+
+def rows_with_quiet_labels(per_label: int = 12, seed: int = 5) -> list[tuple]:
+    """1280 features: two loud dimensions that say nothing of the label, and the label in
+    quiet ones, so PCA at k=2 keeps the noise and loses the label."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c, label in enumerate([*LABELS, "unlabelled"]):
+        for n in range(per_label if label != "unlabelled" else 3):
+            vector = rng.normal(0, 0.05, 1280)
+            vector[:2] = rng.normal(0, 10, 2)
+            if c < len(LABELS):
+                vector[10 + 10 * c : 20 + 10 * c] += 1.0
+            rows.append(
+                (f"s3a://b/raw/{label}/{n}.jpg", D1, label, 1000, [float(x) for x in vector])
+            )
+    return [(*r, "random:1", DIGEST) for r in rows]
+
+
+@pytest.fixture
+def published_with_k2(asset_layout, spark, s3) -> str:
+    """Published features of one date, a PCA of k=2 published on them, and their reduction."""
+    frame = spark.createDataFrame(rows_with_quiet_labels(), SCHEMA).select(FEATURE_COLUMNS)
+    staged = stage(spark, {asset_layout.dataset(FEATURES): frame}, [D1])
+    publish_staged(spark, asset_layout, s3, staged)
+    version = fit_and_save_pca(spark, asset_layout, s3, 2, DIGEST).version
+    write_reduced(spark, asset_layout, s3, [D1], version)
+    return version
+
+
+def test_the_probe_warns_when_the_reduced_features_lose_the_labels(
+    published_with_k2, asset_layout, s3
+) -> None:
+    result = dg.materialize(
+        [feature_quality],
+        resources=resources_for("local"),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success  # a warning: the materialization stands
+    (check,) = result.get_asset_check_evaluations()
+    assert (check.check_name, check.passed) == (PROBE_KEEPS_ACCURACY, False)
+    assert check.severity == dg.AssetCheckSeverity.WARN
+
+    metadata = result.asset_materializations_for_node(ASSET)[0].metadata
+    values = {k: v.value for k, v in metadata.items()}
+    for key in ("accuracy_full", "accuracy_reduced", "macro_f1_full", "macro_f1_reduced"):
+        assert isinstance(metadata[key], dg.FloatMetadataValue), key
+    assert values["accuracy_full"] > 0.9
+    assert values["accuracy_reduced"] < 0.75
+    assert values["accuracy_ratio"] == pytest.approx(
+        values["accuracy_reduced"] / values["accuracy_full"]
+    )
+    assert values["accuracy_ratio"] < 0.97 and not check.passed
+    assert check.metadata["accuracy_ratio"].value == pytest.approx(values["accuracy_ratio"])
+    # the projections at other k recover what k=2 lost
+    assert values["accuracy_k25"] > 0.9 and isinstance(metadata["accuracy_k25"].value, float)
+    assert (values["pca_version"], values["pca_k"]) == (published_with_k2, 2)
+    assert values["weights_sha256"] == DIGEST
+    per_label = {r.data["label"]: r.data for r in values["rows_per_label"].records}
+    assert set(per_label) == set(LABELS)  # unlabelled rows train and test nothing
+    assert all(r["train"] + r["test"] == 12 for r in per_label.values())
+    assert values["rows_train"] + values["rows_test"] == 36
+    assert (
+        values["probe_plot"].startswith("![") and "data:image/png;base64," in values["probe_plot"]
+    )
+    for extension in ("png", "json"):
+        key = asset_layout.feature_quality_key(published_with_k2, extension)
+        assert s3.head_object(Bucket=asset_layout.bucket, Key=key)["ContentLength"] > 100
+    assert values["probe_png"].endswith(asset_layout.feature_quality_key(published_with_k2, "png"))
+
+
+def test_feature_quality_follows_reduced_features_with_a_warning_check() -> None:
+    graph = defs.get_repository_def().asset_graph
+    node = graph.get(dg.AssetKey(ASSET))
+    assert {p.to_user_string() for p in node.parent_keys} == {"reduced_features"}
+    assert node.group_name == "fruits" and node.partitions_def is None
+    (spec,) = defs.get_assets_def(ASSET).check_specs
+    assert (spec.name, spec.blocking) == (PROBE_KEEPS_ACCURACY, False)
