@@ -1,19 +1,22 @@
-"""Assembles the Dagster definitions; resources are chosen by FRUITS_DEPLOYMENT (default local)."""
+"""Assembles the Dagster definitions; the resources are the current deployment's
+(fruits_assets.deployments: FRUITS_DEPLOYMENT, default local)."""
 
 import dagster as dg
 
 from fruits_assets.assets import image_features, pca_model, raw_images, reduced_features
-from fruits_assets.resources import resources_for
+from fruits_assets.deployments import current_deployment, resources_for
 from fruits_assets.sensors import ingest_job, new_uploads, pca_job, pca_refit_policy
-from spark.settings import load_deployment_env
 
-deployment = load_deployment_env()
 
-defs = dg.Definitions(
-    assets=[raw_images, image_features, pca_model, reduced_features],
-    jobs=[ingest_job, pca_job],
-    sensors=[new_uploads, pca_refit_policy],
-    resources=resources_for(deployment),
-    # One process per run: the Spark session and the model are shared by every step.
-    executor=dg.in_process_executor,
-)
+def definitions_for(deployment: str) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[raw_images, image_features, pca_model, reduced_features],
+        jobs=[ingest_job, pca_job],
+        sensors=[new_uploads, pca_refit_policy],
+        resources=resources_for(deployment),
+        # One process per run: the Spark session and the model are shared by every step.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = definitions_for(current_deployment())

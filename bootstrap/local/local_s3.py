@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from fruits_assets.deployments import current_settings
 from spark.layout import Layout
 from spark.settings import PROJECT_ROOT, ConfigError, Settings
 from spark.storage import s3_client
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None, state_dir: Path = STATE_DIR) -> int:
     parser.add_argument("command", choices=["start", "stop", "status", "ls"])
     parser.add_argument("under", nargs="?", default="", help="ls: a folder under the prefix")
     args = parser.parse_args(argv)
-    settings = Settings.load()
+    settings = current_settings()
     server = from_settings(settings, state_dir)
     if args.command == "ls":
         return list_objects(settings, args.under)
