@@ -1,6 +1,8 @@
 """Assembles the Dagster definitions; the resources are the current deployment's
 (fruits_assets.deployments: FRUITS_DEPLOYMENT, default local)."""
 
+from collections.abc import Mapping
+
 import dagster as dg
 
 from fruits_assets.assets import image_features, pca_model, raw_images, reduced_features
@@ -8,12 +10,12 @@ from fruits_assets.deployments import current_deployment, resources_for
 from fruits_assets.sensors import ingest_job, new_uploads, pca_job, pca_refit_policy
 
 
-def definitions_for(deployment: str) -> dg.Definitions:
+def definitions_for(deployment: str, environ: Mapping[str, str] | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[raw_images, image_features, pca_model, reduced_features],
         jobs=[ingest_job, pca_job],
         sensors=[new_uploads, pca_refit_policy],
-        resources=resources_for(deployment),
+        resources=resources_for(deployment, environ),
         # One process per run: the Spark session and the model are shared by every step.
         executor=dg.in_process_executor,
     )

@@ -2,7 +2,7 @@ import dagster as dg
 import pytest
 
 from fruits_assets.assets import image_features, pca_model, raw_images, reduced_features
-from fruits_assets.resources import resources_for
+from fruits_assets.deployments import resources_for
 
 ALL_ASSETS = [raw_images, image_features, pca_model, reduced_features]
 

@@ -22,7 +22,7 @@ from fruits_assets.assets import (
     raw_images,
     reduced_features,
 )
-from fruits_assets.resources import resources_for
+from fruits_assets.deployments import resources_for
 from spark import fs
 from spark.decode import DecodeError, decode_image
 from spark.layout import FEATURES, REDUCED, REJECTS
@@ -126,9 +126,9 @@ def reduced_automation(instance: dg.DagsterInstance):
 
 
 def fruits_s3(layout):
-    from fruits_assets.resources import FruitsResource
+    from fruits_assets.deployments import resources_for
 
-    return FruitsResource().s3()
+    return resources_for("local")["fruits"].s3()
 
 
 def test_a_reject_rate_over_the_limit_publishes_nothing_until_fixed(

@@ -17,6 +17,7 @@ from bootstrap.aws.emr_cluster import (
 )
 from bootstrap.aws.roles import INSTANCE_PROFILE, SERVICE_ROLE
 from bootstrap.aws.wheelhouse import bundle_digest, lock_pins
+from fruits_assets.deployments import current_settings
 from spark.settings import ConfigError, Settings
 
 OPTIONS = ClusterOptions(
@@ -42,7 +43,7 @@ def request(settings: Settings) -> dict:
         "FRUITS_S3_ENDPOINT": "http://x",
         **CLUSTER_ENV,
     }
-    staged = Settings.from_env(env | {"FRUITS_STAGING_BUCKET": "staging"})
+    staged = current_settings(env | {"FRUITS_STAGING_BUCKET": "staging"})
     return cluster_request(staged, OPTIONS, env)
 
 
