@@ -22,7 +22,6 @@ from fruits_assets.emr import (
     EmrStepLauncherResource,
     build_code_package,
     code_files,
-    emr_step_launcher,
 )
 
 
@@ -211,10 +210,10 @@ def test_a_run_aimed_at_an_ended_or_missing_cluster_fails_first_in_one_line(
     monkeypatch.setenv("FRUITS_STAGING_PREFIX", f"{fresh_layout.prefix}/emr_staging")
     for target, state in ((cluster_id, "TERMINATED (Idle for 60 seconds"), ("j-GONE", "not found")):
         monkeypatch.setenv("FRUITS_EMR_CLUSTER_ID", target)
+        launcher = resources_for("emr")["pyspark_step_launcher"]
         result = dg.materialize(
-            [spark_work], resources={"pyspark_step_launcher": emr_step_launcher()},
-            raise_on_error=False,
-        )  # fmt: skip
+            [spark_work], resources={"pyspark_step_launcher": launcher}, raise_on_error=False
+        )
         failure = result.get_step_failure_events()[0].step_failure_data
         message = failure.user_failure_data.description
         assert message.startswith(f"EMR cluster {target} is {state}")
