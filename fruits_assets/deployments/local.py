@@ -36,7 +36,9 @@ def config(environ: Mapping[str, str]) -> FruitsConfig:
 
 
 def resources(environ: Mapping[str, str]) -> dict[str, Any]:
+    return resources_with(config(environ))
+
+
+def resources_with(fruits: FruitsConfig) -> dict[str, Any]:
     """No step launcher: the Spark assets run in the Dagster run's own process."""
-    return pipeline_resources(config(environ)) | {
-        STEP_LAUNCHER: dg.ResourceDefinition.none_resource()
-    }
+    return pipeline_resources(fruits) | {STEP_LAUNCHER: dg.ResourceDefinition.none_resource()}
