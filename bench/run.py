@@ -48,6 +48,7 @@ from bootstrap.aws.buckets import ensure_pipeline_bucket
 from bootstrap.local.local_s3 import from_settings
 from bootstrap.sample.fruit_images import LABELS, encode_jpeg, render_fruit
 from bootstrap.sample.sample_data import SampleFile, upload
+from fruits_assets.deployments import current_settings
 from spark.decode import INPUT_SIZE, decode_image, preprocess
 from spark.fetch import ImageSource
 from spark.layout import Layout
@@ -301,8 +302,9 @@ def end_to_end(settings: Settings, dates: list[str]) -> dict[str, float]:
     total = cli("*")
     dagster_only = cli("raw_images")  # Dagster start + listing S3, no Spark
     startup_code = (
-        "from spark.session import build_session; from spark.settings import Settings;"
-        "s = build_session(Settings.load()); s.range(1).count(); import tensorflow; s.stop()"
+        "from spark.session import build_session;"
+        "from fruits_assets.deployments import current_settings;"
+        "s = build_session(current_settings()); s.range(1).count(); import tensorflow; s.stop()"
     )
     spark_tf = timed(
         lambda: subprocess.run(
@@ -370,7 +372,7 @@ def workload(prefix: str, run: dict[str, Any], ceiling: dict[str, float]) -> dic
 
 def run(sizes: Sizes, smoke: bool, e2e: bool, pca: bool = True) -> dict[str, Any]:
     pca_rows = [10_000, 30_000, 100_000]
-    base = Settings.load()
+    base = current_settings()
     settings = replace(base, prefix=f"bench-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}")
     proxy, roles, stop_servers = start_servers(settings)
     try:

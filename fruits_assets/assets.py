@@ -15,7 +15,7 @@ import dagster as dg
 from fruits_assets import metadata as md
 from fruits_assets.observability import progress_to_run_log, spark_ui_metadata
 from fruits_assets.partitions import ONE_RUN_PER_BACKFILL, UPLOAD_DATES
-from fruits_assets.resources import FruitsResource, SparkResource
+from fruits_assets.resources import FruitsConfig, SparkResource
 from spark import quality
 from spark.fetch import ImageSource
 from spark.images import manifest_images, tombstoned
@@ -111,7 +111,7 @@ def count_table(counts: dict[str, dict[str, int]], key: str = "upload_date") -> 
         blocking(STORAGE_IN_EU, "raw_images", "every bucket the pipeline uses is in the EU")
     ],
 )
-def raw_images(context: dg.AssetExecutionContext, fruits: FruitsResource) -> Results:
+def raw_images(context: dg.AssetExecutionContext, fruits: FruitsConfig) -> Results:
     """The manifest of each upload date: every file under raw/upload_date=D/, listed from S3."""
     s3, layout = fruits.s3(), fruits.layout()
     preflight(s3, fruits.settings())
@@ -159,7 +159,7 @@ def raw_images(context: dg.AssetExecutionContext, fruits: FruitsResource) -> Res
 )
 def image_features(
     context: dg.AssetExecutionContext,
-    fruits: FruitsResource,
+    fruits: FruitsConfig,
     spark: SparkResource,
     pyspark_step_launcher: StepLauncherParam,
 ) -> Results:
@@ -250,7 +250,7 @@ def image_features(
 )
 def pca_model(
     context: dg.AssetExecutionContext,
-    fruits: FruitsResource,
+    fruits: FruitsConfig,
     spark: SparkResource,
     pyspark_step_launcher: StepLauncherParam,
 ) -> Results:
@@ -316,7 +316,7 @@ def pca_model(
 )
 def reduced_features(
     context: dg.AssetExecutionContext,
-    fruits: FruitsResource,
+    fruits: FruitsConfig,
     spark: SparkResource,
     pyspark_step_launcher: StepLauncherParam,
 ) -> Results:

@@ -13,9 +13,9 @@ The launcher is dagster_aws's EmrPySparkStepLauncher, changed only where a real 
 """
 
 import hashlib
-import os
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
@@ -27,14 +27,16 @@ from dagster._core.definitions.step_launcher import StepLauncher
 from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster_aws.emr import EmrError, EmrJobRunner
 from dagster_aws.emr.pyspark_step_launcher import EmrPySparkStepLauncher
+from pydantic import Field
 
+from fruits_assets.resources import FruitsConfig
 from spark.layout import split_uri, staging_uri
 from spark.settings import PROJECT_ROOT, cluster_id_on_node, require_eu_region
 from spark.storage import SSE
 
-# What the cluster needs to import: the Dagster definitions and the library, with its conf/.
+# What the cluster needs to import: the Dagster definitions and the library.
 CODE_PACKAGES = ("fruits_assets", "spark")
-CODE_SUFFIXES = (".py", ".env")
+CODE_SUFFIXES = (".py",)
 # The command that starts a cluster (bootstrap/ is not shipped to the cluster: named, not imported).
 START_CLUSTER = "python -m bootstrap.aws.emr_cluster create"
 ENDED_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
@@ -180,22 +182,31 @@ class ProjectPackageStepLauncher(EmrPySparkStepLauncher):
 
 
 class EmrStepLauncherResource(ConfigurableResourceFactory[StepLauncher]):
-    """The step launcher, configured from the environment through EnvVar.
+    """The step launcher; its fields show in the UI's resource view.
 
     EnvVars are resolved again on the cluster when the step starts there, so the same
     variables must be set in the cluster's environment (bootstrap.aws.emr_cluster does it).
     """
 
-    cluster_id: str
-    region_name: str
-    staging_bucket: str
-    staging_prefix: str = "emr_staging"
-    # Fetch the step's stdout/stderr from the cluster's LogUri into the Dagster logs, waiting
-    # for them at most log_wait_s (EMR pushes them about every 5 minutes).
-    wait_for_logs: bool = True
-    log_wait_s: int = 360
-    # How often DescribeStep is called while a step runs (dagster_aws's interval).
-    poll_interval_s: float = 15
+    cluster_id: str = Field(description="The EMR cluster the steps run on.")
+    region_name: str = Field(description="AWS region of the cluster (EU only: GDPR).")
+    staging_bucket: str = Field(description="Bucket of the code packages and step files.")
+    staging_prefix: str = Field(description="Key prefix in the staging bucket.")
+    wait_for_logs: bool = Field(
+        default=True,
+        description="Fetch the step's stdout/stderr from the cluster's LogUri into the "
+        "Dagster logs.",
+    )
+    log_wait_s: int = Field(
+        default=360,
+        description="Seconds to wait for a step's logs (EMR pushes them about every 5 "
+        "minutes); late logs are a warning, never a failure.",
+    )
+    poll_interval_s: float = Field(
+        default=15,
+        description="Seconds between DescribeStep calls while a step runs (dagster_aws's "
+        "interval: EMR throttles DescribeStep).",
+    )
 
     # What it builds; a test's subclass adds a sleeping step instead of spark-submit.
     launcher_class: ClassVar[type[ProjectPackageStepLauncher]] = ProjectPackageStepLauncher
@@ -218,12 +229,15 @@ class EmrStepLauncherResource(ConfigurableResourceFactory[StepLauncher]):
         )
 
 
-def emr_step_launcher() -> EmrStepLauncherResource:
-    # On a cluster node (where Dagster builds the resources again) the cluster is the node's
-    # own, from job-flow.json; on the host, the one FRUITS_EMR_CLUSTER_ID names.
+def emr_step_launcher(fruits: FruitsConfig, environ: Mapping[str, str]) -> EmrStepLauncherResource:
+    """The launcher for the `fruits` configuration's region and staging location.
+
+    On a cluster node (where Dagster builds the resources again) the cluster is the node's
+    own, from job-flow.json; on the host, the one FRUITS_EMR_CLUSTER_ID names.
+    """
     return EmrStepLauncherResource(
-        cluster_id=cluster_id_on_node(os.environ) or dg.EnvVar("FRUITS_EMR_CLUSTER_ID"),
-        region_name=dg.EnvVar("FRUITS_REGION"),
-        staging_bucket=dg.EnvVar("FRUITS_STAGING_BUCKET"),
-        staging_prefix=dg.EnvVar("FRUITS_STAGING_PREFIX"),
+        cluster_id=cluster_id_on_node(environ) or dg.EnvVar("FRUITS_EMR_CLUSTER_ID"),
+        region_name=fruits.region,
+        staging_bucket=fruits.staging_bucket,
+        staging_prefix=fruits.staging_prefix,
     )

@@ -9,7 +9,7 @@ like the Spark assets.
 import dagster as dg
 
 from fruits_assets.assets import StepLauncherParam
-from fruits_assets.resources import FruitsResource, SparkResource
+from fruits_assets.resources import FruitsConfig, SparkResource
 from spark.erasure import erase_image, find_by_sha256
 from spark.layout import FEATURES, REDUCED, REJECTS
 from spark.storage import preflight
@@ -35,7 +35,7 @@ class ErasureRequest(dg.Config):
 def erase(
     context: dg.OpExecutionContext,
     config: ErasureRequest,
-    fruits: FruitsResource,
+    fruits: FruitsConfig,
     spark: SparkResource,
     pyspark_step_launcher: StepLauncherParam,
 ) -> None:
@@ -45,7 +45,7 @@ def erase(
     preflight(s3, fruits.settings())
     try:
         path = config.path or find_by_sha256(s3, layout, config.sha256)
-        record = erase_image(spark.session(), layout, s3, path)
+        record = erase_image(spark.spark_session, layout, s3, path)
     except ValueError as error:  # not this pipeline's image, or no image has that hash
         raise dg.Failure(str(error)) from None
     context.log.info(f"erased {record['path']}: {record['rows_removed']}")

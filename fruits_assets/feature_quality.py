@@ -7,7 +7,7 @@ from pyspark.sql import functions as F
 from fruits_assets.assets import GROUP, Results, StepLauncherParam, count_table, reduced_features
 from fruits_assets.metadata import png_markdown
 from fruits_assets.partitions import ONE_RUN_PER_BACKFILL
-from fruits_assets.resources import FruitsResource, SparkResource
+from fruits_assets.resources import FruitsConfig, SparkResource
 from spark import probe
 from spark.layout import REDUCED
 from spark.pca import latest_version, read_pca_metadata
@@ -72,7 +72,7 @@ def keeps_accuracy(result: probe.ProbeResult, min_ratio: float) -> dg.AssetCheck
 )
 def feature_quality(
     context: dg.AssetExecutionContext,
-    fruits: FruitsResource,
+    fruits: FruitsConfig,
     spark: SparkResource,
     pyspark_step_launcher: StepLauncherParam,
 ) -> Results:

@@ -7,7 +7,7 @@ import dagster as dg
 
 from fruits_assets.assets import image_features, pca_model, raw_images
 from fruits_assets.partitions import UPLOAD_DATES
-from fruits_assets.resources import FruitsResource
+from fruits_assets.resources import FruitsConfig
 from spark.manifest import raw_fingerprints
 
 ingest_job = dg.define_asset_job(
@@ -26,7 +26,7 @@ def _now() -> datetime:
 @dg.sensor(
     job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING
 )
-def new_uploads(context: dg.SensorEvaluationContext, fruits: FruitsResource) -> dg.SensorResult:
+def new_uploads(context: dg.SensorEvaluationContext, fruits: FruitsConfig) -> dg.SensorResult:
     """One run per upload date whose files are new or changed since the sensor last requested it.
 
     The cursor, {date: fingerprint of its keys, sizes and ETags}, holds only dates actually
@@ -55,7 +55,7 @@ def new_uploads(context: dg.SensorEvaluationContext, fruits: FruitsResource) -> 
 
 @dg.sensor(job=pca_job, minimum_interval_seconds=300)
 def pca_refit_policy(
-    context: dg.SensorEvaluationContext, fruits: FruitsResource
+    context: dg.SensorEvaluationContext, fruits: FruitsConfig
 ) -> dg.SensorResult | dg.SkipReason:
     """Re-fit the PCA once FRUITS_PCA_REFIT_AFTER new feature partitions have arrived (0: never)."""
     after = fruits.settings().pca_refit_after

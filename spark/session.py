@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
@@ -17,6 +18,18 @@ LOCAL_LOG4J = PROJECT_ROOT / "deployments" / "log4j2.properties"
 S3A_FILESYSTEM = "org.apache.hadoop.fs.s3a.S3AFileSystem"
 
 
+class SessionValues(Protocol):
+    """What the session's conf depends on: Settings, or the `fruits` resource's fields when the
+    Dagster definitions load (before per-account values are resolved: local needs none)."""
+
+    deployment: str
+    region: str
+    s3_endpoint: str | None
+    spark_master: str | None
+    spark_driver_memory: str
+    arrow_batch_size: int
+
+
 def s3a_jars(jars_dir: Path = S3A_JARS_DIR) -> list[Path]:
     jars = sorted(jars_dir.glob("*.jar"))
     if not any(j.name.startswith("hadoop-aws-") for j in jars):
@@ -24,7 +37,7 @@ def s3a_jars(jars_dir: Path = S3A_JARS_DIR) -> list[Path]:
     return jars
 
 
-def s3a_conf(settings: Settings) -> dict[str, str]:
+def s3a_conf(settings: SessionValues) -> dict[str, str]:
     """Hadoop settings that make both s3:// and s3a:// URIs go through S3A.
 
     On EMR, s3:// is EMRFS and none of this applies. Credentials are not set here: S3A's
@@ -53,7 +66,7 @@ def s3a_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
-def spark_conf(settings: Settings) -> dict[str, str]:
+def spark_conf(settings: SessionValues) -> dict[str, str]:
     return {
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(settings.arrow_batch_size),
         # Python workers are reused across tasks, so the model is built once per worker.
@@ -72,21 +85,40 @@ def require_java() -> None:
         raise ConfigError("Java not found (Spark 3.5 needs Java 17): run `make install`")
 
 
-def build_session(settings: Settings, app_name: str = "fruits") -> SparkSession:
-    builder = SparkSession.builder.appName(app_name)
-    conf = spark_conf(settings)
-    if settings.deployment == "local":
-        require_java()
-        builder = builder.master(settings.spark_master or "local[2,3]")
-        conf["spark.driver.memory"] = settings.spark_driver_memory
-        conf["spark.jars"] = ",".join(str(j) for j in s3a_jars())
-        # Workers run the driver's interpreter (the project's .venv), not whatever is on PATH.
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+def session_conf(values: SessionValues, app_name: str = "fruits") -> dict[str, str]:
+    """Spark properties of the deployment's session. Locally: local Spark with S3A on
+    loopback; elsewhere (EMR) the cluster's own settings apply and only the pipeline's are set."""
+    conf = {"spark.app.name": app_name} | spark_conf(values)
+    if values.deployment == "local":
+        conf["spark.master"] = values.spark_master or "local[2,3]"
+        conf["spark.driver.memory"] = values.spark_driver_memory
         conf["spark.driver.extraJavaOptions"] = f"-Dlog4j.configurationFile={LOCAL_LOG4J}"
         conf["spark.driver.host"] = conf["spark.driver.bindAddress"] = "127.0.0.1"
-        # The Spark UI binds to SPARK_LOCAL_IP (all interfaces otherwise): keep it on loopback.
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        conf |= {f"spark.hadoop.{k}": v for k, v in s3a_conf(settings).items()}
+        conf |= {f"spark.hadoop.{k}": v for k, v in s3a_conf(values).items()}
+    return conf
+
+
+def prepare_local_spark() -> dict[str, str]:
+    """This machine, ready for a local session: Java checked, the environment Spark reads set;
+    returns the S3A jars to add (checked only now, so that loading the definitions never
+    needs them)."""
+    require_java()
+    # Workers run the driver's interpreter (the project's .venv), not whatever is on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # The Spark UI binds to SPARK_LOCAL_IP (all interfaces otherwise): keep it on loopback.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    return {"spark.jars": ",".join(str(j) for j in s3a_jars())}
+
+
+def start_session(conf: dict[str, str], local: bool) -> SparkSession:
+    if local:
+        conf = conf | prepare_local_spark()
+    builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def build_session(settings: Settings, app_name: str = "fruits") -> SparkSession:
+    """The session outside Dagster (command-line tools, tests)."""
+    return start_session(session_conf(settings, app_name), settings.deployment == "local")

@@ -1,26 +1,20 @@
-"""The one object that owns configuration.
+"""The one object that owns configuration: plain, validated values for the library.
 
-Values come from the environment; a deployment file (`spark/conf/<name>.env`, package data,
-so it is read from the code zip on EMR too) supplies defaults for anything the environment
-does not set. Nothing here hard-codes an endpoint,
-a bucket or a credential.
+Where the values come from is the Dagster layer's business (fruits_assets.deployments: each
+deployment's defaults, the `fruits` resource's fields, FRUITS_* variables); this module never
+reads the environment for them. Nothing here hard-codes an endpoint, a bucket or a credential.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib.resources
 import json
-import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEPLOYMENTS_DIR = PROJECT_ROOT / "deployments"
-DEPLOYMENT_FILES = importlib.resources.files("spark") / "conf"
 
 # GDPR: the AWS regions inside the European Union. eu-west-2 (London) and eu-central-2
 # (Zurich) are in Europe but outside the EU, so they are refused too.
@@ -59,43 +53,6 @@ def require_eu_region(region: str, what: str = "region") -> str:
     return region
 
 
-def read_env_file(path: Traversable) -> dict[str, str]:
-    """KEY=VALUE lines; blank lines and # comments are skipped."""
-    values: dict[str, str] = {}
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise ConfigError(f"{path}: expected KEY=VALUE, got {raw!r}")
-        values[key.strip()] = value.strip()
-    return values
-
-
-def load_deployment_env(environ: MutableMapping[str, str] | None = None) -> str:
-    """Fill `environ` with the defaults of its deployment; returns the deployment name.
-
-    The defaults go into the environment itself (not only into Settings) because boto3
-    and the JVM that Spark starts read credentials from there.
-    """
-    environ = os.environ if environ is None else environ
-    deployment = environ.get("FRUITS_DEPLOYMENT", "local")
-    path = DEPLOYMENT_FILES / f"{deployment}.env"
-    if not path.is_file():
-        raise ConfigError(f"unknown deployment {deployment!r}: no spark/conf/{deployment}.env")
-    for key, value in read_env_file(path).items():
-        environ.setdefault(key, value)
-    return deployment
-
-
-def _iso_date(value: str | None) -> str:
-    try:
-        return dt.date.fromisoformat(value or "").isoformat()
-    except ValueError:
-        raise ConfigError(f"FRUITS_PARTITIONS_START must be YYYY-MM-DD, got {value!r}") from None
-
-
 @dataclass(frozen=True)
 class Settings:
     deployment: str
@@ -117,14 +74,13 @@ class Settings:
     max_reject_rate: float
     min_explained_variance: float
     pca_refit_after: int
-    emr_cluster_id: str | None = None
-    staging_bucket: str | None = None
-    staging_prefix: str = "emr_staging"
+    staging_bucket: str | None
+    staging_prefix: str
     # feature_quality's check: the probe on the reduced features reaches this share of the
     # accuracy on the full features.
-    min_probe_ratio: float = 0.97
+    min_probe_ratio: float
     # None: PCA keeps pca_k components; a share in (0, 1]: the fewest that explain it.
-    pca_variance_target: float | None = None
+    pca_variance_target: float | None
 
     def __post_init__(self) -> None:
         require_eu_region(self.region)
@@ -158,66 +114,6 @@ class Settings:
                 f"FRUITS_ARROW_BATCH_SIZE must be positive, got {self.arrow_batch_size}"
             )
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        def get(key: str, default: str | None = None) -> str | None:
-            value = environ.get(key, default)
-            return value if value not in ("", None) else default
-
-        def get_number(key: str, default: float, kind: type = int) -> Any:
-            raw = get(key, str(default))
-            try:
-                return kind(raw)
-            except ValueError:
-                raise ConfigError(f"{key} must be {kind.__name__}, got {raw!r}") from None
-
-        region = get("FRUITS_REGION")
-        bucket = get("FRUITS_BUCKET")
-        if region is None or bucket is None:
-            raise ConfigError("FRUITS_REGION and FRUITS_BUCKET must be set")
-        return cls(
-            deployment=get("FRUITS_DEPLOYMENT", "local"),  # type: ignore[arg-type]
-            region=region,
-            bucket=bucket,
-            prefix=(get("FRUITS_PREFIX", "") or "").strip("/"),
-            s3_endpoint=get("FRUITS_S3_ENDPOINT"),
-            spark_master=get("FRUITS_SPARK_MASTER"),
-            # Local only (on EMR the cluster's defaults apply): the driver JVM's heap.
-            spark_driver_memory=get("FRUITS_SPARK_DRIVER_MEMORY", "2g"),  # type: ignore[arg-type]
-            weights=get("FRUITS_WEIGHTS", "imagenet"),  # type: ignore[arg-type]
-            weights_seed=get_number("FRUITS_WEIGHTS_SEED", 42),
-            pca_k=get_number("FRUITS_PCA_K", 100),
-            # Tuning defaults (`make bench` measures the alternatives: README "Performance"):
-            # - engine tflite: LiteRT runs the same model for much less CPU than Keras;
-            # - 1 inference thread per Python worker: Spark runs one worker per core already,
-            #   so a second thread only competes with the other worker (tf_threads_2);
-            # - Arrow batch 64: large enough to amortise a batch's overhead, small enough to
-            #   keep a worker's decoded tensors at 64 x 224x224x3 float32 = 38 MB.
-            arrow_batch_size=get_number("FRUITS_ARROW_BATCH_SIZE", 64),
-            tf_intra_op_threads=get_number("FRUITS_TF_THREADS", 1),
-            # GETs in flight per Python worker: enough to hide S3's per-request latency
-            # behind the model (spark.fetch).
-            fetch_threads=get_number("FRUITS_FETCH_THREADS", 16),
-            # Larger files are rejected from the manifest's size, never read: phone photos are
-            # a few MB, and a worker holds a batch of them in memory.
-            max_image_bytes=get_number("FRUITS_MAX_IMAGE_BYTES", 50 * 1024 * 1024),
-            engine=get("FRUITS_ENGINE", ENGINES[0]),  # type: ignore[arg-type]
-            partitions_start=_iso_date(get("FRUITS_PARTITIONS_START", "2026-01-01")),
-            max_reject_rate=get_number("FRUITS_MAX_REJECT_RATE", 0.05, float),
-            min_explained_variance=get_number("FRUITS_MIN_EXPLAINED_VARIANCE", 0.7, float),
-            # 0: PCA is re-fitted on demand only; N: once N new feature partitions arrived.
-            pca_refit_after=get_number("FRUITS_PCA_REFIT_AFTER", 0),
-            emr_cluster_id=get("FRUITS_EMR_CLUSTER_ID") or cluster_id_on_node(environ),
-            staging_bucket=get("FRUITS_STAGING_BUCKET"),
-            staging_prefix=(get("FRUITS_STAGING_PREFIX", "emr_staging") or "").strip("/"),
-            min_probe_ratio=get_number("FRUITS_MIN_PROBE_RATIO", 0.97, float),
-            pca_variance_target=(
-                get_number("FRUITS_PCA_VARIANCE_TARGET", 0.0, float)
-                if get("FRUITS_PCA_VARIANCE_TARGET")
-                else None
-            ),
-        )
-
     def require_partition_dates(self, dates: list[str], today: dt.date | None = None) -> None:
         """Upload dates must fall in the daily partitions: from the start date to today."""
         today = today or dt.datetime.now(dt.UTC).date()
@@ -225,11 +121,5 @@ class Settings:
         if outside:
             raise ConfigError(
                 f"upload dates {outside} are outside the partitions "
-                f"({self.partitions_start} to {today.isoformat()}; FRUITS_PARTITIONS_START)"
+                f"({self.partitions_start} to {today.isoformat()})"
             )
-
-    @classmethod
-    def load(cls) -> Settings:
-        """Settings of the current deployment (FRUITS_DEPLOYMENT, default `local`)."""
-        load_deployment_env()
-        return cls.from_env(os.environ)

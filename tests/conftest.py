@@ -17,8 +17,10 @@ import pytest
 
 from bootstrap.aws.buckets import ensure_pipeline_bucket
 from bootstrap.local.local_s3 import LocalS3
+from fruits_assets.deployments import current_settings
+from fruits_assets.resources import FruitsConfig
 from spark.layout import Layout
-from spark.settings import Settings, load_deployment_env
+from spark.settings import Settings
 
 
 def free_port() -> int:
@@ -34,7 +36,11 @@ def unused_port() -> int:
 
 @pytest.fixture(scope="session")
 def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The local deployment, re-pointed at a test-only server and bucket."""
+    """The local deployment, re-pointed at a test-only server and bucket.
+
+    As FRUITS_* variables (fruits_assets.deployments.environment): the Dagster CLI processes
+    that tests start read them there; in this process a test sets configuration through
+    `fruits_config` instead."""
     overrides = {
         "FRUITS_DEPLOYMENT": "local",
         "FRUITS_S3_ENDPOINT": f"http://127.0.0.1:{free_port()}",
@@ -46,13 +52,25 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     with pytest.MonkeyPatch.context() as patch:
         for key, value in overrides.items():
             patch.setenv(key, value)
-        load_deployment_env(os.environ)
         yield overrides
 
 
 @pytest.fixture(scope="session")
 def settings(test_env: dict[str, str]) -> Settings:
-    return Settings.load()
+    return current_settings()
+
+
+@pytest.fixture(scope="session")
+def fruits_config(test_env: dict[str, str]):
+    """fruits_config(**fields): the tests' `fruits` resource with some fields changed."""
+    from fruits_assets.deployments import local
+
+    base = local.config(os.environ).model_dump()
+
+    def _config(**fields) -> FruitsConfig:
+        return FruitsConfig(**(base | fields))
+
+    return _config
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from bootstrap import one_line_errors
+from fruits_assets.deployments import current_settings
 from spark.layout import (
     PUBLISHED_DATASETS,
     STAGING,
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv != ["create"]:
         print("usage: python -m bootstrap.aws.buckets create", file=sys.stderr)
         return 2
-    for bucket, created in ensure_all_buckets(Settings.load()).items():
+    for bucket, created in ensure_all_buckets(current_settings()).items():
         print(f"s3://{bucket} {'created' if created else 'already there'}; encrypted, private")
     return 0
 

@@ -15,6 +15,7 @@ from urllib.parse import unquote
 from bootstrap.aws import buckets, roles, wheelhouse
 from bootstrap.aws.iam import instance_policy
 from bootstrap.aws.wheelhouse import WHEELHOUSE
+from fruits_assets.deployments import current_settings
 from spark.layout import STAGING_BOOTSTRAP, split_uri
 from spark.settings import ConfigError, Settings
 
@@ -231,7 +232,7 @@ def doctor(
     session: Any, environ: Mapping[str, str], subnet_ids: list[str], group_ids: list[str]
 ) -> int:
     try:
-        settings = Settings.from_env(environ)
+        settings = current_settings(environ)
     except ConfigError as error:
         print(f"finding: {error} -> fix: export FRUITS_REGION=eu-west-3 (any EU region)")
         return 1

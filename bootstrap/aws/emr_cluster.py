@@ -37,8 +37,9 @@ from bootstrap.aws import roles, wheelhouse
 from bootstrap.aws.doctor import doctor
 from bootstrap.aws.iam import PROJECT_TAG
 from bootstrap.aws.wheelhouse import BOOTSTRAP_SCRIPT
+from fruits_assets.deployments import current_settings
 from spark.layout import STAGING_BOOTSTRAP, staging_uri
-from spark.settings import PROJECT_ROOT, ConfigError, Settings, load_deployment_env
+from spark.settings import PROJECT_ROOT, ConfigError, Settings
 from spark.storage import s3_client
 
 RELEASE_LABEL = "emr-7.12.0"  # Spark 3.5.6, Python 3.11 available
@@ -298,7 +299,7 @@ def ensure_security_configuration(emr: Any, options: ClusterOptions) -> None:
 
 def create(settings: Settings, options: ClusterOptions, environ: dict[str, str]) -> str:
     # What the cluster will run with must be valid there (EU region, weights on S3...).
-    Settings.from_env(spark_environment(environ))
+    current_settings(spark_environment(environ))
     emr = emr_client(settings)
     upload_bootstrap(settings)
     ensure_security_configuration(emr, options)
@@ -337,9 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         commands.add_parser(name).add_argument("cluster_id")
     args = parser.parse_args(argv)
     if args.command == "doctor":  # a region outside the EU is one of its findings
-        load_deployment_env()
         return doctor(boto3.Session(), os.environ, args.subnet_id, args.security_group)
-    settings = Settings.load()  # refuses a non-EU region before any API call
+    settings = current_settings()  # refuses a non-EU region before any API call
     if args.command == "roles":
         roles.ensure_roles(
             boto3.Session(), settings, tuple(args.subnet_id), tuple(args.security_group)

@@ -15,10 +15,11 @@ import json
 import sys
 
 from bootstrap import one_line_errors
+from fruits_assets.deployments import current_settings
 from spark.erasure import erase_image, find_by_sha256
 from spark.layout import Layout
 from spark.session import build_session
-from spark.settings import ConfigError, Settings
+from spark.settings import ConfigError
 from spark.storage import preflight, s3_client
 
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("path", nargs="?", help="s3:// path of the raw image")
     target.add_argument("--sha256", help="SHA-256 of the image's bytes")
     args = parser.parse_args(argv)
-    settings = Settings.load()
+    settings = current_settings()
     s3 = s3_client(settings)
     preflight(s3, settings)
     layout = Layout(settings.bucket, settings.prefix)

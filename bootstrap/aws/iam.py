@@ -25,6 +25,7 @@ import json
 import sys
 from typing import Any
 
+from fruits_assets.deployments import current_settings
 from spark.layout import MANIFESTS, RAW, STAGING_BOOTSTRAP, WEIGHTS, WRITTEN_PREFIXES, Layout
 from spark.settings import Settings
 
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1 or argv[0] not in PRINCIPALS:
         print(f"usage: python -m bootstrap.aws.iam {{{','.join(PRINCIPALS)}}}", file=sys.stderr)
         return 2
-    print(json.dumps(policy(Settings.load(), argv[0]), indent=2))
+    print(json.dumps(policy(current_settings(), argv[0]), indent=2))
     return 0
 
 

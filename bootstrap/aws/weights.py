@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fruits_assets.deployments import current_settings
 from spark.layout import Layout, split_uri
 from spark.model import IMAGENET, IMAGENET_NO_TOP_FILE, build_mobilenet, load_weights
 from spark.settings import Settings
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bootstrap.aws.weights", description=__doc__)
     parser.add_argument("command", choices=["stage"])
     parser.parse_args(argv)
-    print(stage(Settings.load()))
+    print(stage(current_settings()))
     return 0
 
 

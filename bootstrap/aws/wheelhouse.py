@@ -220,9 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         print(build())
         return 0
     from bootstrap.aws.emr_cluster import upload_bootstrap  # it imports this module
-    from spark.settings import Settings
+    from fruits_assets.deployments import current_settings
 
-    print(upload_bootstrap(Settings.load()))
+    print(upload_bootstrap(current_settings()))
     return 0
 
 

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap.local.fake_node import BootstrapFailure, FakeNode, spark_home
+from fruits_assets.deployments import current_settings
 from spark.layout import split_uri
 from spark.session import s3a_conf, s3a_jars
 from spark.settings import Settings
@@ -684,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     timing = FakeEmrTiming(log_push_delay_s=args.log_push_delay)
     with (
         tempfile.TemporaryDirectory(prefix="fake-emr-") as state_dir,
-        FakeEmrServer(Settings.load(), Path(state_dir), args.port, timing) as server,
+        FakeEmrServer(current_settings(), Path(state_dir), args.port, timing) as server,
     ):
         print(f"fake EMR on {server.endpoint}: export AWS_ENDPOINT_URL_EMR={server.endpoint}")
         with contextlib.suppress(KeyboardInterrupt):

@@ -3,8 +3,8 @@
     python -m bootstrap.local.local_s3 start|stop|status
     python -m bootstrap.local.local_s3 ls [SUB/PREFIX]   the keys and sizes under the project prefix
 
-The endpoint comes from FRUITS_S3_ENDPOINT (spark/conf/local.env). moto keeps objects in
-memory: they are gone once the server stops.
+The endpoint is the local deployment's `s3_endpoint` (fruits_assets/deployments/local.py).
+moto keeps objects in memory: they are gone once the server stops.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from fruits_assets.deployments import current_settings
 from spark.layout import Layout
 from spark.settings import PROJECT_ROOT, ConfigError, Settings
 from spark.storage import s3_client
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None, state_dir: Path = STATE_DIR) -> int:
     parser.add_argument("command", choices=["start", "stop", "status", "ls"])
     parser.add_argument("under", nargs="?", default="", help="ls: a folder under the prefix")
     args = parser.parse_args(argv)
-    settings = Settings.load()
+    settings = current_settings()
     server = from_settings(settings, state_dir)
     if args.command == "ls":
         return list_objects(settings, args.under)

@@ -23,7 +23,8 @@ from bootstrap import one_line_errors
 from bootstrap.local.dagster_home import prepare_dagster_home
 from bootstrap.local.local_s3 import STATE_DIR, from_settings
 from bootstrap.sample.sample_data import DEFAULT_DATES, synthetic_files, upload
-from spark.settings import PROJECT_ROOT, Settings
+from fruits_assets.deployments import current_settings
+from spark.settings import PROJECT_ROOT
 
 SUMMARY_FILE = STATE_DIR / "last_run.json"
 ASSETS = ("raw_images", "image_features", "pca_model", "reduced_features")
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     dates = sorted(d.strip() for d in args.dates.split(",") if d.strip())
 
-    settings = Settings.load()
+    settings = current_settings()
     settings.require_partition_dates(dates)
     if settings.s3_endpoint:
         from_settings(settings).start()

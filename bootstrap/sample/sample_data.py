@@ -20,6 +20,7 @@ import numpy as np
 
 from bootstrap.aws.buckets import ensure_bucket
 from bootstrap.sample.fruit_images import LABELS, encode_jpeg, render_fruit
+from fruits_assets.deployments import current_settings
 from spark.layout import Layout, parse_date
 from spark.settings import Settings
 from spark.storage import SSE, s3_client
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     fruits360.add_argument("--limit-per-label", type=int, default=None)
     args = parser.parse_args(argv)
 
-    settings = Settings.load()
+    settings = current_settings()
     if args.command == "generate":
         dates = [d.strip() for d in args.dates.split(",") if d.strip()]
         files = synthetic_files(

@@ -109,7 +109,7 @@ class Network:
 @pytest.fixture(scope="module")
 def aws_account() -> Iterator[dict[str, str]]:
     """moto's AWS for this module, with the environment of an `emr` deployment pointing at it
-    (the process environment is restored afterwards: Settings.load() fills it)."""
+    (the process environment is restored afterwards)."""
     from moto import mock_aws
 
     saved = dict(os.environ)

@@ -2,23 +2,34 @@ import dagster as dg
 import pytest
 
 from fruits_assets.assets import image_features, pca_model, raw_images, reduced_features
-from fruits_assets.resources import resources_for
+from fruits_assets.deployments import local
 
 ALL_ASSETS = [raw_images, image_features, pca_model, reduced_features]
 
 
 @pytest.fixture
-def asset_layout(fresh_layout, spark, monkeypatch):
-    """Assets read Settings from the environment: point them at this test's own prefix.
+def asset_layout(fresh_layout, spark):
+    """This test's own prefix (the runs' `fruits` resource points there: asset_config).
 
     Depends on `spark` so that the assets' SparkResource gets the test session back.
     """
-    monkeypatch.setenv("FRUITS_PREFIX", fresh_layout.prefix)
     return fresh_layout
 
 
 @pytest.fixture
-def run_assets():
+def asset_config(fresh_layout) -> dict:
+    """Fields of the `fruits` resource of this test's runs; a test changes them in place."""
+    return {"prefix": fresh_layout.prefix}
+
+
+@pytest.fixture
+def asset_resources(asset_config, fruits_config):
+    """The local deployment's resources with this test's configuration, as they are now."""
+    return lambda: local.resources_with(fruits_config(**asset_config))
+
+
+@pytest.fixture
+def run_assets(asset_resources):
     def _run(dates, assets=ALL_ASSETS, instance=None, raise_on_error=False, **kw):
         tags = {
             "dagster/asset_partition_range_start": min(dates),
@@ -27,7 +38,7 @@ def run_assets():
         return dg.materialize(
             assets,
             instance=instance or dg.DagsterInstance.ephemeral(),
-            resources=resources_for("local"),
+            resources=asset_resources(),
             tags=tags if len(dates) > 1 else None,
             partition_key=dates[0] if len(dates) == 1 else None,
             raise_on_error=raise_on_error,

@@ -96,12 +96,12 @@ def test_rematerializing_a_date_is_idempotent(
 
 
 def test_an_image_deleted_after_the_manifest_ends_as_a_reject(
-    asset_layout, upload_sample, run_assets, check_outcomes, s3, settings, spark, monkeypatch
+    asset_layout, upload_sample, run_assets, check_outcomes, s3, settings, spark, asset_config
 ) -> None:
     from fruits_assets.assets import image_features, raw_images
     from spark.pipeline import read_dataset
 
-    monkeypatch.setenv("FRUITS_MAX_REJECT_RATE", "0.5")  # 1 of 6
+    asset_config["max_reject_rate"] = 0.5  # 1 of 6
     upload_sample(asset_layout, [D1], per_date=6, broken=False)
     assert run_assets([D1], assets=[raw_images]).success
     # An image disappears between the manifest and the features: it is accounted for.
@@ -115,14 +115,14 @@ def test_an_image_deleted_after_the_manifest_ends_as_a_reject(
 
 
 def test_a_bucket_outside_the_eu_fails_before_anything_is_written(
-    asset_layout, run_assets, check_outcomes, settings, monkeypatch
+    asset_layout, run_assets, check_outcomes, settings, asset_config
 ) -> None:
     us = boto3.client("s3", region_name="us-east-1", endpoint_url=settings.s3_endpoint)
     us.create_bucket(Bucket="fruits-us-doctored")
     us.put_object(
         Bucket="fruits-us-doctored", Key=f"{asset_layout.raw_date_key(D1)}kiwi/a.jpg", Body=b"x"
     )
-    monkeypatch.setenv("FRUITS_BUCKET", "fruits-us-doctored")
+    asset_config["bucket"] = "fruits-us-doctored"
     result = run_assets([D1], assets=[raw_images])
     assert not result.success
     assert check_outcomes(result) == {("raw_images", "storage_in_eu"): False}
@@ -137,14 +137,14 @@ def test_nan_features_fail_the_blocking_check(
     check_outcomes,
     weights,
     tmp_path,
-    monkeypatch,
+    asset_config,
     save_legacy_h5,
 ) -> None:
     from fruits_assets.assets import image_features, raw_images
 
     nan_first = [np.full_like(a, np.nan) if i == 0 else a for i, a in enumerate(weights.arrays)]
     save_legacy_h5(tmp_path / "nan.h5", nan_first)
-    monkeypatch.setenv("FRUITS_WEIGHTS", str(tmp_path / "nan.h5"))
+    asset_config["weights"] = str(tmp_path / "nan.h5")
     upload_sample(asset_layout, [D1], per_date=4, broken=False)
     result = run_assets([D1], assets=[raw_images, image_features])
     assert not result.success
@@ -165,11 +165,11 @@ def test_sample_labels_reach_the_manifest(asset_layout, upload_sample, run_asset
 
 
 def test_s3_down_at_start_fails_in_one_line_naming_the_endpoint(
-    asset_layout, upload_sample, run_assets, s3, settings, unused_port, monkeypatch
+    asset_layout, upload_sample, run_assets, s3, settings, unused_port, asset_config
 ) -> None:
     upload_sample(asset_layout, [D1], per_date=2)
     down = f"http://127.0.0.1:{unused_port}"
-    monkeypatch.setenv("FRUITS_S3_ENDPOINT", down)
+    asset_config["s3_endpoint"] = down
     result = run_assets([D1], assets=[raw_images, image_features])
     assert not result.success
     [failure] = result.get_step_failure_events()

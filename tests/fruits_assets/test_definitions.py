@@ -4,7 +4,7 @@ import sys
 import dagster as dg
 
 from fruits_assets.definitions import defs
-from fruits_assets.resources import FruitsResource, SparkResource
+from fruits_assets.resources import FruitsConfig, SparkResource
 
 ASSETS = ["raw_images", "image_features", "pca_model", "reduced_features"]
 
@@ -68,7 +68,7 @@ def test_column_schemas_are_declared() -> None:
 
 def test_local_resources_and_in_process_executor() -> None:
     resources = defs.resources
-    assert isinstance(resources["fruits"], FruitsResource)
+    assert isinstance(resources["fruits"], FruitsConfig)
     assert isinstance(resources["spark"], SparkResource)
     assert defs.executor is dg.in_process_executor
 

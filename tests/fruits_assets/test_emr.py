@@ -17,22 +17,20 @@ from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster._utils.interrupts import capture_interrupts
 from dagster_aws.emr import EmrError
 
+from fruits_assets.deployments import resources_for
 from fruits_assets.emr import (
     EmrStepLauncherResource,
     build_code_package,
     code_files,
-    emr_step_launcher,
 )
-from fruits_assets.resources import resources_for
-from spark.settings import Settings
 
 
 def test_the_code_package_holds_only_the_project_code(tmp_path, repo_root) -> None:
     first = build_code_package(tmp_path / "code.zip")
     names = zipfile.ZipFile(tmp_path / "code.zip").namelist()
     assert {n.split("/")[0] for n in names} == {"fruits_assets", "spark"}
-    assert "fruits_assets/definitions.py" in names and "spark/conf/emr.env" in names
-    assert all(n.endswith((".py", ".env")) for n in names)
+    assert "fruits_assets/definitions.py" in names and "fruits_assets/deployments/emr.py" in names
+    assert all(n.endswith(".py") for n in names)
     assert not any(
         part in n
         for n in names
@@ -96,7 +94,6 @@ def test_on_a_node_the_launcher_s_cluster_is_the_one_of_job_flow_json(
     monkeypatch.setenv("FRUITS_STAGING_PREFIX", "emr_staging")
     with dg.build_resources({"launcher": resources_for("emr")["pyspark_step_launcher"]}) as built:
         assert built.launcher.cluster_id == "j-FROMNODE"
-    assert Settings.from_env({**os.environ, "FRUITS_BUCKET": "b"}).emr_cluster_id == "j-FROMNODE"
 
 
 # --- the step launcher against the fake EMR control plane -------------------------------------
@@ -213,10 +210,10 @@ def test_a_run_aimed_at_an_ended_or_missing_cluster_fails_first_in_one_line(
     monkeypatch.setenv("FRUITS_STAGING_PREFIX", f"{fresh_layout.prefix}/emr_staging")
     for target, state in ((cluster_id, "TERMINATED (Idle for 60 seconds"), ("j-GONE", "not found")):
         monkeypatch.setenv("FRUITS_EMR_CLUSTER_ID", target)
+        launcher = resources_for("emr")["pyspark_step_launcher"]
         result = dg.materialize(
-            [spark_work], resources={"pyspark_step_launcher": emr_step_launcher()},
-            raise_on_error=False,
-        )  # fmt: skip
+            [spark_work], resources={"pyspark_step_launcher": launcher}, raise_on_error=False
+        )
         failure = result.get_step_failure_events()[0].step_failure_data
         message = failure.user_failure_data.description
         assert message.startswith(f"EMR cluster {target} is {state}")

@@ -19,8 +19,8 @@ from bootstrap.aws.wheelhouse import canonical, lock_pins
 from bootstrap.local.dagster_home import prepare_dagster_home
 from bootstrap.local.fake_emr import FakeEmrServer, FakeEmrTiming
 from bootstrap.sample.demo import materialize_command
+from fruits_assets.deployments import current_settings
 from spark.layout import Layout, split_uri
-from spark.settings import Settings
 
 pytestmark = pytest.mark.slow
 D1, D2 = "2026-11-13", "2026-11-14"
@@ -73,7 +73,7 @@ def emr_cluster(
         "AWS_ENDPOINT_URL_S3": target.s3_endpoint,
         "AWS_DEFAULT_REGION": target.region,
     }
-    emr_settings = Settings.from_env(env)
+    emr_settings = current_settings(env)
     options = ClusterOptions(
         kms_key_arn="arn:aws:kms:eu-west-3:1:key/k",
         tls_certificates=f"s3://{target.staging_bucket}/{target.staging_prefix}/bootstrap/t.zip",

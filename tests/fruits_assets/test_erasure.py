@@ -5,7 +5,6 @@ import pytest
 
 from fruits_assets.assets import image_features, raw_images
 from fruits_assets.erasure import ERASE_JOB, erase_image_job
-from fruits_assets.resources import resources_for
 from spark.layout import FEATURES
 from spark.publish import read_published
 from spark.storage import list_keys
@@ -14,10 +13,13 @@ pytestmark = pytest.mark.slow
 D1 = "2026-11-05"
 
 
-def erase_job() -> dg.JobDefinition:
-    return dg.Definitions(jobs=[erase_image_job], resources=resources_for("local")).get_job_def(
-        ERASE_JOB
-    )
+@pytest.fixture
+def erase_job(asset_resources):
+    def _job() -> dg.JobDefinition:
+        definitions = dg.Definitions(jobs=[erase_image_job], resources=asset_resources())
+        return definitions.get_job_def(ERASE_JOB)
+
+    return _job
 
 
 def request(**fields: str) -> dict:
@@ -25,7 +27,7 @@ def request(**fields: str) -> dict:
 
 
 def test_the_job_erases_and_leaves_an_audit_trail(
-    asset_layout, upload_sample, run_assets, spark, s3
+    asset_layout, upload_sample, run_assets, erase_job, spark, s3
 ) -> None:
     layout = asset_layout
     upload_sample(layout, [D1], per_date=3, broken=False)
@@ -62,7 +64,9 @@ def test_the_job_erases_and_leaves_an_audit_trail(
         ({}, "exactly one of `path` and `sha256`"),
     ],
 )
-def test_a_bad_request_fails_the_run_with_the_reason(asset_layout, fields, reason) -> None:
+def test_a_bad_request_fails_the_run_with_the_reason(
+    asset_layout, erase_job, fields, reason
+) -> None:
     fields = {k: v.format(bucket=asset_layout.bucket) for k, v in fields.items()}
     result = erase_job().execute_in_process(run_config=request(**fields), raise_on_error=False)
     assert not result.success

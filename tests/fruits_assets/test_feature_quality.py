@@ -11,7 +11,6 @@ import pytest
 
 from fruits_assets.definitions import defs
 from fruits_assets.feature_quality import ASSET, PROBE_KEEPS_ACCURACY, feature_quality
-from fruits_assets.resources import resources_for
 from spark.layout import FEATURES
 from spark.pipeline import FEATURE_COLUMNS, fit_and_save_pca, publish_staged, write_reduced
 from spark.publish import stage
@@ -54,11 +53,11 @@ def published_with_k2(asset_layout, spark, s3) -> str:
 
 
 def test_the_probe_warns_when_the_reduced_features_lose_the_labels(
-    published_with_k2, asset_layout, s3
+    published_with_k2, asset_layout, asset_resources, s3
 ) -> None:
     result = dg.materialize(
         [feature_quality],
-        resources=resources_for("local"),
+        resources=asset_resources(),
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success  # a warning: the materialization stands

@@ -6,49 +6,49 @@ import pytest
 
 from fruits_assets import sensors
 from fruits_assets.definitions import defs
-from fruits_assets.resources import FruitsResource
+from fruits_assets.resources import FruitsConfig
 from fruits_assets.sensors import new_uploads, pca_refit_policy
 
 D1, D2, D3 = "2026-11-05", "2026-11-06", "2026-11-07"
 
 
-def evaluate(cursor: str | None, instance=None):
+def evaluate(fruits: FruitsConfig, cursor: str | None, instance=None):
     context = dg.build_sensor_context(
         cursor=cursor,
-        resources={"fruits": FruitsResource()},
+        resources={"fruits": fruits},
         instance=instance or dg.DagsterInstance.ephemeral(),
     )
     return new_uploads(context)
 
 
 def test_requests_exactly_the_new_or_changed_dates(
-    fresh_layout, upload_sample, monkeypatch, s3, settings
+    fresh_layout, upload_sample, fruits_config, s3, settings
 ) -> None:
-    monkeypatch.setenv("FRUITS_PREFIX", fresh_layout.prefix)
+    fruits = fruits_config(prefix=fresh_layout.prefix)
     upload_sample(fresh_layout, [D1, D2], per_date=2, broken=False)
 
-    first = evaluate(None)
+    first = evaluate(fruits, None)
     assert sorted(r.partition_key for r in first.run_requests) == [D1, D2]
 
-    unchanged = evaluate(first.cursor)
+    unchanged = evaluate(fruits, first.cursor)
     assert unchanged.run_requests == []
 
     upload_sample(fresh_layout, [D3], per_date=2, broken=False)  # a new date
     s3.put_object(  # and a changed one
         Bucket=settings.bucket, Key=fresh_layout.raw_image_key(D1, "kiwi", "late.jpg"), Body=b"new"
     )
-    later = evaluate(unchanged.cursor)
+    later = evaluate(fruits, unchanged.cursor)
     assert sorted(r.partition_key for r in later.run_requests) == [D1, D3]
     assert set(json.loads(later.cursor)) == {D1, D2, D3}
     assert len({r.run_key for r in later.run_requests}) == 2
 
 
 def test_dates_outside_the_partitions_are_not_requested(
-    fresh_layout, upload_sample, monkeypatch
+    fresh_layout, upload_sample, fruits_config
 ) -> None:
-    monkeypatch.setenv("FRUITS_PREFIX", fresh_layout.prefix)
+    fruits = fruits_config(prefix=fresh_layout.prefix)
     upload_sample(fresh_layout, ["2020-01-01", D1], per_date=1, broken=False)
-    assert [r.partition_key for r in evaluate(None).run_requests] == [D1]
+    assert [r.partition_key for r in evaluate(fruits, None).run_requests] == [D1]
 
 
 def set_today(monkeypatch: pytest.MonkeyPatch, date: str) -> None:
@@ -62,80 +62,80 @@ def requested(result: dg.SensorResult) -> list[str]:
 
 
 def test_a_future_date_is_requested_once_it_is_in_range(
-    fresh_layout, upload_sample, monkeypatch
+    fresh_layout, upload_sample, monkeypatch, fruits_config
 ) -> None:
-    monkeypatch.setenv("FRUITS_PREFIX", fresh_layout.prefix)
+    fruits = fruits_config(prefix=fresh_layout.prefix)
     upload_sample(fresh_layout, [D1, D3], per_date=1, broken=False)
 
     set_today(monkeypatch, D2)  # D3 lies in the future
-    first = evaluate(None)
+    first = evaluate(fruits, None)
     assert requested(first) == [D1]
     assert set(json.loads(first.cursor)) == {D1}  # D3 stays "changed"
 
     set_today(monkeypatch, D3)  # today is not a partition yet: the day must be over
-    assert requested(evaluate(first.cursor)) == []
+    assert requested(evaluate(fruits, first.cursor)) == []
 
     set_today(monkeypatch, "2026-11-08")
-    later = evaluate(first.cursor)
+    later = evaluate(fruits, first.cursor)
     assert requested(later) == [D3]
     assert set(json.loads(later.cursor)) == {D1, D3}
-    assert requested(evaluate(later.cursor)) == []  # requested once only
+    assert requested(evaluate(fruits, later.cursor)) == []  # requested once only
 
 
 def test_a_date_before_the_start_stays_unrequested_and_out_of_the_cursor(
-    fresh_layout, upload_sample, monkeypatch
+    fresh_layout, upload_sample, fruits_config
 ) -> None:
-    monkeypatch.setenv("FRUITS_PREFIX", fresh_layout.prefix)
+    fruits = fruits_config(prefix=fresh_layout.prefix)
     upload_sample(fresh_layout, ["2020-01-01", D1], per_date=1, broken=False)
 
-    first = evaluate(None)
+    first = evaluate(fruits, None)
     assert json.loads(first.cursor).keys() == {D1}
-    second = evaluate(first.cursor)
+    second = evaluate(fruits, first.cursor)
     assert requested(second) == []
     assert json.loads(second.cursor) == json.loads(first.cursor)
 
 
 def test_skipped_dates_in_an_older_cursor_are_requested_once_in_range(
-    fresh_layout, upload_sample, monkeypatch
+    fresh_layout, upload_sample, monkeypatch, fruits_config
 ) -> None:
     """Cursors written before this fix held the fingerprints of skipped dates too."""
-    monkeypatch.setenv("FRUITS_PREFIX", fresh_layout.prefix)
+    fruits = fruits_config(prefix=fresh_layout.prefix)
     upload_sample(fresh_layout, [D1, D3], per_date=1, broken=False)
     set_today(monkeypatch, D2)
-    requested_only = json.loads(evaluate(None).cursor)
+    requested_only = json.loads(evaluate(fruits, None).cursor)
     old_style = requested_only | {D3: "fingerprint recorded while D3 was skipped"}
-    older = evaluate(json.dumps(old_style))  # still skipped, and dropped from the cursor
+    older = evaluate(fruits, json.dumps(old_style))  # still skipped, and dropped from the cursor
     assert requested(older) == [] and set(json.loads(older.cursor)) == {D1}
 
     set_today(monkeypatch, "2026-11-08")
-    assert requested(evaluate(older.cursor)) == [D3]
+    assert requested(evaluate(fruits, older.cursor)) == [D3]
 
 
 def test_a_date_removed_from_s3_keeps_its_entry(
-    fresh_layout, upload_sample, monkeypatch, s3, settings
+    fresh_layout, upload_sample, s3, settings, fruits_config
 ) -> None:
-    monkeypatch.setenv("FRUITS_PREFIX", fresh_layout.prefix)
+    fruits = fruits_config(prefix=fresh_layout.prefix)
     upload_sample(fresh_layout, [D1, D2], per_date=1, broken=False)
-    first = evaluate(None)
+    first = evaluate(fruits, None)
 
     listed = s3.list_objects_v2(Bucket=settings.bucket, Prefix=fresh_layout.raw_date_key(D2))
     for obj in listed.get("Contents", []):
         s3.delete_object(Bucket=settings.bucket, Key=obj["Key"])
-    after = evaluate(first.cursor)
+    after = evaluate(fruits, first.cursor)
     assert requested(after) == []
     assert json.loads(after.cursor) == json.loads(first.cursor)
 
 
-def test_pca_refit_is_on_demand_by_default(local_s3) -> None:
+def test_pca_refit_is_on_demand_by_default(local_s3, fruits_config) -> None:
     context = dg.build_sensor_context(
-        resources={"fruits": FruitsResource()}, instance=dg.DagsterInstance.ephemeral()
+        resources={"fruits": fruits_config()}, instance=dg.DagsterInstance.ephemeral()
     )
     result = pca_refit_policy(context)
     assert isinstance(result, dg.SkipReason) and "on demand" in result.skip_message
 
 
-def test_pca_refits_after_n_new_partitions(local_s3, monkeypatch) -> None:
-    monkeypatch.setenv("FRUITS_PCA_REFIT_AFTER", "2")
+def test_pca_refits_after_n_new_partitions(local_s3, fruits_config) -> None:
+    fruits = fruits_config(pca_refit_after=2)
     instance = dg.DagsterInstance.ephemeral()
 
     def report(partition: str) -> None:
@@ -144,7 +144,7 @@ def test_pca_refits_after_n_new_partitions(local_s3, monkeypatch) -> None:
         )
 
     def evaluate_refit():
-        context = dg.build_sensor_context(resources={"fruits": FruitsResource()}, instance=instance)
+        context = dg.build_sensor_context(resources={"fruits": fruits}, instance=instance)
         return pca_refit_policy(context)
 
     report(D1)

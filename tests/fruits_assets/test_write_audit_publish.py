@@ -22,7 +22,6 @@ from fruits_assets.assets import (
     raw_images,
     reduced_features,
 )
-from fruits_assets.resources import resources_for
 from spark import fs
 from spark.decode import DecodeError, decode_image
 from spark.layout import FEATURES, REDUCED, REJECTS
@@ -70,7 +69,7 @@ def assert_staged_kept(spark, evaluation: dg.AssetCheckEvaluation) -> None:
 
 def test_a_failed_feature_check_publishes_nothing_and_blocks_downstream(
     asset_layout, upload_sample, run_assets, check_outcomes, spark, weights, tmp_path,
-    monkeypatch, save_legacy_h5,
+    asset_config, save_legacy_h5,
 ) -> None:  # fmt: skip
     instance = dg.DagsterInstance.ephemeral()
     upload_sample(asset_layout, [D1], per_date=8, broken=False)
@@ -83,7 +82,7 @@ def test_a_failed_feature_check_publishes_nothing_and_blocks_downstream(
     # Four uploads replaced, and weights that make every vector NaN.
     upload_sample(asset_layout, [D1], per_date=4, broken=False, seed=11)
     nan = [np.full_like(a, np.nan) if i == 0 else a for i, a in enumerate(weights.arrays)]
-    monkeypatch.setenv("FRUITS_WEIGHTS", str(save_legacy_h5(tmp_path / "nan.h5", nan)))
+    asset_config["weights"] = str(save_legacy_h5(tmp_path / "nan.h5", nan))
     failed = run_assets([D1], instance=instance)
     assert not failed.success
     assert check_outcomes(failed)[("image_features", VECTORS_FINITE)] is False
@@ -96,7 +95,7 @@ def test_a_failed_feature_check_publishes_nothing_and_blocks_downstream(
     # Nor does automation move reduced_features.
     assert automation() == set()
 
-    monkeypatch.delenv("FRUITS_WEIGHTS")  # fixed: the seeded weights again
+    del asset_config["weights"]  # fixed: the seeded weights again
     fixed = run_assets([D1], assets=UPSTREAM, instance=instance)
     assert fixed.success
     assert len(rows(spark, asset_layout, FEATURES, [D1])) == 8
@@ -126,9 +125,9 @@ def reduced_automation(instance: dg.DagsterInstance):
 
 
 def fruits_s3(layout):
-    from fruits_assets.resources import FruitsResource
+    from fruits_assets.deployments import resources_for
 
-    return FruitsResource().s3()
+    return resources_for("local")["fruits"].s3()
 
 
 def test_a_reject_rate_over_the_limit_publishes_nothing_until_fixed(
@@ -184,7 +183,7 @@ def test_a_lost_row_fails_the_accounting_by_path_and_publishes_nothing(
 
 
 def test_a_failed_pca_check_keeps_latest_and_reduced(
-    asset_layout, upload_sample, run_assets, check_outcomes, spark, monkeypatch
+    asset_layout, upload_sample, run_assets, check_outcomes, spark, asset_config
 ) -> None:
     upload_sample(asset_layout, [D1], per_date=8, broken=False)
     assert run_assets([D1]).success
@@ -194,8 +193,8 @@ def test_a_failed_pca_check_keeps_latest_and_reduced(
         pointer_attempts(spark, asset_layout, [D1]),
     )
 
-    monkeypatch.setenv("FRUITS_PCA_K", "1")
-    monkeypatch.setenv("FRUITS_MIN_EXPLAINED_VARIANCE", "0.99")
+    asset_config["pca_k"] = 1
+    asset_config["min_explained_variance"] = 0.99
     failed = run_assets([D1], assets=[pca_model, reduced_features])
     assert not failed.success
     assert check_outcomes(failed) == {("pca_model", EXPLAINED_VARIANCE): False}
@@ -204,8 +203,8 @@ def test_a_failed_pca_check_keeps_latest_and_reduced(
     assert pointer_attempts(spark, asset_layout, [D1]) == before
     assert materialized_assets(failed) == set()
 
-    monkeypatch.delenv("FRUITS_MIN_EXPLAINED_VARIANCE")
-    monkeypatch.delenv("FRUITS_PCA_K")
+    del asset_config["min_explained_variance"]
+    del asset_config["pca_k"]
     fixed = run_assets([D1], assets=[pca_model, reduced_features])
     assert fixed.success and latest_version(asset_layout, s3) != model
 
@@ -228,13 +227,13 @@ def test_a_failed_reduced_check_keeps_the_previous_reduced_rows(
 
 
 def test_features_of_other_weights_are_refused_by_the_pca(
-    asset_layout, upload_sample, run_assets, monkeypatch
+    asset_layout, upload_sample, run_assets, asset_config, asset_resources
 ) -> None:
     upload_sample(asset_layout, [D1, D2], per_date=4, broken=False)
     assert run_assets([D1], assets=UPSTREAM).success
-    monkeypatch.setenv("FRUITS_WEIGHTS_SEED", "7")
+    asset_config["weights_seed"] = 7
     assert run_assets([D2], assets=UPSTREAM).success
-    result = dg.materialize([pca_model], resources=resources_for("local"), raise_on_error=False)
+    result = dg.materialize([pca_model], resources=asset_resources(), raise_on_error=False)
     assert not result.success
     [failure] = result.get_step_failure_events()
     error = failure.event_specific_data.error
@@ -265,7 +264,7 @@ def unusual_decoder_failure() -> tuple[bytes, str]:
 
 
 def test_bad_uploads_of_every_kind_end_as_one_reject_each(
-    asset_layout, upload_sample, run_assets, spark, s3, settings, monkeypatch
+    asset_layout, upload_sample, run_assets, spark, s3, settings, asset_config
 ) -> None:
     upload_sample(asset_layout, [D1], per_date=6, broken=False)
     body, exception = unusual_decoder_failure()
@@ -279,8 +278,8 @@ def test_bad_uploads_of_every_kind_end_as_one_reject_each(
     }
     for key, (content, _) in bad.items():
         s3.put_object(Bucket=settings.bucket, Key=key, Body=content)
-    monkeypatch.setenv("FRUITS_MAX_REJECT_RATE", "0.5")
-    monkeypatch.setenv("FRUITS_MAX_IMAGE_BYTES", "4000")
+    asset_config["max_reject_rate"] = 0.5
+    asset_config["max_image_bytes"] = 4000
     result = run_assets([D1], assets=UPSTREAM)
     assert result.success
     rejects = {r.path: r.reason for r in read_dataset(spark, asset_layout, REJECTS).collect()}

@@ -1,16 +1,27 @@
-from pathlib import Path
+"""Settings' validation, and the values a deployment gives it (fruits_assets.deployments)."""
 
 import pytest
 
-from spark.settings import (
-    ConfigError,
-    Settings,
-    load_deployment_env,
-    read_env_file,
-    require_eu_region,
-)
+from fruits_assets.deployments import current_settings, resources_for
+from fruits_assets.resources import FruitsConfig
+from spark.settings import ConfigError, Settings, require_eu_region
 
-BASE = {"FRUITS_REGION": "eu-west-3", "FRUITS_BUCKET": "b"}
+# An `emr` environment: its per-account values are variables (EnvVars of the resources).
+BASE = {
+    "FRUITS_DEPLOYMENT": "emr",
+    "FRUITS_REGION": "eu-west-3",
+    "FRUITS_BUCKET": "b",
+    "FRUITS_WEIGHTS": "s3://b/weights.h5",
+    "FRUITS_STAGING_BUCKET": "s",
+}
+LOCAL = {"deployment": "local", "region": "eu-west-3", "bucket": "b"}
+
+
+def config(**fields) -> Settings:
+    """Settings as a test sets them: the resource's fields, no environment."""
+    return FruitsConfig(
+        **({"deployment": "local", "region": "eu-west-3", "bucket": "b"} | fields)
+    ).settings()
 
 
 def test_eu_regions_pass_and_others_fail_with_one_line() -> None:
@@ -23,11 +34,13 @@ def test_eu_regions_pass_and_others_fail_with_one_line() -> None:
 
 def test_settings_refuse_a_non_eu_region() -> None:
     with pytest.raises(ConfigError, match="us-east-1"):
-        Settings.from_env({**BASE, "FRUITS_REGION": "us-east-1"})
+        config(region="us-east-1")
+    with pytest.raises(ConfigError, match="us-east-1"):
+        current_settings({**BASE, "FRUITS_REGION": "us-east-1"})
 
 
 def test_settings_defaults_do_not_oversubscribe_cores() -> None:
-    settings = Settings.from_env(BASE)
+    settings = config()
     assert settings.tf_intra_op_threads == 1
     assert settings.weights == "imagenet"  # the production default
     assert settings.pca_k == 100
@@ -36,31 +49,32 @@ def test_settings_defaults_do_not_oversubscribe_cores() -> None:
 @pytest.mark.parametrize("key", ["FRUITS_PCA_K", "FRUITS_ARROW_BATCH_SIZE"])
 def test_bad_numbers_are_config_errors(key: str) -> None:
     with pytest.raises(ConfigError, match=key):
-        Settings.from_env({**BASE, key: "many"})
+        current_settings({**BASE, key: "many"})
     with pytest.raises(ConfigError, match=key):
-        Settings.from_env({**BASE, key: "0"})
+        current_settings({**BASE, key: "0"})
+    field = key.removeprefix("FRUITS_").lower()
+    with pytest.raises(ConfigError, match=key):
+        config(**{field: 0})
 
 
-def test_env_file_parsing(tmp_path: Path) -> None:
-    path = tmp_path / "x.env"
-    path.write_text("# comment\n\nA=1\nB = two words \n")
-    assert read_env_file(path) == {"A": "1", "B": "two words"}
-    path.write_text("oops\n")
-    with pytest.raises(ConfigError, match="KEY=VALUE"):
-        read_env_file(path)
-
-
-def test_environment_overrides_the_deployment_file() -> None:
-    environ = {"FRUITS_BUCKET": "mine"}
-    assert load_deployment_env(environ) == "local"
-    settings = Settings.from_env(environ)
-    assert settings.bucket == "mine"
+def test_a_variable_sets_its_field_over_the_deployment_default() -> None:
+    settings = current_settings({"FRUITS_BUCKET": "mine"})
+    assert settings.deployment == "local" and settings.bucket == "mine"
     assert settings.s3_endpoint and settings.s3_endpoint.startswith("http://127.0.0.1:")
+
+
+def test_per_account_values_must_be_set() -> None:
+    with pytest.raises(ConfigError, match="FRUITS_WEIGHTS must be set"):
+        current_settings({k: v for k, v in BASE.items() if k != "FRUITS_WEIGHTS"})
+    with pytest.raises(ConfigError, match="s3:// URI on EMR"):
+        current_settings({**BASE, "FRUITS_WEIGHTS": "imagenet"})
 
 
 def test_unknown_deployment() -> None:
     with pytest.raises(ConfigError, match="unknown deployment 'moon'"):
-        load_deployment_env({"FRUITS_DEPLOYMENT": "moon"})
+        current_settings({"FRUITS_DEPLOYMENT": "moon"})
+    with pytest.raises(ConfigError, match="unknown deployment 'moon'"):
+        resources_for("moon")
 
 
 def test_missing_java_is_one_line(monkeypatch) -> None:
@@ -74,7 +88,8 @@ def test_missing_java_is_one_line(monkeypatch) -> None:
 def test_upload_dates_must_fall_in_the_partitions() -> None:
     import datetime as dt
 
-    settings = Settings.from_env({**BASE, "FRUITS_PARTITIONS_START": "2026-11-01"})
+    settings = config()
+    assert settings.partitions_start == "2026-11-01"  # fruits_assets.partitions
     today = dt.date(2026, 11, 25)
     settings.require_partition_dates(["2026-11-01", "2026-11-25"], today)
     with pytest.raises(ConfigError, match=r"\['2026-10-31'\] are outside") as error:

@@ -1,11 +1,13 @@
-"""The Dagster UI end to end in headless Chromium: `make ui`, the asset graph and its lineage,
-a backfill of two upload dates launched by clicking, its partitions and its asset checks.
+"""The Dagster UI end to end in headless Chromium: `make ui`, the `fruits` resource's
+configuration, the asset graph and its lineage, a backfill of two upload dates launched by
+clicking, its partitions and its asset checks.
 
 Screenshots of every step go to .fruits/artifacts/ui/.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -91,6 +93,16 @@ def open_graph(page: Page, base: str) -> Locator:
         expect(node(graph, asset)).to_be_visible(timeout=90_000)  # the code location loads
     expect(graph.get_by_role("progressbar")).to_have_count(0, timeout=60_000)
     return graph
+
+
+def check_resource_config(page: Page, base: str, resource: str, fields: dict[str, object]) -> None:
+    """The resource's page in the UI: its configuration, one row per field (its name above its
+    description, its type, its value as JSON)."""
+    page.goto(f"{base}/locations/{LOCATION}/resources/{resource}")
+    for name, value in fields.items():
+        row = page.get_by_role("row").filter(has=page.get_by_text(name, exact=True))
+        shown = row.get_by_role("cell", name=json.dumps(value), exact=True)
+        expect(shown).to_be_visible(timeout=90_000)
 
 
 def node(graph: Locator, asset: str) -> Locator:
@@ -201,6 +213,11 @@ def test_a_backfill_of_two_upload_dates_launched_in_the_ui(
     with screenshot_on_failure(page, artifacts):
         stop_sensor(page, dagster_ui, "new_uploads")
         shot(page, artifacts, "01-sensor-stopped")
+        # The configuration is the `fruits` resource's fields; FRUITS_PREFIX of `make ui`
+        # (tests/ui/conftest.py) reached its field.
+        fields = {"bucket": settings.bucket, "prefix": fresh_layout.prefix, "pca_k": 100}
+        check_resource_config(page, dagster_ui, "fruits", fields)
+        shot(page, artifacts, "01-fruits-resource")
         # One image per label, no broken file: every check passes for both dates.
         upload_sample(fresh_layout, dates, per_date=12, broken=False)
 

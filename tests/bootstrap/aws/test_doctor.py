@@ -11,7 +11,7 @@ import pytest
 from bootstrap.aws import buckets, emr_cluster, roles
 from bootstrap.aws.emr_cluster import TLS_ZIP
 from bootstrap.aws.wheelhouse import CLUSTER_LOCK
-from spark.settings import Settings
+from fruits_assets.deployments import current_settings
 
 STAGED = "emr_staging/bootstrap"
 MAINS = {"bootstrap.aws.emr_cluster": emr_cluster.main, "bootstrap.aws.buckets": buckets.main}
@@ -86,7 +86,7 @@ def key_policy_without_roles(env, network) -> None:
 
 
 def remove_lock(env, network) -> None:
-    bundle = emr_cluster.bootstrap_uri(Settings.load()).split("/", 3)[3]
+    bundle = emr_cluster.bootstrap_uri(current_settings()).split("/", 3)[3]
     boto3.client("s3").delete_object(
         Bucket=env["FRUITS_STAGING_BUCKET"], Key=f"{bundle}/{CLUSTER_LOCK.name}"
     )

@@ -17,6 +17,7 @@ from bootstrap.aws.emr_cluster import (
 )
 from bootstrap.aws.roles import INSTANCE_PROFILE, SERVICE_ROLE
 from bootstrap.aws.wheelhouse import bundle_digest, lock_pins
+from fruits_assets.deployments import current_settings
 from spark.settings import ConfigError, Settings
 
 OPTIONS = ClusterOptions(
@@ -30,6 +31,9 @@ CLUSTER_ENV = {"FRUITS_WEIGHTS": "s3://fruits-test/t/models/weights/mobilenet_v2
 def emr_env(settings, local_s3, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_EMR", settings.s3_endpoint)  # moto serves EMR too
     monkeypatch.setenv("FRUITS_STAGING_BUCKET", settings.bucket)
+    # What the cluster runs with is the emr deployment's, whose per-account values are
+    # variables the operator sets (fruits_assets.deployments.emr).
+    monkeypatch.setenv("FRUITS_REGION", settings.region)
     for key, value in CLUSTER_ENV.items():
         monkeypatch.setenv(key, value)
     return boto3.client("emr", region_name=settings.region, endpoint_url=settings.s3_endpoint)
@@ -42,7 +46,7 @@ def request(settings: Settings) -> dict:
         "FRUITS_S3_ENDPOINT": "http://x",
         **CLUSTER_ENV,
     }
-    staged = Settings.from_env(env | {"FRUITS_STAGING_BUCKET": "staging"})
+    staged = current_settings(env | {"FRUITS_STAGING_BUCKET": "staging"})
     return cluster_request(staged, OPTIONS, env)
 
 

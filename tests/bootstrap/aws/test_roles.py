@@ -11,7 +11,7 @@ import pytest
 from bootstrap.aws import roles
 from bootstrap.aws.emr_cluster import ClusterOptions, cluster_request, kms_key, main
 from bootstrap.aws.iam import instance_policy
-from spark.settings import Settings
+from fruits_assets.deployments import current_settings
 
 EC2_MANAGED_ROLE = "arn:aws:iam::aws:policy/service-role/AmazonElasticMapReduceforEC2Role"
 
@@ -20,7 +20,7 @@ EC2_MANAGED_ROLE = "arn:aws:iam::aws:policy/service-role/AmazonElasticMapReducef
 def created(aws_account, network):
     assert main(["roles", "--subnet-id", network.subnet_id,
                  "--security-group", network.group_id]) == 0  # fmt: skip
-    return Settings.load()
+    return current_settings()
 
 
 def attached(iam, role: str) -> set[str]:
