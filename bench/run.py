@@ -23,7 +23,6 @@ then rewrites the README's performance section from it. Figures, not pass/fail t
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
@@ -44,6 +43,7 @@ import pandas as pd
 from bench.measure import DRIVER, JVM, WORKERS, Roles, Window, listening_pid
 from bench.proxy import LatencyProxy
 from bench.targets import RESULTS, TARGETS
+from bootstrap import cli
 from bootstrap.aws.buckets import ensure_pipeline_bucket
 from bootstrap.local.local_s3 import from_settings
 from bootstrap.sample.fruit_images import LABELS, encode_jpeg, render_fruit
@@ -532,12 +532,9 @@ def print_results(results: dict[str, Any]) -> None:
               f"Spark + TensorFlow {r['spark_and_tf_startup_s']:.1f} s)")  # fmt: skip
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.run",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.parser("bench.run", __doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: shows it works (CI)")
     parser.add_argument("--small", type=int, help=f"100x100 images (default {FULL.small})")
     parser.add_argument("--phone", type=int, help=f"1280x960 photos (default {FULL.phone})")

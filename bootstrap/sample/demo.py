@@ -10,7 +10,6 @@ inspected; `make stop` stops it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -21,7 +20,7 @@ from typing import Any
 
 import dagster as dg
 
-from bootstrap import one_line_errors
+from bootstrap import cli
 from bootstrap.local.dagster_home import prepare_dagster_home
 from bootstrap.local.local_s3 import STATE_DIR, from_settings
 from bootstrap.sample.sample_data import DEFAULT_DATES, synthetic_files, upload
@@ -128,9 +127,9 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"summary written to {SUMMARY_FILE}")
 
 
-@one_line_errors
+@cli.command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bootstrap.sample.demo", description=__doc__)
+    parser = cli.parser("bootstrap.sample.demo", __doc__)
     parser.add_argument("--dates", default=",".join(DEFAULT_DATES))
     parser.add_argument("--per-date", type=int, default=60)
     parser.add_argument("--phone-per-date", type=int, default=2)
