@@ -90,7 +90,7 @@ def bench_files(
 
 # --- decode + model alone --------------------------------------------------------------------
 def model_alone(
-    model: bytes, processes: int, seconds: float, contents: list[bytes] | None = None
+    model: bytes, *, processes: int, seconds: float, contents: list[bytes] | None = None
 ) -> dict[str, float]:
     """`processes` concurrent processes of decode + model (or model alone on ready tensors,
     without `contents`), one thread each, started together: images/s in all, CPU ms/image."""
@@ -175,7 +175,7 @@ class Bench:
         return figures | {"model_builds": run.model_builds}
 
     def baseline(self, date: str, images: int, tasks: int) -> dict[str, Any]:
-        work = lambda: baseline(self.spark, self.layout, date, self.weights, tasks)  # noqa: E731
+        work = lambda: baseline(self.spark, self.layout, date, self.weights, tasks=tasks)  # noqa: E731
         return self.measured(images, work)[1]
 
 
@@ -190,7 +190,7 @@ def read_images(spark: Any, layout: Layout, date: str) -> Any:
     )
 
 
-def baseline(spark: Any, layout: Layout, date: str, weights: ModelWeights, tasks: int) -> None:
+def baseline(spark: Any, layout: Layout, date: str, weights: ModelWeights, *, tasks: int) -> None:
     """BASELINE - the common public pattern, written from its description: an iterator pandas
     UDF that builds the model again in every task from broadcast weights and runs Keras'
     predict, over repartition(tasks: 24), with Spark's default Arrow batch (10,000 rows), the images
@@ -402,8 +402,10 @@ def measure_all(
     print("decode + model alone ...", flush=True)
     weights = load_weights("random", 42)
     model = tflite_flatbuffer(weights.arrays)  # the pipeline's conversion, done once here
-    ceiling = model_alone(model, 2, sizes.window_s, contents["small"])
-    phone_ceiling = model_alone(model, 2, sizes.window_s, contents["phone"])
+    ceiling = model_alone(model, processes=2, seconds=sizes.window_s, contents=contents["small"])
+    phone_ceiling = model_alone(
+        model, processes=2, seconds=sizes.window_s, contents=contents["phone"]
+    )
     results |= decode_trial(contents["phone"][:50])
     results["decode_ms_small"] = decode_ms(contents["small"][:200], decode_image)
 

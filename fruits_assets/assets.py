@@ -256,7 +256,12 @@ def pca_model(
     current = load_weights(settings.weights, settings.weights_seed, s3).sha256
     session = spark.session_for(context)
     run = fit_pca_version(
-        session, layout, s3, settings.pca_k, current, progress_to_run_log(context)
+        session,
+        layout,
+        s3,
+        k=settings.pca_k,
+        weights_sha256=current,
+        progress=progress_to_run_log(context),
     )
     at = cumulative(run.explained_variance)
     outcomes = {
@@ -321,7 +326,9 @@ def reduced_features(
         raise dg.Failure("no PCA model yet: materialize pca_model first")
     dates = context.partition_keys
     session = spark.session_for(context)
-    staged = stage_reduced(session, layout, s3, dates, version, progress_to_run_log(context))
+    staged = stage_reduced(
+        session, layout, s3, dates, version, progress=progress_to_run_log(context)
+    )
     counts = staged.rows(REDUCED)
     features = rows_per_date(read_features(session, layout, dates))
     outcomes = {
