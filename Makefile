@@ -28,7 +28,7 @@ ui: install
 	$(PYTHON) -m bootstrap.local.dagster_home
 	.venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
-# Speed and memory figures on this machine (about 20 min): the targets met or not, then
+# Speed and memory figures on this machine (a long run): the targets met or not, then
 # bench/results.json and the README's performance figures rewritten from it.
 bench: install
 	$(PYTHON) -m bench.run

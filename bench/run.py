@@ -71,7 +71,8 @@ class Sizes:
     baseline_tasks: int = 24  # the public pattern's repartition(24); fewer in the smoke run
 
 
-# 2 cores: about 150-200 img/s for the pipeline on 100x100 images, 60-80 on phone photos.
+# Enough images that each timed run lasts long past its start-up on a 2-core machine (the
+# rates each run reached: bench/results.json).
 FULL = Sizes(small=10_000, phone=2_500, warmup=512, window_s=30)
 SMOKE = Sizes(small=48, phone=8, warmup=16, window_s=2, baseline_tasks=2)
 
@@ -193,7 +194,7 @@ def read_images(spark: Any, layout: Layout, date: str) -> Any:
 def baseline(spark: Any, layout: Layout, date: str, weights: ModelWeights, *, tasks: int) -> None:
     """BASELINE - the common public pattern, written from its description: an iterator pandas
     UDF that builds the model again in every task from broadcast weights and runs Keras'
-    predict, over repartition(tasks: 24), with Spark's default Arrow batch (10,000 rows), the images
+    predict, over repartition(tasks), with Spark's default Arrow batch (10,000 rows), the images
     read by binaryFile. Not the project's code path."""
     from pyspark.sql import functions as F
 

@@ -41,9 +41,9 @@ def cluster_id_on_node(environ: Mapping[str, str]) -> str | None:
     return json.loads(path.read_text())["jobFlowId"] if path.is_file() else None
 
 
-# Inference engines for the same weights (spark.model): LiteRT, the default (several times
-# Keras' speed on the same CPU: XNNPACK kernels, no graph runtime), and Keras/TensorFlow (kept
-# for reference and for its equality test).
+# Inference engines for the same weights (spark.model): LiteRT, the default (XNNPACK kernels
+# and no graph runtime: less CPU per image than Keras; `make bench` measures how much less),
+# and Keras/TensorFlow (kept for reference and for its equality test).
 ENGINES = ("tflite", "keras")
 
 
@@ -174,7 +174,7 @@ class Settings:
             weights=get("FRUITS_WEIGHTS", "imagenet"),  # type: ignore[arg-type]
             weights_seed=get_number("FRUITS_WEIGHTS_SEED", 42),
             pca_k=get_number("FRUITS_PCA_K", 100),
-            # Tuning defaults (`make bench` measures the alternatives: README "Performance"):
+            # Tuning defaults (`make bench` measures the alternatives: bench/results.json):
             # - engine tflite: LiteRT runs the same model for much less CPU than Keras;
             # - 1 inference thread per Python worker: Spark runs one worker per core already,
             #   so a second thread only competes with the other worker (tf_threads_2);
