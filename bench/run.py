@@ -288,19 +288,20 @@ def pca_scaling(spark: Any, rows_list: list[int]) -> dict[int, float]:
 def end_to_end(settings: Settings, dates: list[str]) -> dict[str, float]:
     """The demo's path: the sample dates in one Dagster run through the CLI, and its start-up."""
     from bootstrap.local.dagster_home import prepare_dagster_home
-    from bootstrap.sample.demo import materialize_command
+    from bootstrap.sample.demo import launch_command
     from bootstrap.sample.sample_data import synthetic_files
+    from fruits_assets.names import RAW_IMAGES
 
     upload(synthetic_files(dates, 60, 2, seed=7), settings)
     home = prepare_dagster_home(PROJECT_ROOT / ".fruits" / "bench_dagster_home")
     env = dict(os.environ, DAGSTER_HOME=str(home), FRUITS_PREFIX=settings.prefix)
 
     def cli(select: str) -> float:
-        command = materialize_command(dates, select)
+        command = launch_command(dates, select)
         return timed(lambda: subprocess.run(command, env=env, check=True, capture_output=True))[1]
 
     total = cli("*")
-    dagster_only = cli("raw_images")  # Dagster start + listing S3, no Spark
+    dagster_only = cli(RAW_IMAGES.to_user_string())  # Dagster start + listing S3, no Spark
     startup_code = (
         "from spark.session import build_session; from spark.settings import Settings;"
         "s = build_session(Settings.load()); s.range(1).count(); import tensorflow; s.stop()"
