@@ -48,6 +48,7 @@ def materialize(dates: Sequence[str], env: dict[str, str]) -> None:
 
 def asset_keys() -> list[dg.AssetKey]:
     """The assets of the definitions, upstream first."""
+    # Imported when needed: loading the definitions loads the deployment's environment.
     from fruits_assets.definitions import defs
 
     return list(defs.resolve_asset_graph().toposorted_asset_keys)
