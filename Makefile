@@ -1,4 +1,5 @@
-# The two commands of the README are `make demo` and `make test`; both install what is missing.
+# The two commands of the README are `make demo` and `make test`; both install what is missing,
+# the demo only what it runs on (bootstrap/local/setup.sh demo), the tests everything.
 PYTHON := .venv/bin/python
 # Overridable (`make ui UI_PORT=3001 DAGSTER_HOME=/tmp/home`), as tests/ui does to run beside
 # a user's server; LOCAL_S3=0 when FRUITS_S3_ENDPOINT already points at a running server.
@@ -6,12 +7,15 @@ export DAGSTER_HOME ?= $(CURDIR)/.fruits/dagster_home
 UI_PORT ?= 3000
 LOCAL_S3 ?= 1
 
-.PHONY: install demo test ui bench stop lock
+.PHONY: install install-demo demo test ui bench stop lock
 
 install:
-	bash bootstrap/local/setup.sh
+	bash bootstrap/local/setup.sh test
 
-demo: install
+install-demo:
+	bash bootstrap/local/setup.sh demo
+
+demo: install-demo
 	$(PYTHON) -m bootstrap.sample.demo
 
 # Test files run on TEST_WORKERS processes, each file whole on one (its module fixtures, such
@@ -22,15 +26,15 @@ test: install
 	$(PYTHON) -m pytest -ra -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 # The Dagster UI (webserver + daemon) on http://127.0.0.1:$(UI_PORT), over the local S3 server.
-ui: install
+ui: install-demo
 	if [ "$${FRUITS_DEPLOYMENT:-local}" = local ] && [ "$(LOCAL_S3)" = 1 ]; then \
 		$(PYTHON) -m bootstrap.local.local_s3 start; fi
 	$(PYTHON) -m bootstrap.local.dagster_home
 	.venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
-# Speed and memory figures on this machine (about 20 min): the targets met or not, then
+# Speed and memory figures on this machine (a long run): the targets met or not, then
 # bench/results.json and the README's performance figures rewritten from it.
-bench: install
+bench: install-demo
 	$(PYTHON) -m bench.run
 	$(PYTHON) -m bench.report
 

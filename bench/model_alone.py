@@ -7,22 +7,24 @@ warm), sends "go" to all at once, and reads back images, seconds and CPU seconds
 
 from __future__ import annotations
 
-import argparse
 import json
 import pickle
 import sys
 import time
 from pathlib import Path
 
+from bootstrap import cli
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+
+@cli.command
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.parser("bench.model_alone", __doc__)
     parser.add_argument("--model", type=Path, required=True, help="the LiteRT flatbuffer")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=30, help="the timed window")
     parser.add_argument("--images-file", type=Path, help="pickled list of image bytes to decode")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import numpy as np
 
@@ -48,7 +50,8 @@ def main() -> None:
         done += args.batch
     seconds, cpu_s = time.perf_counter() - started, time.process_time() - cpu
     print(json.dumps({"images": done, "seconds": seconds, "cpu_s": cpu_s}), flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

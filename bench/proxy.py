@@ -18,7 +18,6 @@ and the delay in one place it controls; no maintained package does both for S3.
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import os
@@ -31,6 +30,8 @@ import urllib.request
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from bootstrap import cli
 
 CONTROL = "/__proxy__/"
 # Hop-by-hop headers (RFC 9110), and the 100-continue handshake this proxy answers itself.
@@ -186,12 +187,9 @@ class LatencyProxy:
         self.process.wait(timeout=30)
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.proxy",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.parser("bench.proxy", __doc__)
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log", help="a file to append one line per request to")
@@ -203,4 +201,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -9,13 +9,13 @@ page holds exactly what this module renders from the committed results.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from bench.targets import RESULTS, TARGETS
+from bootstrap import cli
 from spark.settings import PROJECT_ROOT
 
 PERFORMANCE_DOC = PROJECT_ROOT / "docs" / "performance.md"
@@ -101,12 +101,9 @@ def rewrite(doc: Path, results: dict[str, Any]) -> None:
     doc.write_text(before + render(results) + after)
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.report",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.parser("bench.report", __doc__)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--doc", type=Path, default=PERFORMANCE_DOC)
     args = parser.parse_args(argv)

@@ -23,7 +23,6 @@ then rewrites the README's performance section from it. Figures, not pass/fail t
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
@@ -44,6 +43,7 @@ import pandas as pd
 from bench.measure import DRIVER, JVM, WORKERS, Roles, Window, listening_pid
 from bench.proxy import LatencyProxy
 from bench.targets import RESULTS, TARGETS
+from bootstrap import cli
 from bootstrap.aws.buckets import ensure_pipeline_bucket
 from bootstrap.local.local_s3 import from_settings
 from bootstrap.sample.fruit_images import LABELS, encode_jpeg, render_fruit
@@ -72,7 +72,8 @@ class Sizes:
     baseline_tasks: int = 24  # the public pattern's repartition(24); fewer in the smoke run
 
 
-# 2 cores: about 150-200 img/s for the pipeline on 100x100 images, 60-80 on phone photos.
+# Enough images that each timed run lasts long past its start-up on a 2-core machine (the
+# rates each run reached: bench/results.json).
 FULL = Sizes(small=10_000, phone=2_500, warmup=512, window_s=30)
 SMOKE = Sizes(small=48, phone=8, warmup=16, window_s=2, baseline_tasks=2)
 
@@ -91,7 +92,7 @@ def bench_files(
 
 # --- decode + model alone --------------------------------------------------------------------
 def model_alone(
-    model: bytes, processes: int, seconds: float, contents: list[bytes] | None = None
+    model: bytes, *, processes: int, seconds: float, contents: list[bytes] | None = None
 ) -> dict[str, float]:
     """`processes` concurrent processes of decode + model (or model alone on ready tensors,
     without `contents`), one thread each, started together: images/s in all, CPU ms/image."""
@@ -176,7 +177,7 @@ class Bench:
         return figures | {"model_builds": run.model_builds}
 
     def baseline(self, date: str, images: int, tasks: int) -> dict[str, Any]:
-        work = lambda: baseline(self.spark, self.layout, date, self.weights, tasks)  # noqa: E731
+        work = lambda: baseline(self.spark, self.layout, date, self.weights, tasks=tasks)  # noqa: E731
         return self.measured(images, work)[1]
 
 
@@ -191,10 +192,10 @@ def read_images(spark: Any, layout: Layout, date: str) -> Any:
     )
 
 
-def baseline(spark: Any, layout: Layout, date: str, weights: ModelWeights, tasks: int) -> None:
+def baseline(spark: Any, layout: Layout, date: str, weights: ModelWeights, *, tasks: int) -> None:
     """BASELINE - the common public pattern, written from its description: an iterator pandas
     UDF that builds the model again in every task from broadcast weights and runs Keras'
-    predict, over repartition(tasks: 24), with Spark's default Arrow batch (10,000 rows), the images
+    predict, over repartition(tasks), with Spark's default Arrow batch (10,000 rows), the images
     read by binaryFile. Not the project's code path."""
     from pyspark.sql import functions as F
 
@@ -288,19 +289,20 @@ def pca_scaling(spark: Any, rows_list: list[int]) -> dict[int, float]:
 def end_to_end(settings: Settings, dates: list[str]) -> dict[str, float]:
     """The demo's path: the sample dates in one Dagster run through the CLI, and its start-up."""
     from bootstrap.local.dagster_home import prepare_dagster_home
-    from bootstrap.sample.demo import materialize_command
+    from bootstrap.sample.demo import launch_command
     from bootstrap.sample.sample_data import synthetic_files
+    from fruits_assets.names import RAW_IMAGES
 
     upload(synthetic_files(dates, 60, 2, seed=7), settings)
     home = prepare_dagster_home(PROJECT_ROOT / ".fruits" / "bench_dagster_home")
     env = dict(os.environ, DAGSTER_HOME=str(home), FRUITS_PREFIX=settings.prefix)
 
     def cli(select: str) -> float:
-        command = materialize_command(dates, select)
+        command = launch_command(dates, select)
         return timed(lambda: subprocess.run(command, env=env, check=True, capture_output=True))[1]
 
     total = cli("*")
-    dagster_only = cli("raw_images")  # Dagster start + listing S3, no Spark
+    dagster_only = cli(RAW_IMAGES.to_user_string())  # Dagster start + listing S3, no Spark
     startup_code = (
         "from spark.session import build_session;"
         "from fruits_assets.deployments import current_settings;"
@@ -404,8 +406,10 @@ def measure_all(
     print("decode + model alone ...", flush=True)
     weights = load_weights("random", 42)
     model = tflite_flatbuffer(weights.arrays)  # the pipeline's conversion, done once here
-    ceiling = model_alone(model, 2, sizes.window_s, contents["small"])
-    phone_ceiling = model_alone(model, 2, sizes.window_s, contents["phone"])
+    ceiling = model_alone(model, processes=2, seconds=sizes.window_s, contents=contents["small"])
+    phone_ceiling = model_alone(
+        model, processes=2, seconds=sizes.window_s, contents=contents["phone"]
+    )
     results |= decode_trial(contents["phone"][:50])
     results["decode_ms_small"] = decode_ms(contents["small"][:200], decode_image)
 
@@ -534,12 +538,9 @@ def print_results(results: dict[str, Any]) -> None:
               f"Spark + TensorFlow {r['spark_and_tf_startup_s']:.1f} s)")  # fmt: skip
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.run",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.parser("bench.run", __doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: shows it works (CI)")
     parser.add_argument("--small", type=int, help=f"100x100 images (default {FULL.small})")
     parser.add_argument("--phone", type=int, help=f"1280x960 photos (default {FULL.phone})")

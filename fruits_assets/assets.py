@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 
 from fruits_assets import metadata as md
+from fruits_assets import names as n
 from fruits_assets.observability import progress_to_run_log, spark_ui_metadata
 from fruits_assets.partitions import ONE_RUN_PER_BACKFILL, UPLOAD_DATES
 from fruits_assets.resources import FruitsConfig, SparkResource
@@ -34,64 +35,58 @@ from spark.pipeline import (
 from spark.publish import read_staged, rows_per_date
 from spark.storage import preflight
 
-GROUP = "fruits"
 Results = Iterator[dg.MaterializeResult | dg.AssetCheckResult]
 # The Spark assets take the `pyspark_step_launcher` resource: None locally (they run in
 # process), Dagster's EMR step launcher in the `emr` deployment (they run as EMR steps).
 StepLauncherParam = dg.ResourceParam[Any]
 
-# Check names, used by the specs, the results and the tests.
-STORAGE_IN_EU = "storage_in_eu"
-EVERY_IMAGE_ACCOUNTED = "every_image_accounted"
-VECTORS_FINITE = "vectors_finite"
-REJECT_RATE = "reject_rate"
-EXPLAINED_VARIANCE = "explained_variance"
-MATCHES_FEATURES = "matches_features"
-
 
 def check_result(
-    name: str, outcome: quality.Outcome, asset: str, staged: Mapping[str, str] | None = None
+    check: dg.AssetCheckKey, outcome: quality.Outcome, staged: Mapping[str, str] | None = None
 ) -> dg.AssetCheckResult:
-    extra = {"staged_at": dg.MetadataValue.json(dict(staged))} if staged else {}
+    extra = {n.STAGED_AT: dg.MetadataValue.json(dict(staged))} if staged else {}
     return dg.AssetCheckResult(
-        asset_key=asset,
-        check_name=name,
+        asset_key=check.asset_key,
+        check_name=check.name,
         passed=outcome.passed,
         description=outcome.description,
-        metadata={"details": dg.MetadataValue.json(outcome.details), **extra},
+        metadata={n.DETAILS: dg.MetadataValue.json(outcome.details), **extra},
     )
 
 
 def audit_then_publish(
-    asset: str,
-    outcomes: Mapping[str, quality.Outcome],
+    asset: dg.AssetKey,
+    outcomes: Mapping[dg.AssetCheckKey, quality.Outcome],
     staged: Mapping[str, str],
     publish: Callable[[], None],
     materialization: Callable[[], dg.MaterializeResult],
 ) -> Results:
     """Publish only when every blocking check passed on the staged version; else report the
     checks, with where the staged version lies, and fail without a materialization."""
-    failed = sorted(name for name, outcome in outcomes.items() if not outcome.passed)
+    failed = ", ".join(sorted(c.name for c, outcome in outcomes.items() if not outcome.passed))
     if failed:
-        for name, outcome in outcomes.items():
-            yield check_result(name, outcome, asset, staged)
+        for check, outcome in outcomes.items():
+            yield check_result(check, outcome, staged)
         raise dg.Failure(
             description=(
-                f"{asset}: blocking checks failed ({', '.join(failed)}); nothing was published, "
-                f"readers keep the previous version. Staged for inspection: {dict(staged)}"
+                f"{asset.to_user_string()}: blocking checks failed ({failed}); nothing was "
+                f"published, readers keep the previous version. "
+                f"Staged for inspection: {dict(staged)}"
             )
         )
     publish()
     yield materialization()
-    for name, outcome in outcomes.items():
-        yield check_result(name, outcome, asset)
+    for check, outcome in outcomes.items():
+        yield check_result(check, outcome)
 
 
-def blocking(name: str, asset: str, description: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(name, asset=asset, blocking=True, description=description)
+def blocking(check: dg.AssetCheckKey, description: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        check.name, asset=check.asset_key, blocking=True, description=description
+    )
 
 
-def count_table(counts: dict[str, dict[str, int]], key: str = "upload_date") -> dg.MetadataValue:
+def count_table(counts: dict[str, dict[str, int]], key: str = n.UPLOAD_DATE) -> dg.MetadataValue:
     """A table of counts, one row per key (upload date, label...)."""
     columns = sorted({c for row in counts.values() for c in row})
     return dg.MetadataValue.table(
@@ -103,13 +98,13 @@ def count_table(counts: dict[str, dict[str, int]], key: str = "upload_date") -> 
 
 
 @dg.asset(
-    group_name=GROUP,
+    key=n.RAW_IMAGES,
+    group_name=n.GROUP,
+    kinds={"s3", "parquet"},
     partitions_def=UPLOAD_DATES,
     backfill_policy=ONE_RUN_PER_BACKFILL,
-    metadata={"dagster/column_schema": md.MANIFEST_SCHEMA},
-    check_specs=[
-        blocking(STORAGE_IN_EU, "raw_images", "every bucket the pipeline uses is in the EU")
-    ],
+    metadata={n.COLUMN_SCHEMA: md.MANIFEST_SCHEMA},
+    check_specs=[blocking(n.STORAGE_IN_EU, "every bucket the pipeline uses is in the EU")],
 )
 def raw_images(context: dg.AssetExecutionContext, fruits: FruitsConfig) -> Results:
     """The manifest of each upload date: every file under raw/upload_date=D/, listed from S3."""
@@ -117,7 +112,7 @@ def raw_images(context: dg.AssetExecutionContext, fruits: FruitsConfig) -> Resul
     preflight(s3, fruits.settings())
     in_eu = quality.bucket_in_eu(s3, layout.bucket)
     if not in_eu.passed:  # nothing is written outside the EU, not even a manifest
-        yield check_result(STORAGE_IN_EU, in_eu, "raw_images")
+        yield check_result(n.STORAGE_IN_EU, in_eu)
         raise dg.Failure(f"GDPR: {in_eu.description}; refusing to write there")
     labels: dict[str, int] = {}
     per_date: dict[str, dict[str, int]] = {}
@@ -125,36 +120,39 @@ def raw_images(context: dg.AssetExecutionContext, fruits: FruitsConfig) -> Resul
     for date in context.partition_keys:
         rows = list_manifest(s3, layout, date)
         write_manifest(s3, layout, date, rows)
-        per_date[date] = {"images": len(rows)}
+        per_date[date] = {n.N_IMAGES: len(rows)}
         for row in rows:
             labels[row["label"]] = labels.get(row["label"], 0) + 1
             total_bytes += row["size_bytes"]
     yield dg.MaterializeResult(
         metadata={
-            "dagster/row_count": sum(r["images"] for r in per_date.values()),
-            "images_per_date": count_table(per_date),
-            "images_per_label": count_table({k: {"images": v} for k, v in labels.items()}, "label"),
-            "total_bytes": total_bytes,
-            "manifests": dg.MetadataValue.path(layout.manifests_uri()),
+            n.ROW_COUNT: sum(r[n.N_IMAGES] for r in per_date.values()),
+            n.IMAGES_PER_DATE: count_table(per_date),
+            n.IMAGES_PER_LABEL: count_table(
+                {k: {n.N_IMAGES: v} for k, v in labels.items()}, n.LABEL
+            ),
+            n.TOTAL_BYTES: total_bytes,
+            n.MANIFESTS_URI: dg.MetadataValue.path(layout.manifests_uri()),
         }
     )
-    yield check_result(STORAGE_IN_EU, in_eu, "raw_images")
+    yield check_result(n.STORAGE_IN_EU, in_eu)
 
 
 @dg.asset(
-    group_name=GROUP,
+    key=n.IMAGE_FEATURES,
+    group_name=n.GROUP,
+    kinds={"spark", "s3", "parquet"},
     partitions_def=UPLOAD_DATES,
     backfill_policy=ONE_RUN_PER_BACKFILL,
     deps=[raw_images],
-    metadata={"dagster/column_schema": md.FEATURES_SCHEMA},
+    metadata={n.COLUMN_SCHEMA: md.FEATURES_SCHEMA},
     check_specs=[
         blocking(
-            EVERY_IMAGE_ACCOUNTED,
-            "image_features",
+            n.EVERY_IMAGE_ACCOUNTED,
             "the paths of feature rows + rejects are exactly the manifest's, each once",
         ),
-        blocking(VECTORS_FINITE, "image_features", f"every vector has {FEATURE_DIM} finite values"),
-        blocking(REJECT_RATE, "image_features", "the share of rejected files is under the limit"),
+        blocking(n.VECTORS_FINITE, f"every vector has {FEATURE_DIM} finite values"),
+        blocking(n.REJECT_RATE, "the share of rejected files is under the limit"),
     ],
 )
 def image_features(
@@ -188,9 +186,9 @@ def image_features(
     features, rejects = (read_staged(session, run.staged, n) for n in (FEATURES, REJECTS))
     expected = manifest_images(session, layout, dates, tombstoned(s3, layout, dates))
     outcomes = {
-        EVERY_IMAGE_ACCOUNTED: quality.every_image_accounted(expected, features, rejects),
-        VECTORS_FINITE: quality.vectors_are_finite(features, "features", FEATURE_DIM),
-        REJECT_RATE: quality.reject_rate_below(
+        n.EVERY_IMAGE_ACCOUNTED: quality.every_image_accounted(expected, features, rejects),
+        n.VECTORS_FINITE: quality.vectors_are_finite(features, "features", FEATURE_DIM),
+        n.REJECT_RATE: quality.reject_rate_below(
             run.features_per_date, run.rejects_per_date, settings.max_reject_rate
         ),
     }
@@ -198,36 +196,36 @@ def image_features(
     def materialization() -> dg.MaterializeResult:
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": run.feature_rows,
-                "dagster/column_lineage": md.FEATURES_LINEAGE,
-                "reject_count": sum(run.rejects_per_date.values()),
-                "per_date": count_table(
+                n.ROW_COUNT: run.feature_rows,
+                n.COLUMN_LINEAGE: md.FEATURES_LINEAGE,
+                n.REJECT_COUNT: sum(run.rejects_per_date.values()),
+                n.PER_DATE: count_table(
                     {
                         d: {
-                            "features": run.features_per_date[d],
-                            "rejects": run.rejects_per_date[d],
+                            n.N_FEATURES: run.features_per_date[d],
+                            n.N_REJECTS: run.rejects_per_date[d],
                         }
                         for d in dates
                     }
                 ),
-                "rejects": dg.MetadataValue.json(run.rejects),
-                "weights_source": run.weights_source,
-                "weights_sha256": run.weights_sha256,
-                "inference_engine": settings.engine,
-                "model_builds": run.model_builds,
-                "worker_peak_rss_mb": run.worker_peak_rss_mb,
-                "spark_application_id": session.sparkContext.applicationId,
+                n.REJECTS: dg.MetadataValue.json(run.rejects),
+                n.WEIGHTS_SOURCE: run.weights_source,
+                n.WEIGHTS_SHA256: run.weights_sha256,
+                n.INFERENCE_ENGINE: settings.engine,
+                n.MODEL_BUILDS: run.model_builds,
+                n.WORKER_PEAK_RSS_MB: run.worker_peak_rss_mb,
+                n.SPARK_APPLICATION_ID: session.sparkContext.applicationId,
                 **spark_ui_metadata(session, settings.deployment),
-                "duration_s": round(seconds, 2),
-                "images_per_s": round(images / seconds, 2) if seconds else 0.0,
-                "attempt": run.staged.attempt,
-                "features": dg.MetadataValue.path(layout.features_uri()),
-                "rejects_uri": dg.MetadataValue.path(layout.rejects_uri()),
+                n.DURATION_S: round(seconds, 2),
+                n.IMAGES_PER_S: round(images / seconds, 2) if seconds else 0.0,
+                n.ATTEMPT: run.staged.attempt,
+                n.FEATURES_URI: dg.MetadataValue.path(layout.features_uri()),
+                n.REJECTS_URI: dg.MetadataValue.path(layout.rejects_uri()),
             }
         )
 
     yield from audit_then_publish(
-        "image_features",
+        n.IMAGE_FEATURES,
         outcomes,
         run.staged.locations(),
         lambda: publish_staged(session, layout, s3, run.staged),
@@ -236,16 +234,14 @@ def image_features(
 
 
 @dg.asset(
-    group_name=GROUP,
+    key=n.PCA_MODEL,
+    group_name=n.GROUP,
+    kinds={"spark", "s3"},
     deps=[dg.AssetDep(image_features, partition_mapping=dg.AllPartitionMapping())],
     # Lets one run (and one CLI call) cover a range of dates and the model fitted on them.
     backfill_policy=ONE_RUN_PER_BACKFILL,
     check_specs=[
-        blocking(
-            EXPLAINED_VARIANCE,
-            "pca_model",
-            "enough variance kept, components in decreasing order",
-        )
+        blocking(n.EXPLAINED_VARIANCE, "enough variance kept, components in decreasing order")
     ],
 )
 def pca_model(
@@ -260,11 +256,16 @@ def pca_model(
     current = load_weights(settings.weights, settings.weights_seed, s3).sha256
     session = spark.session_for(context)
     run = fit_pca_version(
-        session, layout, s3, settings.pca_k, current, progress_to_run_log(context)
+        session,
+        layout,
+        s3,
+        k=settings.pca_k,
+        weights_sha256=current,
+        progress=progress_to_run_log(context),
     )
     at = cumulative(run.explained_variance)
     outcomes = {
-        EXPLAINED_VARIANCE: quality.explained_variance_ok(
+        n.EXPLAINED_VARIANCE: quality.explained_variance_ok(
             run.explained_variance, settings.min_explained_variance
         )
     }
@@ -272,47 +273,45 @@ def pca_model(
     def materialization() -> dg.MaterializeResult:
         return dg.MaterializeResult(
             metadata={
-                "version": run.version,
-                "model_uri": dg.MetadataValue.path(run.uri),
-                "rows_used": run.rows,
-                "weights_sha256": current,
-                "rows_per_date": count_table(
-                    {d: {"rows": n} for d, n in run.rows_per_date.items()}
+                n.VERSION: run.version,
+                n.MODEL_URI: dg.MetadataValue.path(run.uri),
+                n.ROWS_USED: run.rows,
+                n.WEIGHTS_SHA256: current,
+                n.ROWS_PER_DATE: count_table(
+                    {d: {n.N_ROWS: rows} for d, rows in run.rows_per_date.items()}
                 ),
-                "feature_versions": dg.MetadataValue.json(run.feature_versions),
-                **{f"cumulative_explained_variance_{n}": v for n, v in at.items()},
-                "explained_variance_plot": md.png_markdown(
+                n.FEATURE_VERSIONS: dg.MetadataValue.json(run.feature_versions),
+                **{f"{n.CUMULATIVE_EXPLAINED_VARIANCE}{k}": v for k, v in at.items()},
+                n.EXPLAINED_VARIANCE_PLOT: md.png_markdown(
                     md.explained_variance_png(run.explained_variance), "explained variance"
                 ),
             }
         )
 
     yield from audit_then_publish(
-        "pca_model",
+        n.PCA_MODEL,
         outcomes,
-        {"pca_model": run.uri},
+        {n.PCA_MODEL.to_user_string(): run.uri},
         lambda: publish_pca(layout, s3, run.version),
         materialization,
     )
 
 
 @dg.asset(
-    group_name=GROUP,
+    key=n.REDUCED_FEATURES,
+    group_name=n.GROUP,
+    kinds={"spark", "s3", "parquet"},
     partitions_def=UPLOAD_DATES,
     backfill_policy=ONE_RUN_PER_BACKFILL,
     deps=[image_features, pca_model],
-    metadata={"dagster/column_schema": md.REDUCED_SCHEMA},
+    metadata={n.COLUMN_SCHEMA: md.REDUCED_SCHEMA},
     # New features for a date, or a new PCA model: recompute, for every date, not only today.
     # An upstream whose blocking check failed records no materialization (audit_then_publish),
     # so nothing here fires on it.
     automation_condition=dg.AutomationCondition.eager().without(
         dg.AutomationCondition.in_latest_time_window()
     ),
-    check_specs=[
-        blocking(
-            MATCHES_FEATURES, "reduced_features", "one row per feature row, current PCA version"
-        )
-    ],
+    check_specs=[blocking(n.MATCHES_FEATURES, "one row per feature row, current PCA version")],
 )
 def reduced_features(
     context: dg.AssetExecutionContext,
@@ -327,11 +326,13 @@ def reduced_features(
         raise dg.Failure("no PCA model yet: materialize pca_model first")
     dates = context.partition_keys
     session = spark.session_for(context)
-    staged = stage_reduced(session, layout, s3, dates, version, progress_to_run_log(context))
+    staged = stage_reduced(
+        session, layout, s3, dates, version, progress=progress_to_run_log(context)
+    )
     counts = staged.rows(REDUCED)
     features = rows_per_date(read_features(session, layout, dates))
     outcomes = {
-        MATCHES_FEATURES: quality.reduced_matches_features(
+        n.MATCHES_FEATURES: quality.reduced_matches_features(
             features,
             read_staged(session, staged, REDUCED),
             read_pca_metadata(layout, s3, version)["k"],
@@ -342,17 +343,17 @@ def reduced_features(
     def materialization() -> dg.MaterializeResult:
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": sum(counts.values()),
-                "dagster/column_lineage": md.REDUCED_LINEAGE,
-                "per_date": count_table({d: {"reduced": n} for d, n in counts.items()}),
-                "pca_version": version,
-                "attempt": staged.attempt,
-                "reduced": dg.MetadataValue.path(layout.reduced_uri()),
+                n.ROW_COUNT: sum(counts.values()),
+                n.COLUMN_LINEAGE: md.REDUCED_LINEAGE,
+                n.PER_DATE: count_table({d: {n.N_REDUCED: rows} for d, rows in counts.items()}),
+                n.PCA_VERSION: version,
+                n.ATTEMPT: staged.attempt,
+                n.REDUCED_URI: dg.MetadataValue.path(layout.reduced_uri()),
             }
         )
 
     yield from audit_then_publish(
-        "reduced_features",
+        n.REDUCED_FEATURES,
         outcomes,
         staged.locations(),
         lambda: publish_staged(session, layout, s3, staged),

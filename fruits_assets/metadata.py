@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import dagster as dg
 from PIL import Image, ImageDraw
 
-RAW = dg.AssetKey("raw_images")
-FEATURES = dg.AssetKey("image_features")
+from fruits_assets.names import IMAGE_FEATURES as FEATURES
+from fruits_assets.names import RAW_IMAGES as RAW
 
 
 def _schema(*columns: tuple[str, str, str]) -> dg.TableSchema:

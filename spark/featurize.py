@@ -89,6 +89,7 @@ class ModelBroadcast:
 def broadcast_model(
     spark: SparkSession,
     weights: ModelWeights,
+    *,
     threads: int,
     engine: str = TFLITE,
 ) -> ModelBroadcast:

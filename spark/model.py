@@ -74,7 +74,7 @@ _CONVERTED: dict[str, bytes] = {}
 
 def tflite_flatbuffer(arrays: list[np.ndarray]) -> bytes:
     """The model with these weights, converted for LiteRT: on the driver, once per process
-    and weights (a conversion takes about 5 s)."""
+    and weights (converting is slow next to a batch of inference)."""
     import contextlib
     import io
 

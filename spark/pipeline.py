@@ -99,7 +99,7 @@ def stage_features(
     With `progress`, lines of progress go there while it runs (spark.progress); `expected`
     (images per date, from the manifests) gives the counts to go and the time left.
     """
-    model = broadcast_model(spark, weights, tf_threads, engine)
+    model = broadcast_model(spark, weights, threads=tf_threads, engine=engine)
     images = manifest_images(
         spark, layout, dates, tombstoned(s3, layout, dates), sum((expected or {}).values())
     )
@@ -196,6 +196,7 @@ def fit_pca_version(
     spark: SparkSession,
     layout: Layout,
     s3: Any,
+    *,
     k: int,
     weights_sha256: str,
     progress: Report | None = None,
@@ -233,12 +234,13 @@ def fit_and_save_pca(
     spark: SparkSession,
     layout: Layout,
     s3: Any,
+    *,
     k: int,
     weights_sha256: str,
     progress: Report | None = None,
 ) -> PcaRun:
     """fit_pca_version, then publish without an audit (scripts, tests, benchmarks)."""
-    run = fit_pca_version(spark, layout, s3, k, weights_sha256, progress)
+    run = fit_pca_version(spark, layout, s3, k=k, weights_sha256=weights_sha256, progress=progress)
     pca.publish_pca(layout, s3, run.version)
     return run
 
@@ -249,6 +251,7 @@ def stage_reduced(
     s3: Any,
     dates: Sequence[str],
     version: str,
+    *,
     progress: Report | None = None,
 ) -> Staged:
     """features of `dates` -> staged reduced rows with the PCA model `version`, refused when
@@ -266,10 +269,11 @@ def write_reduced(
     s3: Any,
     dates: Sequence[str],
     version: str,
+    *,
     progress: Report | None = None,
 ) -> dict[str, int]:
     """stage_reduced, then publish without an audit; rows per date."""
-    staged = stage_reduced(spark, layout, s3, dates, version, progress)
+    staged = stage_reduced(spark, layout, s3, dates, version, progress=progress)
     publish_staged(spark, layout, s3, staged)
     return staged.rows(REDUCED)
 

@@ -35,9 +35,9 @@ def cluster_id_on_node(environ: Mapping[str, str]) -> str | None:
     return json.loads(path.read_text())["jobFlowId"] if path.is_file() else None
 
 
-# Inference engines for the same weights (spark.model): LiteRT, the default (several times
-# Keras' speed on the same CPU: XNNPACK kernels, no graph runtime), and Keras/TensorFlow (kept
-# for reference and for its equality test).
+# Inference engines for the same weights (spark.model): LiteRT, the default (XNNPACK kernels
+# and no graph runtime: less CPU per image than Keras; `make bench` measures how much less),
+# and Keras/TensorFlow (kept for reference and for its equality test).
 ENGINES = ("tflite", "keras")
 
 

@@ -53,6 +53,6 @@ def test_the_cluster_lock_is_the_runtime_part_of_the_main_lock(repo_root: Path) 
     assert {name: main[name] for name in cluster} == cluster  # same versions, same hashes
     assert {"dagster", "dagster-aws", "dagster-pyspark", "tensorflow-cpu", "boto3"} <= set(cluster)
     # dev-only packages stay home; the cluster's Spark brings pyspark and py4j
-    left_out = {"moto", "pytest", "ruff", "playwright", "dagster-webserver", "uv"}
+    left_out = {"moto", "pytest", "ruff", "playwright", "dagster-webserver", "dagster-dg-cli", "uv"}
     assert left_out <= set(main) and not left_out & set(cluster)
     assert "pyspark" in main and not {"pyspark", "py4j"} & set(cluster)

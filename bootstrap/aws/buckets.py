@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from bootstrap import one_line_errors
+from bootstrap import cli
 from fruits_assets.deployments import current_settings
 from spark.layout import (
     PUBLISHED_DATASETS,
@@ -141,12 +141,11 @@ def ensure_all_buckets(settings: Settings) -> dict[str, bool]:
     }
 
 
-@one_line_errors
+@cli.command
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv != ["create"]:
-        print("usage: python -m bootstrap.aws.buckets create", file=sys.stderr)
-        return 2
+    parser = cli.parser("bootstrap.aws.buckets", __doc__)
+    parser.add_argument("command", choices=["create"])
+    parser.parse_args(argv)
     for bucket, created in ensure_all_buckets(current_settings()).items():
         print(f"s3://{bucket} {'created' if created else 'already there'}; encrypted, private")
     return 0

@@ -11,7 +11,6 @@ bootstrap/aws/emr/prices.json (dated).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bootstrap import one_line_errors
+from bootstrap import cli
 from bootstrap.aws.emr_cluster import PRICES_FILE, FleetLayout
 from spark.settings import PROJECT_ROOT, ConfigError, require_eu_region
 
@@ -104,13 +103,9 @@ def estimate(
     return Estimate(needed, vcpus, hours, hours * (fixed + task_od), hours * (fixed + task_spot))
 
 
-@one_line_errors
+@cli.command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bootstrap.aws.cost",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.parser("bootstrap.aws.cost", __doc__)
     parser.add_argument("--images", type=int, required=True)
     parser.add_argument("--region", required=True)
     parser.add_argument("--deadline", default="2h")

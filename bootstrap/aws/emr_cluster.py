@@ -22,7 +22,6 @@ line before any API call. The cluster:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -32,7 +31,7 @@ from typing import Any
 
 import boto3
 
-from bootstrap import one_line_errors
+from bootstrap import cli
 from bootstrap.aws import roles, wheelhouse
 from bootstrap.aws.doctor import doctor
 from bootstrap.aws.iam import PROJECT_TAG
@@ -307,13 +306,9 @@ def create(settings: Settings, options: ClusterOptions, environ: dict[str, str])
     return emr.run_job_flow(**cluster_request(settings, options, environ))["JobFlowId"]
 
 
-@one_line_errors
+@cli.command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bootstrap.aws.emr_cluster",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.parser("bootstrap.aws.emr_cluster", __doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     make = commands.add_parser("create", help="create the cluster, print its id and hourly cost")
     make.add_argument("--name", default=ClusterOptions.name)

@@ -10,11 +10,10 @@ before keep their components (aggregates, not the image); re-fit to drop its inf
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
-from bootstrap import one_line_errors
+from bootstrap import cli
 from fruits_assets.deployments import current_settings
 from spark.erasure import erase_image, find_by_sha256
 from spark.layout import Layout
@@ -23,13 +22,9 @@ from spark.settings import ConfigError
 from spark.storage import preflight, s3_client
 
 
-@one_line_errors
+@cli.command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bootstrap.aws.erase",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.parser("bootstrap.aws.erase", __doc__)
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("path", nargs="?", help="s3:// path of the raw image")
     target.add_argument("--sha256", help="SHA-256 of the image's bytes")

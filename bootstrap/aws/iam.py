@@ -25,6 +25,7 @@ import json
 import sys
 from typing import Any
 
+from bootstrap import cli
 from fruits_assets.deployments import current_settings
 from spark.layout import MANIFESTS, RAW, STAGING_BOOTSTRAP, WEIGHTS, WRITTEN_PREFIXES, Layout
 from spark.settings import Settings
@@ -232,11 +233,12 @@ def allows(document: dict[str, Any], action: str, bucket: str, key: str) -> bool
     return matching("Allow") and not matching("Deny")
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1 or argv[0] not in PRINCIPALS:
-        print(f"usage: python -m bootstrap.aws.iam {{{','.join(PRINCIPALS)}}}", file=sys.stderr)
-        return 2
+    parser = cli.parser("bootstrap.aws.iam", __doc__)
+    parser.add_argument("principal", choices=PRINCIPALS)
+    parser.parse_args(argv)  # so argv[0] is the principal
     print(json.dumps(policy(current_settings(), argv[0]), indent=2))
     return 0
 

@@ -9,10 +9,10 @@ driver only, and broadcasts it: no node ever downloads weights from the internet
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from bootstrap import cli
 from fruits_assets.deployments import current_settings
 from spark.layout import Layout, split_uri
 from spark.model import IMAGENET, IMAGENET_NO_TOP_FILE, build_mobilenet, load_weights
@@ -37,8 +37,9 @@ def stage(settings: Settings) -> str:
     return uri
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bootstrap.aws.weights", description=__doc__)
+    parser = cli.parser("bootstrap.aws.weights", __doc__)
     parser.add_argument("command", choices=["stage"])
     parser.parse_args(argv)
     print(stage(current_settings()))

@@ -21,7 +21,6 @@ installing what it was created with even after a newer lock is staged:
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import re
@@ -35,7 +34,7 @@ from typing import Any
 
 from packaging.version import Version
 
-from bootstrap import one_line_errors
+from bootstrap import cli
 from spark.layout import split_uri
 from spark.settings import PROJECT_ROOT, ConfigError
 from spark.storage import SSE
@@ -207,13 +206,9 @@ def stage(s3: Any, folder_uri: str, wheelhouse: Path, lock: Path = CLUSTER_LOCK)
     return uploaded
 
 
-@one_line_errors
+@cli.command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bootstrap.aws.wheelhouse",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.parser("bootstrap.aws.wheelhouse", __doc__)
     parser.add_argument("command", choices=["build", "stage"])
     args = parser.parse_args(argv)
     if args.command == "build":

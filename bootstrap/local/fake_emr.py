@@ -35,7 +35,6 @@ moto's EMR mock, by contrast, records steps but never runs them.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import gzip
@@ -53,6 +52,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from bootstrap import cli
 from bootstrap.local.fake_node import BootstrapFailure, FakeNode, spark_home
 from fruits_assets.deployments import current_settings
 from spark.layout import split_uri
@@ -674,8 +674,9 @@ class FakeEmrServer:
         self.http.server_close()
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bootstrap.local.fake_emr", description=__doc__)
+    parser = cli.parser("bootstrap.local.fake_emr", __doc__)
     parser.add_argument("--port", type=int, default=9071)
     parser.add_argument(
         "--log-push-delay", type=float, default=FakeEmrTiming.log_push_delay_s,

@@ -9,7 +9,6 @@ moto keeps objects in memory: they are gone once the server stops.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import signal
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from bootstrap import cli
 from fruits_assets.deployments import current_settings
 from spark.layout import Layout
 from spark.settings import PROJECT_ROOT, ConfigError, Settings
@@ -150,8 +150,9 @@ def list_objects(settings: Settings, under: str) -> int:
     return 0
 
 
+@cli.command
 def main(argv: list[str] | None = None, state_dir: Path = STATE_DIR) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bootstrap.local.local_s3", description=__doc__)
+    parser = cli.parser("bootstrap.local.local_s3", __doc__)
     parser.add_argument("command", choices=["start", "stop", "status", "ls"])
     parser.add_argument("under", nargs="?", default="", help="ls: a folder under the prefix")
     args = parser.parse_args(argv)

@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# Installs everything the project needs on a fresh Debian/Ubuntu machine, idempotently:
-#   - system packages: Python 3.11, Java 17 (Spark 3.5), Maven (fetches the S3A jars),
-#     the shell linter the tests run on the EMR bootstrap action, and headless Chromium for
-#     the browser test of the Dagster UI (Playwright drives Debian's build; it downloads none);
-#   - .venv from requirements.lock (the one lock of every Python version), plus this project;
-#   - .jars/: hadoop-aws and the AWS SDK modules S3A needs (bootstrap/local/jars/pom.xml).
+# Installs what the project needs on a fresh Debian/Ubuntu machine, idempotently:
+#   bootstrap/local/setup.sh demo   what the demo and the UI run on (make demo, make ui):
+#     - system packages: Python 3.11, Java 17 (Spark 3.5), Maven (fetches the S3A jars);
+#     - .venv from requirements.lock (the one lock of every Python version), plus this project;
+#     - .jars/: hadoop-aws and the AWS SDK modules S3A needs (bootstrap/local/jars/pom.xml);
+#   bootstrap/local/setup.sh [test] all of that, and what only the tests use (make test):
+#     the shell linter they run on the EMR bootstrap action, and headless Chromium for the
+#     browser test of the Dagster UI (Playwright drives Debian's build; it downloads none).
 # Each step is skipped when its inputs have not changed since it last succeeded.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+
+MODE=${1:-test}
+case "$MODE" in
+  demo | test) ;;
+  *) echo "usage: bootstrap/local/setup.sh [demo|test]" >&2; exit 2 ;;
+esac
 
 log() { printf '[setup] %s\n' "$*"; }
 
@@ -25,10 +33,12 @@ system_packages() {
   command -v python3.11 >/dev/null || missing+=(python3.11 python3.11-venv)
   [ "$(java_major 2>/dev/null || true)" = "17" ] || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
-  # The tests lint the EMR bootstrap action with it.
-  command -v shellcheck >/dev/null || missing+=(shellcheck)
-  # tests/ui drives it through Playwright (executable_path), headless.
-  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  if [ "$MODE" = test ]; then
+    # The tests lint the EMR bootstrap action with it.
+    command -v shellcheck >/dev/null || missing+=(shellcheck)
+    # tests/ui drives it through Playwright (executable_path), headless.
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+  fi
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing system packages: ${missing[*]}"
     apt_install "${missing[@]}"

@@ -1,8 +1,8 @@
-"""The demo: local S3 server, sample images, then the whole asset graph through the Dagster CLI.
+"""The demo: local S3 server, sample images, then the whole asset graph through Dagster's CLI.
 
     python -m bootstrap.sample.demo          (what `make demo` runs after installing)
 
-The sample dates are materialized in one run (`dagster asset materialize --partition-range`),
+The sample dates are materialized in one run (`dg launch --assets '*' --partition-range A...B`),
 then a summary is read back from the Dagster instance, printed, and written as JSON to
 .fruits/last_run.json. The local S3 server keeps running so that the outputs can be
 inspected; `make stop` stops it.
@@ -10,7 +10,6 @@ inspected; `make stop` stops it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -19,81 +18,92 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bootstrap import one_line_errors
+import dagster as dg
+
+from bootstrap import cli
 from bootstrap.local.dagster_home import prepare_dagster_home
 from bootstrap.local.local_s3 import STATE_DIR, from_settings
 from bootstrap.sample.sample_data import DEFAULT_DATES, synthetic_files, upload
+from fruits_assets import names as n
 from fruits_assets.deployments import current_settings
 from spark.settings import PROJECT_ROOT
 
 SUMMARY_FILE = STATE_DIR / "last_run.json"
-ASSETS = ("raw_images", "image_features", "pca_model", "reduced_features")
 
 
-def materialize_command(dates: Sequence[str], select: str = "*") -> list[str]:
-    """The dagster CLI call that materializes `select` for a range of dates, in one run."""
-    dagster = Path(sys.executable).with_name("dagster")
+def launch_command(dates: Sequence[str], select: str = "*") -> list[str]:
+    """The `dg launch` call that materializes `select` for a range of dates, in one run; run
+    from the project root, whose pyproject.toml ([tool.dg]) names the definitions."""
+    dg_cli = Path(sys.executable).with_name("dg")
     return [
-        str(dagster), "asset", "materialize",
-        "-m", "fruits_assets.definitions",
-        "--select", select,
+        str(dg_cli), "launch",
+        "--assets", select,
         "--partition-range", f"{min(dates)}...{max(dates)}",
     ]  # fmt: skip
 
 
 def materialize(dates: Sequence[str], env: dict[str, str]) -> None:
-    """All four assets for a range of dates, in one run, through the dagster CLI."""
-    subprocess.run(materialize_command(dates), env=env, check=True, cwd=PROJECT_ROOT)
+    """Every asset for a range of dates, in one run, through `dg launch`."""
+    subprocess.run(launch_command(dates), env=env, check=True, cwd=PROJECT_ROOT)
+
+
+def asset_keys() -> list[dg.AssetKey]:
+    """The assets of the definitions, upstream first."""
+    # Imported when needed: loading the definitions loads the deployment's environment.
+    from fruits_assets.definitions import defs
+
+    return list(defs.resolve_asset_graph().toposorted_asset_keys)
 
 
 def _by_date(table: Any) -> dict[str, dict[str, Any]]:
-    return {r.data["upload_date"]: r.data for r in table.records}
+    return {r.data[n.UPLOAD_DATE]: r.data for r in table.records}
 
 
 def summary_from_instance(dates: Sequence[str]) -> dict[str, Any]:
     """What the last materialization of each asset recorded (its metadata), as one document."""
-    import dagster as dg
-
     with dg.DagsterInstance.get() as instance:
         meta = {}
-        for asset in ASSETS:
-            event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+        for asset in asset_keys():
+            event = instance.get_latest_materialization_event(asset)
             if event is None:
-                raise RuntimeError(f"{asset} was never materialized")
+                raise RuntimeError(f"{asset.to_user_string()} was never materialized")
             meta[asset] = {k: v.value for k, v in event.asset_materialization.metadata.items()}
-    images = _by_date(meta["raw_images"]["images_per_date"])
-    features = _by_date(meta["image_features"]["per_date"])
-    reduced = _by_date(meta["reduced_features"]["per_date"])
-    pca = meta["pca_model"]
+    raw, features_meta = meta[n.RAW_IMAGES], meta[n.IMAGE_FEATURES]
+    pca, reduced_meta = meta[n.PCA_MODEL], meta[n.REDUCED_FEATURES]
+    images = _by_date(raw[n.IMAGES_PER_DATE])
+    features = _by_date(features_meta[n.PER_DATE])
+    reduced = _by_date(reduced_meta[n.PER_DATE])
     return {
         "dates": {
             d: {
-                "images": images[d]["images"],
-                "features": features[d]["features"],
-                "rejects": features[d]["rejects"],
-                "reduced": reduced[d]["reduced"],
+                "images": images[d][n.N_IMAGES],
+                "features": features[d][n.N_FEATURES],
+                "rejects": features[d][n.N_REJECTS],
+                "reduced": reduced[d][n.N_REDUCED],
             }
             for d in dates
         },
-        "rejects": meta["image_features"]["rejects"],
-        "feature_shape": [sum(features[d]["features"] for d in dates), 1280],
+        "rejects": features_meta[n.REJECTS],
+        "feature_shape": [sum(features[d][n.N_FEATURES] for d in dates), 1280],
         "weights": {
-            "source": meta["image_features"]["weights_source"],
-            "sha256": meta["image_features"]["weights_sha256"],
+            "source": features_meta[n.WEIGHTS_SOURCE],
+            "sha256": features_meta[n.WEIGHTS_SHA256],
         },
         "pca": {
-            "version": pca["version"],
-            "rows": pca["rows_used"],
+            "version": pca[n.VERSION],
+            "rows": pca[n.ROWS_USED],
             "cumulative_explained_variance": {
-                k.rsplit("_", 1)[-1]: v for k, v in pca.items() if k.startswith("cumulative_")
+                k.removeprefix(n.CUMULATIVE_EXPLAINED_VARIANCE): v
+                for k, v in pca.items()
+                if k.startswith(n.CUMULATIVE_EXPLAINED_VARIANCE)
             },
         },
         "outputs": {
-            "manifests": meta["raw_images"]["manifests"],
-            "features": meta["image_features"]["features"],
-            "rejects": meta["image_features"]["rejects_uri"],
-            "pca_model": pca["model_uri"],
-            "reduced": meta["reduced_features"]["reduced"],
+            "manifests": raw[n.MANIFESTS_URI],
+            "features": features_meta[n.FEATURES_URI],
+            "rejects": features_meta[n.REJECTS_URI],
+            "pca_model": pca[n.MODEL_URI],
+            "reduced": reduced_meta[n.REDUCED_URI],
         },
     }
 
@@ -119,9 +129,9 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"summary written to {SUMMARY_FILE}")
 
 
-@one_line_errors
+@cli.command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bootstrap.sample.demo", description=__doc__)
+    parser = cli.parser("bootstrap.sample.demo", __doc__)
     parser.add_argument("--dates", default=",".join(DEFAULT_DATES))
     parser.add_argument("--per-date", type=int, default=60)
     parser.add_argument("--phone-per-date", type=int, default=2)

@@ -9,7 +9,6 @@ Both write raw/upload_date=YYYY-MM-DD/<label>/<file> under the configured bucket
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bootstrap import cli
 from bootstrap.aws.buckets import ensure_bucket
 from bootstrap.sample.fruit_images import LABELS, encode_jpeg, render_fruit
 from fruits_assets.deployments import current_settings
@@ -98,12 +98,9 @@ def upload(files: Iterable[SampleFile], settings: Settings, threads: int = 8) ->
     return per_date
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bootstrap.sample.sample_data",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.parser("bootstrap.sample.sample_data", __doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     generate = commands.add_parser("generate", help="synthetic fruit photos")
     generate.add_argument(

@@ -1,10 +1,10 @@
 import dagster as dg
 import pytest
 
-from fruits_assets.assets import image_features, pca_model, raw_images, reduced_features
+from fruits_assets.definitions import defs
 from fruits_assets.deployments import local
 
-ALL_ASSETS = [raw_images, image_features, pca_model, reduced_features]
+ALL_ASSETS = list(defs.assets or ())
 
 
 @pytest.fixture
@@ -50,12 +50,9 @@ def run_assets(asset_resources):
 
 @pytest.fixture
 def check_outcomes():
-    """(asset, check) -> passed, for every check evaluated in a run."""
+    """check key (fruits_assets.names) -> passed, for every check evaluated in a run."""
 
-    def _outcomes(result) -> dict[tuple[str, str], bool]:
-        return {
-            (e.asset_key.to_user_string(), e.check_name): e.passed
-            for e in result.get_asset_check_evaluations()
-        }
+    def _outcomes(result) -> dict[dg.AssetCheckKey, bool]:
+        return {e.asset_check_key: e.passed for e in result.get_asset_check_evaluations()}
 
     return _outcomes

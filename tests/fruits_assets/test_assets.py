@@ -8,6 +8,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from fruits_assets import names as n
 from fruits_assets.assets import image_features, raw_images
 from spark.pipeline import read_features
 from spark.storage import list_keys
@@ -15,21 +16,17 @@ from spark.storage import list_keys
 pytestmark = pytest.mark.slow
 D1, D2, D3 = "2026-11-02", "2026-11-03", "2026-11-04"
 ALL_CHECKS_PASSED = {
-    ("raw_images", "storage_in_eu"): True,
-    ("image_features", "every_image_accounted"): True,
-    ("image_features", "vectors_finite"): True,
-    ("image_features", "reject_rate"): True,
-    ("pca_model", "explained_variance"): True,
-    ("reduced_features", "matches_features"): True,
+    n.STORAGE_IN_EU: True,
+    n.EVERY_IMAGE_ACCOUNTED: True,
+    n.VECTORS_FINITE: True,
+    n.REJECT_RATE: True,
+    n.EXPLAINED_VARIANCE: True,
+    n.MATCHES_FEATURES: True,
 }
 
 
-def materialized(result, asset: str) -> list:
-    return [
-        m
-        for m in result.get_asset_materialization_events()
-        if m.asset_key.to_user_string() == asset
-    ]
+def materialized(result, asset: dg.AssetKey) -> list:
+    return [m for m in result.get_asset_materialization_events() if m.asset_key == asset]
 
 
 def test_one_date_materializes_and_passes_every_check(
@@ -40,20 +37,20 @@ def test_one_date_materializes_and_passes_every_check(
     result = run_assets([D1], instance=instance)
     assert result.success
     assert check_outcomes(result) == ALL_CHECKS_PASSED
-    features = materialized(result, "image_features")
+    features = materialized(result, n.IMAGE_FEATURES)
     assert [m.partition for m in features] == [D1]
     metadata = features[0].materialization.metadata
-    assert metadata["dagster/row_count"].value == 40
-    assert metadata["reject_count"].value == 2  # the sample's two broken files
-    assert metadata["weights_sha256"].value and metadata["images_per_s"].value > 0
-    assert metadata["spark_application_id"].value.startswith("local-")
-    pca = materialized(result, "pca_model")[0].materialization.metadata
-    assert pca["explained_variance_plot"].value.startswith(
+    assert metadata[n.ROW_COUNT].value == 40
+    assert metadata[n.REJECT_COUNT].value == 2  # the sample's two broken files
+    assert metadata[n.WEIGHTS_SHA256].value and metadata[n.IMAGES_PER_S].value > 0
+    assert metadata[n.SPARK_APPLICATION_ID].value.startswith("local-")
+    pca = materialized(result, n.PCA_MODEL)[0].materialization.metadata
+    assert pca[n.EXPLAINED_VARIANCE_PLOT].value.startswith(
         "![explained variance](data:image/png;base64,"
     )
-    reduced = materialized(result, "reduced_features")[0].materialization.metadata
-    assert reduced["pca_version"].value == pca["version"].value
-    assert metadata["spark_ui"].value.startswith("http://127.0.0.1:")
+    reduced = materialized(result, n.REDUCED_FEATURES)[0].materialization.metadata
+    assert reduced[n.PCA_VERSION].value == pca[n.VERSION].value
+    assert metadata[n.SPARK_UI].value.startswith("http://127.0.0.1:")
 
     # Progress in the run log, one grep-able logfmt line per partition and stage.
     logged = [e.user_message for e in instance.all_logs(result.run_id)]
@@ -70,14 +67,14 @@ def test_a_range_of_dates_is_one_run_and_one_spark_job(
     result = run_assets([D1, D2, D3], instance=instance)
     assert result.success
     assert len(instance.get_run_records()) == 1
-    for asset in ("raw_images", "image_features", "reduced_features"):
+    for asset in (n.RAW_IMAGES, n.IMAGE_FEATURES, n.REDUCED_FEATURES):
         assert sorted(m.partition for m in materialized(result, asset)) == [D1, D2, D3]
-    features = materialized(result, "image_features")
+    features = materialized(result, n.IMAGE_FEATURES)
     metadata = features[0].materialization.metadata
     # One extract_features call covered the three dates: one model per Python worker.
-    assert metadata["model_builds"].value <= 2
-    assert metadata["dagster/row_count"].value == 18
-    assert {r.data["upload_date"] for r in metadata["per_date"].value.records} == {D1, D2, D3}
+    assert metadata[n.MODEL_BUILDS].value <= 2
+    assert metadata[n.ROW_COUNT].value == 18
+    assert {r.data[n.UPLOAD_DATE] for r in metadata[n.PER_DATE].value.records} == {D1, D2, D3}
 
 
 def test_rematerializing_a_date_is_idempotent(
@@ -109,7 +106,7 @@ def test_an_image_deleted_after_the_manifest_ends_as_a_reject(
     s3.delete_object(Bucket=settings.bucket, Key=gone)
     result = run_assets([D1], assets=[image_features])
     assert result.success
-    assert check_outcomes(result)[("image_features", "every_image_accounted")] is True
+    assert check_outcomes(result)[n.EVERY_IMAGE_ACCOUNTED] is True
     [reject] = read_dataset(spark, asset_layout, "rejects").collect()
     assert reject.path == f"s3://{settings.bucket}/{gone}" and "no longer in S3" in reject.reason
 
@@ -125,7 +122,7 @@ def test_a_bucket_outside_the_eu_fails_before_anything_is_written(
     asset_config["bucket"] = "fruits-us-doctored"
     result = run_assets([D1], assets=[raw_images])
     assert not result.success
-    assert check_outcomes(result) == {("raw_images", "storage_in_eu"): False}
+    assert check_outcomes(result) == {n.STORAGE_IN_EU: False}
     keys = list_keys(us, "fruits-us-doctored", "")
     assert not any("manifests/" in k for k in keys)
 
@@ -149,8 +146,8 @@ def test_nan_features_fail_the_blocking_check(
     result = run_assets([D1], assets=[raw_images, image_features])
     assert not result.success
     outcomes = check_outcomes(result)
-    assert outcomes[("image_features", "vectors_finite")] is False
-    assert outcomes[("image_features", "every_image_accounted")] is True
+    assert outcomes[n.VECTORS_FINITE] is False
+    assert outcomes[n.EVERY_IMAGE_ACCOUNTED] is True
 
 
 def test_sample_labels_reach_the_manifest(asset_layout, upload_sample, run_assets) -> None:
@@ -159,9 +156,9 @@ def test_sample_labels_reach_the_manifest(asset_layout, upload_sample, run_asset
     upload_sample(asset_layout, [D2], per_date=8, broken=False)
     result = run_assets([D2], assets=[raw_images])
     labels = (
-        materialized(result, "raw_images")[0].materialization.metadata["images_per_label"].value
+        materialized(result, n.RAW_IMAGES)[0].materialization.metadata[n.IMAGES_PER_LABEL].value
     )
-    assert Counter({r.data["label"]: r.data["images"] for r in labels.records}).total() == 8
+    assert Counter({r.data[n.LABEL]: r.data[n.N_IMAGES] for r in labels.records}).total() == 8
 
 
 def test_s3_down_at_start_fails_in_one_line_naming_the_endpoint(

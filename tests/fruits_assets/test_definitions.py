@@ -1,5 +1,7 @@
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 
@@ -84,3 +86,22 @@ def test_loading_the_definitions_starts_no_spark() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "ok"
+
+
+def test_every_asset_declares_its_kinds() -> None:
+    graph = asset_graph()
+    kinds = {a: graph.get(dg.AssetKey(a)).kinds for a in ASSETS}
+    assert all(kinds.values()) and all("s3" in k for k in kinds.values())
+    assert kinds["image_features"] == kinds["reduced_features"] == {"spark", "s3", "parquet"}
+
+
+def test_dg_check_defs_finds_the_project(repo_root, tmp_path) -> None:
+    """pyproject.toml's [tool.dg] points `dg` at fruits_assets.definitions."""
+    dg_cli = Path(sys.executable).with_name("dg")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}  # no telemetry notice in a user's home
+    done = subprocess.run(
+        [str(dg_cli), "check", "defs"], cwd=repo_root, env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "All definitions loaded successfully" in done.stdout + done.stderr

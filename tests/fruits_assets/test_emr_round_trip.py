@@ -18,7 +18,7 @@ from bootstrap.aws.emr_cluster import ClusterOptions, create
 from bootstrap.aws.wheelhouse import canonical, lock_pins
 from bootstrap.local.dagster_home import prepare_dagster_home
 from bootstrap.local.fake_emr import FakeEmrServer, FakeEmrTiming
-from bootstrap.sample.demo import materialize_command
+from bootstrap.sample.demo import launch_command
 from fruits_assets.deployments import current_settings
 from spark.layout import Layout, split_uri
 
@@ -109,7 +109,7 @@ def materialize(
     env: dict[str, str], repo_root: Path, dates: tuple[str, str] = (D1, D2)
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
-        materialize_command(list(dates), "raw_images,image_features"),
+        launch_command(list(dates), "raw_images,image_features"),
         env=env,
         cwd=repo_root,
         capture_output=True,

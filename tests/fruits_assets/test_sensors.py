@@ -6,6 +6,7 @@ import pytest
 
 from fruits_assets import sensors
 from fruits_assets.definitions import defs
+from fruits_assets.names import IMAGE_FEATURES, PCA_MODEL, REDUCED_FEATURES
 from fruits_assets.resources import FruitsConfig
 from fruits_assets.sensors import new_uploads, pca_refit_policy
 
@@ -140,7 +141,7 @@ def test_pca_refits_after_n_new_partitions(local_s3, fruits_config) -> None:
 
     def report(partition: str) -> None:
         instance.report_runless_asset_event(
-            dg.AssetMaterialization("image_features", partition=partition)
+            dg.AssetMaterialization(IMAGE_FEATURES, partition=partition)
         )
 
     def evaluate_refit():
@@ -151,14 +152,14 @@ def test_pca_refits_after_n_new_partitions(local_s3, fruits_config) -> None:
     assert isinstance(evaluate_refit(), dg.SkipReason)
     report(D2)
     assert len(evaluate_refit().run_requests) == 1
-    instance.report_runless_asset_event(dg.AssetMaterialization("pca_model"))
+    instance.report_runless_asset_event(dg.AssetMaterialization(PCA_MODEL))
     assert isinstance(evaluate_refit(), dg.SkipReason)  # counted again from the new fit
 
 
 def test_reduced_features_follow_new_features_and_new_models() -> None:
     """The automation condition requests every date whose features or model changed."""
     instance = dg.DagsterInstance.ephemeral()
-    selection = dg.AssetSelection.assets("reduced_features")
+    selection = dg.AssetSelection.assets(REDUCED_FEATURES)
     first = dg.evaluate_automation_conditions(
         defs=defs, instance=instance, asset_selection=selection
     )
@@ -166,11 +167,11 @@ def test_reduced_features_follow_new_features_and_new_models() -> None:
 
     for date in (D1, D2):
         instance.report_runless_asset_event(
-            dg.AssetMaterialization("image_features", partition=date)
+            dg.AssetMaterialization(IMAGE_FEATURES, partition=date)
         )
-    instance.report_runless_asset_event(dg.AssetMaterialization("pca_model"))
+    instance.report_runless_asset_event(dg.AssetMaterialization(PCA_MODEL))
     second = dg.evaluate_automation_conditions(
         defs=defs, instance=instance, asset_selection=selection, cursor=first.cursor
     )
-    requested = second.get_requested_partitions(dg.AssetKey("reduced_features"))
+    requested = second.get_requested_partitions(REDUCED_FEATURES)
     assert requested == {D1, D2}

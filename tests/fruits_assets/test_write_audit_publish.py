@@ -11,16 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fruits_assets.assets import (
+from fruits_assets import names as n
+from fruits_assets.assets import image_features, pca_model, raw_images, reduced_features
+from fruits_assets.names import (
     EVERY_IMAGE_ACCOUNTED,
     EXPLAINED_VARIANCE,
     MATCHES_FEATURES,
     REJECT_RATE,
     VECTORS_FINITE,
-    image_features,
-    pca_model,
-    raw_images,
-    reduced_features,
 )
 from spark import fs
 from spark.decode import DecodeError, decode_image
@@ -52,18 +50,18 @@ def rows(spark, layout, name, dates) -> list[tuple]:
     )
 
 
-def check_evaluation(result, check: str) -> dg.AssetCheckEvaluation:
-    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == check]
+def check_evaluation(result, check: dg.AssetCheckKey) -> dg.AssetCheckEvaluation:
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.asset_check_key == check]
     return evaluation
 
 
-def materialized_assets(result) -> set[str]:
-    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+def materialized_assets(result) -> set[dg.AssetKey]:
+    return {e.asset_key for e in result.get_asset_materialization_events()}
 
 
 def assert_staged_kept(spark, evaluation: dg.AssetCheckEvaluation) -> None:
     """The failed version is kept for inspection where the check's metadata says."""
-    staged = evaluation.metadata["staged_at"].value
+    staged = evaluation.metadata[n.STAGED_AT].value
     assert staged and all(fs.exists(spark, uri) for uri in staged.values())
 
 
@@ -85,8 +83,8 @@ def test_a_failed_feature_check_publishes_nothing_and_blocks_downstream(
     asset_config["weights"] = str(save_legacy_h5(tmp_path / "nan.h5", nan))
     failed = run_assets([D1], instance=instance)
     assert not failed.success
-    assert check_outcomes(failed)[("image_features", VECTORS_FINITE)] is False
-    assert materialized_assets(failed) == {"raw_images"}  # no features, no PCA, no reduced
+    assert check_outcomes(failed)[VECTORS_FINITE] is False
+    assert materialized_assets(failed) == {n.RAW_IMAGES}  # no features, no PCA, no reduced
     assert_staged_kept(spark, check_evaluation(failed, VECTORS_FINITE))
     # Readers are still on the previous version, whole: features, rejects, model, reduced.
     assert pointer_attempts(spark, asset_layout, [D1]) == before
@@ -142,8 +140,8 @@ def test_a_reject_rate_over_the_limit_publishes_nothing_until_fixed(
 
     failed = run_assets([D1], assets=[*UPSTREAM, reduced_features])
     assert not failed.success
-    assert check_outcomes(failed)[("image_features", REJECT_RATE)] is False
-    assert check_outcomes(failed)[("image_features", EVERY_IMAGE_ACCOUNTED)] is True
+    assert check_outcomes(failed)[REJECT_RATE] is False
+    assert check_outcomes(failed)[EVERY_IMAGE_ACCOUNTED] is True
     assert pointer_attempts(spark, asset_layout, [D1]) == before
     assert rows(spark, asset_layout, REJECTS, [D1]) == []  # the junk's rejects are not out
 
@@ -173,7 +171,7 @@ def test_a_lost_row_fails_the_accounting_by_path_and_publishes_nothing(
     assert not failed.success
     evaluation = check_evaluation(failed, EVERY_IMAGE_ACCOUNTED)
     assert evaluation.passed is False
-    details = evaluation.metadata["details"].value
+    details = evaluation.metadata[n.DETAILS].value
     assert details["missing"] == 1 and len(details["missing_paths"]) == 1
     assert read_pointer(spark, asset_layout.features_uri(), D1) is None  # never published
 
@@ -197,7 +195,7 @@ def test_a_failed_pca_check_keeps_latest_and_reduced(
     asset_config["min_explained_variance"] = 0.99
     failed = run_assets([D1], assets=[pca_model, reduced_features])
     assert not failed.success
-    assert check_outcomes(failed) == {("pca_model", EXPLAINED_VARIANCE): False}
+    assert check_outcomes(failed) == {EXPLAINED_VARIANCE: False}
     assert_staged_kept(spark, check_evaluation(failed, EXPLAINED_VARIANCE))
     assert latest_version(asset_layout, s3) == model
     assert pointer_attempts(spark, asset_layout, [D1]) == before
@@ -221,9 +219,9 @@ def test_a_failed_reduced_check_keeps_the_previous_reduced_rows(
     monkeypatch.setattr(pca, "reduce_features", lambda *a: reduce(*a).orderBy("path").offset(1))
     failed = run_assets([D1], assets=[pca_model, reduced_features])
     assert not failed.success
-    assert check_outcomes(failed)[("reduced_features", MATCHES_FEATURES)] is False
+    assert check_outcomes(failed)[MATCHES_FEATURES] is False
     assert rows(spark, asset_layout, REDUCED, [D1]) == before
-    assert "reduced_features" not in materialized_assets(failed)
+    assert n.REDUCED_FEATURES not in materialized_assets(failed)
 
 
 def test_features_of_other_weights_are_refused_by_the_pca(

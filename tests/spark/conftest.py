@@ -9,9 +9,9 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import urlparse
 
+import psutil
 import pytest
 
 # Decides, per request (method, path, headers), whether S3 fails it with a 500.
@@ -118,35 +118,32 @@ def through_proxy(spark, s3, fault_proxy):
 class Proc:
     pid: int
     parent: int
-    state: str
+    state: str  # psutil.STATUS_*
     cpu_s: float
     cmdline: str
     exe: str
 
 
-def read_proc(pid: int) -> Proc | None:
+def read_proc(process: psutil.Process) -> Proc | None:
+    """One process's figures, read at once; None when it has exited meanwhile."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        exe = os.readlink(f"/proc/{pid}/exe")
-    except OSError:
+        with process.oneshot():
+            cpu = process.cpu_times()
+            return Proc(
+                process.pid, process.ppid(), process.status(), cpu.user + cpu.system,
+                " ".join(process.cmdline()), process.exe(),
+            )  # fmt: skip
+    except psutil.Error:
         return None
-    cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-    return Proc(pid, int(stat[1]), stat[0], cpu, cmdline, exe)
 
 
 def descendants(root: int | None = None) -> list[Proc]:
     """The processes started under `root` (this test process by default), at any depth."""
-    procs = [p for p in map(read_proc, map(int, filter(str.isdigit, os.listdir("/proc")))) if p]
-    children: dict[int, list[Proc]] = {}
-    for proc in procs:
-        children.setdefault(proc.parent, []).append(proc)
-    found, stack = [], list(children.get(root or os.getpid(), []))
-    while stack:
-        proc = stack.pop()
-        found.append(proc)
-        stack.extend(children.get(proc.pid, []))
-    return found
+    try:
+        children = psutil.Process(root or os.getpid()).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [p for p in map(read_proc, children) if p]
 
 
 @pytest.fixture

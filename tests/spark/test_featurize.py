@@ -59,7 +59,7 @@ def test_features_are_1280_float32_and_broken_files_get_a_reason(
     assert all(len(r.features) == FEATURE_DIM and np.isfinite(r.features).all() for r in good)
     assert set(bad) == {"truncated_upload.jpg", "not_an_image.jpg"}
     assert all(r.features is None for r in rows if r.error is not None)
-    schema = featurize(images, broadcast_model(spark, weights, 1), source).schema
+    schema = featurize(images, broadcast_model(spark, weights, threads=1), source).schema
     assert schema["features"].dataType.simpleString() == "array<float>"
     assert "etag" not in schema.names
     assert builds <= 2  # at most once per Python worker of local[2]

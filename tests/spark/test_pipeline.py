@@ -10,6 +10,7 @@ from dataclasses import replace
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
+import psutil
 import pytest
 from PIL import Image
 from pyspark.sql import functions as F
@@ -205,7 +206,8 @@ def kill_a_busy_worker(
     last: dict[int, float] = {}
     while not stop.is_set() and not killed:
         for pid, (state, cpu) in workers().items():
-            computing = state == "R" and cpu > last.get(pid, cpu)  # still busy since last look
+            # Still busy since the last look.
+            computing = state == psutil.STATUS_RUNNING and cpu > last.get(pid, cpu)
             if computing and cpu - start.get(pid, 0.0) >= after_cpu_s:
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)

@@ -7,8 +7,8 @@ The figures are printed, in `make test`'s output too.
 """
 
 import datetime as dt
-from pathlib import Path
 
+import psutil
 import pytest
 
 from spark.pipeline import read_features
@@ -18,11 +18,8 @@ DATES = [(dt.date(2026, 4, 1) + dt.timedelta(days=n)).isoformat() for n in range
 PER_DATE = 500
 
 
-def rss_mb(pid: int | str = "self") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def rss_mb(pid: int | None = None) -> float:
+    return psutil.Process(pid).memory_info().rss / 2**20
 
 
 def workers_rss_mb(tree) -> float:

@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from fruits_assets.definitions import defs
 from spark.layout import Layout
 from spark.settings import Settings
 
 pytestmark = pytest.mark.slow
 
 LOCATION, GROUP = "fruits_assets.definitions", "fruits"
-ASSETS = {"raw_images", "image_features", "pca_model", "reduced_features", "feature_quality"}
+ASSETS = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
 EDGES = {
     ("raw_images", "image_features"),
     ("image_features", "pca_model"),

@@ -122,7 +122,7 @@ def test_the_pipeline_runs_with_the_instance_policy_only(enforced, tmp_path, rep
     import subprocess
 
     from bootstrap.local.dagster_home import prepare_dagster_home
-    from bootstrap.sample.demo import materialize_command
+    from bootstrap.sample.demo import launch_command
 
     key, secret = enforced.keys["instance"]
     target = enforced.settings
@@ -135,7 +135,7 @@ def test_the_pipeline_runs_with_the_instance_policy_only(enforced, tmp_path, rep
         "DAGSTER_HOME": str(prepare_dagster_home(tmp_path / "dagster_home")),
     }  # fmt: skip
     result = subprocess.run(
-        materialize_command([D]), env=env, cwd=repo_root, capture_output=True, text=True,
+        launch_command([D]), env=env, cwd=repo_root, capture_output=True, text=True,
         timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]

@@ -1,4 +1,4 @@
-"""The main command's path: the sample materialized through the dagster CLI in one run."""
+"""The main command's path: the sample materialized through `dg launch` in one run."""
 
 import os
 import subprocess
@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from bootstrap.local.dagster_home import prepare_dagster_home
-from bootstrap.sample.demo import materialize_command, summary_from_instance
+from bootstrap.sample.demo import launch_command, summary_from_instance
 
 pytestmark = pytest.mark.slow
 DATES = ["2026-11-10", "2026-11-11", "2026-11-12"]
@@ -16,7 +16,7 @@ DATES = ["2026-11-10", "2026-11-11", "2026-11-12"]
 
 def dagster_materialize(env: dict[str, str], repo_root: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        materialize_command(DATES),
+        launch_command(DATES),
         env=env,
         cwd=repo_root,
         capture_output=True,

@@ -1,0 +1,74 @@
+"""The names the Dagster layer shares with its readers, spelled once: asset keys, check keys and
+the metadata keys the assets record (read back by the demo, the sensors and the tests).
+
+A check key names its asset, so a check's spec and its results cannot disagree on it. The list
+of assets is the definitions' (`fruits_assets.definitions.defs`), not repeated here.
+"""
+
+import dagster as dg
+
+GROUP = "fruits"
+
+# Assets
+RAW_IMAGES = dg.AssetKey("raw_images")
+IMAGE_FEATURES = dg.AssetKey("image_features")
+PCA_MODEL = dg.AssetKey("pca_model")
+REDUCED_FEATURES = dg.AssetKey("reduced_features")
+
+# Checks, each on its asset
+STORAGE_IN_EU = dg.AssetCheckKey(RAW_IMAGES, "storage_in_eu")
+EVERY_IMAGE_ACCOUNTED = dg.AssetCheckKey(IMAGE_FEATURES, "every_image_accounted")
+VECTORS_FINITE = dg.AssetCheckKey(IMAGE_FEATURES, "vectors_finite")
+REJECT_RATE = dg.AssetCheckKey(IMAGE_FEATURES, "reject_rate")
+EXPLAINED_VARIANCE = dg.AssetCheckKey(PCA_MODEL, "explained_variance")
+MATCHES_FEATURES = dg.AssetCheckKey(REDUCED_FEATURES, "matches_features")
+
+# Metadata of the check results
+DETAILS = "details"
+STAGED_AT = "staged_at"  # where a version that failed its checks can be inspected
+
+# Metadata of the materializations (Dagster's own: dagster/row_count, dagster/column_schema...)
+ROW_COUNT = "dagster/row_count"
+COLUMN_SCHEMA = "dagster/column_schema"
+COLUMN_LINEAGE = "dagster/column_lineage"
+# raw_images
+IMAGES_PER_DATE = "images_per_date"
+IMAGES_PER_LABEL = "images_per_label"
+TOTAL_BYTES = "total_bytes"
+MANIFESTS_URI = "manifests"
+# image_features
+REJECT_COUNT = "reject_count"
+PER_DATE = "per_date"  # also reduced_features'
+REJECTS = "rejects"
+WEIGHTS_SOURCE = "weights_source"
+WEIGHTS_SHA256 = "weights_sha256"  # also pca_model's
+INFERENCE_ENGINE = "inference_engine"
+MODEL_BUILDS = "model_builds"
+WORKER_PEAK_RSS_MB = "worker_peak_rss_mb"
+SPARK_APPLICATION_ID = "spark_application_id"
+SPARK_UI = "spark_ui"
+DURATION_S = "duration_s"
+IMAGES_PER_S = "images_per_s"
+ATTEMPT = "attempt"  # also reduced_features'
+FEATURES_URI = "features"
+REJECTS_URI = "rejects_uri"
+# pca_model
+VERSION = "version"
+MODEL_URI = "model_uri"
+ROWS_USED = "rows_used"
+ROWS_PER_DATE = "rows_per_date"
+FEATURE_VERSIONS = "feature_versions"
+CUMULATIVE_EXPLAINED_VARIANCE = "cumulative_explained_variance_"  # + a number of components
+EXPLAINED_VARIANCE_PLOT = "explained_variance_plot"
+# reduced_features
+PCA_VERSION = "pca_version"
+REDUCED_URI = "reduced"
+
+# Columns of the count tables (images_per_date, per_date, ...)
+UPLOAD_DATE = "upload_date"
+LABEL = "label"
+N_IMAGES = "images"
+N_FEATURES = "features"
+N_REJECTS = "rejects"
+N_REDUCED = "reduced"
+N_ROWS = "rows"
