@@ -33,7 +33,7 @@ ui: install-demo
 	.venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
 # Speed and memory figures on this machine (a long run): the targets met or not, then
-# bench/results.json and the README's performance figures rewritten from it.
+# bench/results.json and docs/performance.md rewritten from it.
 bench: install-demo
 	$(PYTHON) -m bench.run
 	$(PYTHON) -m bench.report

@@ -18,7 +18,7 @@ materialization of the sample dates. Every timed window lasts at least --window-
 (30 by default; the counts are sized for that on 2 cores, and each window's length is kept).
 
 Prints the figures and the targets, writes bench/results.json; `python -m bench.report`
-then rewrites the README's performance section from it. Figures, not pass/fail tests.
+then rewrites docs/performance.md from it. Figures, not pass/fail tests.
 """
 
 from __future__ import annotations

@@ -50,8 +50,19 @@ def check_result(
         check_name=check.name,
         passed=outcome.passed,
         description=outcome.description,
-        metadata={n.DETAILS: dg.MetadataValue.json(outcome.details), **extra},
+        metadata={
+            n.DETAILS: dg.MetadataValue.json(outcome.details),
+            **numbers(outcome.details),
+            **extra,
+        },
     )
+
+
+def numbers(details: Mapping[str, Any]) -> dict[str, float | int]:
+    """A check's numeric details as entries of their own: Dagster plots those over time."""
+    return {
+        k: v for k, v in details.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
 
 
 def audit_then_publish(
@@ -199,6 +210,7 @@ def image_features(
                 n.ROW_COUNT: run.feature_rows,
                 n.COLUMN_LINEAGE: md.FEATURES_LINEAGE,
                 n.REJECT_COUNT: sum(run.rejects_per_date.values()),
+                n.REJECT_RATE_VALUE: outcomes[n.REJECT_RATE].details["rate"],
                 n.PER_DATE: count_table(
                     {
                         d: {
@@ -262,6 +274,7 @@ def pca_model(
         k=settings.pca_k,
         weights_sha256=current,
         progress=progress_to_run_log(context),
+        variance_target=settings.pca_variance_target,
     )
     at = cumulative(run.explained_variance)
     outcomes = {
@@ -282,6 +295,9 @@ def pca_model(
                 ),
                 n.FEATURE_VERSIONS: dg.MetadataValue.json(run.feature_versions),
                 **{f"{n.CUMULATIVE_EXPLAINED_VARIANCE}{k}": v for k, v in at.items()},
+                n.PCA_K: len(run.explained_variance),
+                n.EXPLAINED_VARIANCE_AT_K: float(sum(run.explained_variance)),
+                **({n.VARIANCE_TARGET: target} if (target := settings.pca_variance_target) else {}),
                 n.EXPLAINED_VARIANCE_PLOT: md.png_markdown(
                     md.explained_variance_png(run.explained_variance), "explained variance"
                 ),
@@ -331,12 +347,10 @@ def reduced_features(
     )
     counts = staged.rows(REDUCED)
     features = rows_per_date(read_features(session, layout, dates))
+    k = read_pca_metadata(layout, s3, version)["k"]
     outcomes = {
         n.MATCHES_FEATURES: quality.reduced_matches_features(
-            features,
-            read_staged(session, staged, REDUCED),
-            read_pca_metadata(layout, s3, version)["k"],
-            version,
+            features, read_staged(session, staged, REDUCED), k, version
         )
     }
 
@@ -347,6 +361,7 @@ def reduced_features(
                 n.COLUMN_LINEAGE: md.REDUCED_LINEAGE,
                 n.PER_DATE: count_table({d: {n.N_REDUCED: rows} for d, rows in counts.items()}),
                 n.PCA_VERSION: version,
+                n.PCA_K: k,
                 n.ATTEMPT: staged.attempt,
                 n.REDUCED_URI: dg.MetadataValue.path(layout.reduced_uri()),
             }

@@ -4,7 +4,8 @@
 import dagster as dg
 from pyspark.sql import functions as F
 
-from fruits_assets.assets import GROUP, Results, StepLauncherParam, count_table, reduced_features
+from fruits_assets import names as n
+from fruits_assets.assets import Results, StepLauncherParam, count_table, reduced_features
 from fruits_assets.metadata import png_markdown
 from fruits_assets.partitions import ONE_RUN_PER_BACKFILL
 from fruits_assets.resources import FruitsConfig, SparkResource
@@ -13,31 +14,28 @@ from spark.layout import REDUCED
 from spark.pca import latest_version, read_pca_metadata
 from spark.pipeline import read_dataset, read_features
 
-ASSET = "feature_quality"
-PROBE_KEEPS_ACCURACY = "probe_keeps_accuracy"
-
 
 def probe_metadata(result: probe.ProbeResult) -> dict[str, float | int]:
     """The numbers a user watches, as numeric metadata (plotted over time in the UI)."""
-    numbers: dict[str, float | int] = {"accuracy_ratio": float(result.ratio)}
+    numbers: dict[str, float | int] = {n.ACCURACY_RATIO: float(result.ratio)}
     for name, score in result.scores.items():
-        numbers[f"accuracy_{name}"] = float(score.accuracy)
-        numbers[f"macro_f1_{name}"] = float(score.macro_f1)
+        numbers[f"{n.ACCURACY}{name}"] = float(score.accuracy)
+        numbers[f"{n.MACRO_F1}{name}"] = float(score.macro_f1)
     k = result.current_k
     if k <= len(result.cumulative_variance):
-        numbers["cumulative_explained_variance_current_k"] = float(
+        numbers[n.VARIANCE_AT_CURRENT_K] = float(
             result.cumulative_variance[k - 1]
         )
-    numbers["rows_train"] = sum(r["train"] for r in result.rows_per_label.values())
-    numbers["rows_test"] = sum(r["test"] for r in result.rows_per_label.values())
+    numbers[n.ROWS_TRAIN] = sum(r["train"] for r in result.rows_per_label.values())
+    numbers[n.ROWS_TEST] = sum(r["test"] for r in result.rows_per_label.values())
     return numbers
 
 
 def keeps_accuracy(result: probe.ProbeResult, min_ratio: float) -> dg.AssetCheckResult:
     full, reduced = result.scores[probe.FULL].accuracy, result.scores[probe.REDUCED].accuracy
     return dg.AssetCheckResult(
-        asset_key=ASSET,
-        check_name=PROBE_KEEPS_ACCURACY,
+        asset_key=n.PROBE_KEEPS_ACCURACY.asset_key,
+        check_name=n.PROBE_KEEPS_ACCURACY.name,
         passed=result.ratio >= min_ratio,
         severity=dg.AssetCheckSeverity.WARN,
         description=(
@@ -45,16 +43,17 @@ def keeps_accuracy(result: probe.ProbeResult, min_ratio: float) -> dg.AssetCheck
             f"features' accuracy ({reduced:.3f} / {full:.3f}); floor {min_ratio}"
         ),
         metadata={
-            "accuracy_ratio": float(result.ratio),
-            "min_probe_ratio": float(min_ratio),
-            "accuracy_full": float(full),
-            "accuracy_reduced": float(reduced),
+            n.ACCURACY_RATIO: float(result.ratio),
+            n.MIN_PROBE_RATIO: float(min_ratio),
+            f"{n.ACCURACY}{probe.FULL}": float(full),
+            f"{n.ACCURACY}{probe.REDUCED}": float(reduced),
         },
     )
 
 
 @dg.asset(
-    group_name=GROUP,
+    key=n.FEATURE_QUALITY,
+    group_name=n.GROUP,
     # Reads the published rows of every upload date: the reduced ones and their features.
     deps=[dg.AssetDep(reduced_features, partition_mapping=dg.AllPartitionMapping())],
     # Lets a run over a range of dates (make demo's) include it, as pca_model.
@@ -62,8 +61,8 @@ def keeps_accuracy(result: probe.ProbeResult, min_ratio: float) -> dg.AssetCheck
     kinds={"spark"},
     check_specs=[
         dg.AssetCheckSpec(
-            PROBE_KEEPS_ACCURACY,
-            asset=ASSET,
+            n.PROBE_KEEPS_ACCURACY.name,
+            asset=n.PROBE_KEEPS_ACCURACY.asset_key,
             blocking=False,
             description="a linear probe on the reduced features reaches min_probe_ratio of its "
             "accuracy on the full features (a warning)",
@@ -102,13 +101,13 @@ def feature_quality(
     yield dg.MaterializeResult(
         metadata={
             **probe_metadata(result),
-            "rows_per_label": count_table(result.rows_per_label, "label"),
-            "probe_ks": dg.MetadataValue.json(result.ks),
-            "pca_version": version,
-            "pca_k": int(model["k"]),
-            "weights_sha256": model["weights_sha256"],
-            "probe_plot": png_markdown(png, "probe accuracy and explained variance against k"),
-            "probe_png": dg.MetadataValue.path(png_uri),
+            n.ROWS_PER_LABEL: count_table(result.rows_per_label, n.LABEL),
+            n.PROBE_KS: dg.MetadataValue.json(result.ks),
+            n.PCA_VERSION: version,
+            n.PCA_K: int(model["k"]),
+            n.WEIGHTS_SHA256: model["weights_sha256"],
+            n.PROBE_PLOT: png_markdown(png, "probe accuracy and explained variance against k"),
+            n.PROBE_PNG: dg.MetadataValue.path(png_uri),
         }
     )
     yield keeps_accuracy(result, settings.min_probe_ratio)

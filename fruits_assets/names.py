@@ -14,6 +14,7 @@ RAW_IMAGES = dg.AssetKey("raw_images")
 IMAGE_FEATURES = dg.AssetKey("image_features")
 PCA_MODEL = dg.AssetKey("pca_model")
 REDUCED_FEATURES = dg.AssetKey("reduced_features")
+FEATURE_QUALITY = dg.AssetKey("feature_quality")
 
 # Checks, each on its asset
 STORAGE_IN_EU = dg.AssetCheckKey(RAW_IMAGES, "storage_in_eu")
@@ -22,9 +23,10 @@ VECTORS_FINITE = dg.AssetCheckKey(IMAGE_FEATURES, "vectors_finite")
 REJECT_RATE = dg.AssetCheckKey(IMAGE_FEATURES, "reject_rate")
 EXPLAINED_VARIANCE = dg.AssetCheckKey(PCA_MODEL, "explained_variance")
 MATCHES_FEATURES = dg.AssetCheckKey(REDUCED_FEATURES, "matches_features")
+PROBE_KEEPS_ACCURACY = dg.AssetCheckKey(FEATURE_QUALITY, "probe_keeps_accuracy")  # a warning
 
 # Metadata of the check results
-DETAILS = "details"
+DETAILS = "details"  # beside it, each numeric detail as its own entry (the Plots tab)
 STAGED_AT = "staged_at"  # where a version that failed its checks can be inspected
 
 # Metadata of the materializations (Dagster's own: dagster/row_count, dagster/column_schema...)
@@ -38,6 +40,7 @@ TOTAL_BYTES = "total_bytes"
 MANIFESTS_URI = "manifests"
 # image_features
 REJECT_COUNT = "reject_count"
+REJECT_RATE_VALUE = "reject_rate"
 PER_DATE = "per_date"  # also reduced_features'
 REJECTS = "rejects"
 WEIGHTS_SOURCE = "weights_source"
@@ -60,9 +63,24 @@ ROWS_PER_DATE = "rows_per_date"
 FEATURE_VERSIONS = "feature_versions"
 CUMULATIVE_EXPLAINED_VARIANCE = "cumulative_explained_variance_"  # + a number of components
 EXPLAINED_VARIANCE_PLOT = "explained_variance_plot"
+EXPLAINED_VARIANCE_AT_K = "explained_variance_at_k"
+PCA_K = "pca_k"  # also reduced_features' and feature_quality's
+VARIANCE_TARGET = "variance_target"
 # reduced_features
 PCA_VERSION = "pca_version"
 REDUCED_URI = "reduced"
+# feature_quality
+ACCURACY = "accuracy_"  # + a variant: full, reduced, k<N> (spark.probe)
+MACRO_F1 = "macro_f1_"  # + a variant
+ACCURACY_RATIO = "accuracy_ratio"  # reduced / full
+MIN_PROBE_RATIO = "min_probe_ratio"
+VARIANCE_AT_CURRENT_K = "cumulative_explained_variance_current_k"
+ROWS_TRAIN = "rows_train"
+ROWS_TEST = "rows_test"
+ROWS_PER_LABEL = "rows_per_label"
+PROBE_KS = "probe_ks"
+PROBE_PLOT = "probe_plot"
+PROBE_PNG = "probe_png"
 
 # Columns of the count tables (images_per_date, per_date, ...)
 UPLOAD_DATE = "upload_date"

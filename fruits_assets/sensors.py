@@ -31,11 +31,11 @@ def new_uploads(context: dg.SensorEvaluationContext, fruits: FruitsConfig) -> dg
 
     The cursor, {date: fingerprint of its keys, sizes and ETags}, holds only dates actually
     requested: a date outside the partitions (in the future, today, or before
-    FRUITS_PARTITIONS_START) stays "changed" and is requested once it becomes a partition.
+    PARTITIONS_START) stays "changed" and is requested once it becomes a partition.
     """
     valid = set(UPLOAD_DATES.get_partition_keys(current_time=_now()))
     # Entries outside the partitions come from cursors written before skipped dates were left
-    # out (or from a later FRUITS_PARTITIONS_START): dropped, so they are requested once in range.
+    # out (or from a later PARTITIONS_START): dropped, so they are requested once in range.
     seen = {d: fp for d, fp in json.loads(context.cursor or "{}").items() if d in valid}
     current = raw_fingerprints(fruits.s3(), fruits.layout())
     changed = [d for d, fp in current.items() if seen.get(d) != fp]

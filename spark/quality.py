@@ -70,7 +70,8 @@ def reject_rate_below(
 ) -> Outcome:
     total = sum(features.values()) + sum(rejects.values())
     rate = sum(rejects.values()) / total if total else 0.0
-    return Outcome(rate <= limit, f"reject rate {rate:.2%} (limit {limit:.2%})", {"rate": rate})
+    details = {"rate": rate, "limit": limit}
+    return Outcome(rate <= limit, f"reject rate {rate:.2%} (limit {limit:.2%})", details)
 
 
 def explained_variance_ok(variance: Sequence[float], floor: float) -> Outcome:
@@ -79,7 +80,7 @@ def explained_variance_ok(variance: Sequence[float], floor: float) -> Outcome:
     return Outcome(
         total >= floor and decreasing,
         f"{len(variance)} components explain {total:.3f} (floor {floor}); decreasing: {decreasing}",
-        {"explained": total, "decreasing": decreasing},
+        {"explained": total, "floor": floor, "components": len(variance), "decreasing": decreasing},
     )
 
 

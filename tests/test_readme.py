@@ -195,6 +195,7 @@ def test_make_demo_then_make_stop(tmp_path: Path, unused_port: int, test_env) ->
         assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-3000:]
         assert "Fruits! pipeline run" in demo.stdout
         assert "rejected" in demo.stdout and "explained variance" in demo.stdout
+        assert "linear probe: accuracy" in demo.stdout and "probe_png" in demo.stdout
         assert LocalS3(endpoint).responds()  # left running to look at the outputs
     finally:
         stop = make("stop")

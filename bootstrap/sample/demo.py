@@ -70,6 +70,7 @@ def summary_from_instance(dates: Sequence[str]) -> dict[str, Any]:
             meta[asset] = {k: v.value for k, v in event.asset_materialization.metadata.items()}
     raw, features_meta = meta[n.RAW_IMAGES], meta[n.IMAGE_FEATURES]
     pca, reduced_meta = meta[n.PCA_MODEL], meta[n.REDUCED_FEATURES]
+    probe = meta[n.FEATURE_QUALITY]
     images = _by_date(raw[n.IMAGES_PER_DATE])
     features = _by_date(features_meta[n.PER_DATE])
     reduced = _by_date(reduced_meta[n.PER_DATE])
@@ -98,12 +99,19 @@ def summary_from_instance(dates: Sequence[str]) -> dict[str, Any]:
                 if k.startswith(n.CUMULATIVE_EXPLAINED_VARIANCE)
             },
         },
+        "probe": {
+            "full": probe[f"{n.ACCURACY}full"],
+            "reduced": probe[f"{n.ACCURACY}reduced"],
+            "ratio": probe[n.ACCURACY_RATIO],
+            "k": probe[n.PCA_K],
+        },
         "outputs": {
             "manifests": raw[n.MANIFESTS_URI],
             "features": features_meta[n.FEATURES_URI],
             "rejects": features_meta[n.REJECTS_URI],
             "pca_model": pca[n.MODEL_URI],
             "reduced": reduced_meta[n.REDUCED_URI],
+            "probe_png": probe[n.PROBE_PNG],
         },
     }
 
@@ -124,6 +132,12 @@ def print_summary(summary: dict[str, Any]) -> None:
     variance = ", ".join(f"{n}: {v:.3f}" for n, v in pca["cumulative_explained_variance"].items())
     print(f"PCA {pca['version']} fitted on {pca['rows']} rows")
     print(f"  cumulative explained variance at {variance} components")
+    probe = summary["probe"]
+    print(
+        f"linear probe: accuracy {probe['full']:.3f} on the 1280 features, "
+        f"{probe['reduced']:.3f} on k={probe['k']} (ratio {probe['ratio']:.3f}; random weights "
+        "and synthetic images: these figures say nothing of real photos)"
+    )
     for name, uri in summary["outputs"].items():
         print(f"  {name:10} {uri}")
     print(f"summary written to {SUMMARY_FILE}")

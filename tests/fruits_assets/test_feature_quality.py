@@ -9,8 +9,10 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from fruits_assets import names as n
 from fruits_assets.definitions import defs
-from fruits_assets.feature_quality import ASSET, PROBE_KEEPS_ACCURACY, feature_quality
+from fruits_assets.feature_quality import feature_quality
+from fruits_assets.names import FEATURE_QUALITY, PROBE_KEEPS_ACCURACY
 from spark.layout import FEATURES
 from spark.pipeline import FEATURE_COLUMNS, fit_and_save_pca, publish_staged, write_reduced
 from spark.publish import stage
@@ -30,13 +32,13 @@ def rows_with_quiet_labels(per_label: int = 12, seed: int = 5) -> list[tuple]:
     rng = np.random.default_rng(seed)
     rows = []
     for c, label in enumerate([*LABELS, "unlabelled"]):
-        for n in range(per_label if label != "unlabelled" else 3):
+        for i in range(per_label if label != "unlabelled" else 3):
             vector = rng.normal(0, 0.05, 1280)
             vector[:2] = rng.normal(0, 10, 2)
             if c < len(LABELS):
                 vector[10 + 10 * c : 20 + 10 * c] += 1.0
             rows.append(
-                (f"s3a://b/raw/{label}/{n}.jpg", D1, label, 1000, [float(x) for x in vector])
+                (f"s3a://b/raw/{label}/{i}.jpg", D1, label, 1000, [float(x) for x in vector])
             )
     return [(*r, "random:1", DIGEST) for r in rows]
 
@@ -62,41 +64,41 @@ def test_the_probe_warns_when_the_reduced_features_lose_the_labels(
     )
     assert result.success  # a warning: the materialization stands
     (check,) = result.get_asset_check_evaluations()
-    assert (check.check_name, check.passed) == (PROBE_KEEPS_ACCURACY, False)
+    assert (check.check_name, check.passed) == (PROBE_KEEPS_ACCURACY.name, False)
     assert check.severity == dg.AssetCheckSeverity.WARN
 
-    metadata = result.asset_materializations_for_node(ASSET)[0].metadata
+    (event,) = result.asset_materializations_for_node(FEATURE_QUALITY.to_python_identifier())
+    metadata = event.metadata
     values = {k: v.value for k, v in metadata.items()}
-    for key in ("accuracy_full", "accuracy_reduced", "macro_f1_full", "macro_f1_reduced"):
+    full, reduced = f"{n.ACCURACY}full", f"{n.ACCURACY}reduced"
+    for key in (full, reduced, f"{n.MACRO_F1}full", f"{n.MACRO_F1}reduced"):
         assert isinstance(metadata[key], dg.FloatMetadataValue), key
-    assert values["accuracy_full"] > 0.9
-    assert values["accuracy_reduced"] < 0.75
-    assert values["accuracy_ratio"] == pytest.approx(
-        values["accuracy_reduced"] / values["accuracy_full"]
-    )
-    assert values["accuracy_ratio"] < 0.97 and not check.passed
-    assert check.metadata["accuracy_ratio"].value == pytest.approx(values["accuracy_ratio"])
+    assert values[full] > 0.9
+    assert values[reduced] < 0.75
+    assert values[n.ACCURACY_RATIO] == pytest.approx(values[reduced] / values[full])
+    assert values[n.ACCURACY_RATIO] < 0.97 and not check.passed
+    assert check.metadata[n.ACCURACY_RATIO].value == pytest.approx(values[n.ACCURACY_RATIO])
     # the projections at other k recover what k=2 lost
-    assert values["accuracy_k25"] > 0.9 and isinstance(metadata["accuracy_k25"].value, float)
-    assert (values["pca_version"], values["pca_k"]) == (published_with_k2, 2)
-    assert values["weights_sha256"] == DIGEST
-    per_label = {r.data["label"]: r.data for r in values["rows_per_label"].records}
+    k25 = f"{n.ACCURACY}k25"
+    assert values[k25] > 0.9 and isinstance(metadata[k25].value, float)
+    assert (values[n.PCA_VERSION], values[n.PCA_K]) == (published_with_k2, 2)
+    assert values[n.WEIGHTS_SHA256] == DIGEST
+    per_label = {r.data[n.LABEL]: r.data for r in values[n.ROWS_PER_LABEL].records}
     assert set(per_label) == set(LABELS)  # unlabelled rows train and test nothing
     assert all(r["train"] + r["test"] == 12 for r in per_label.values())
-    assert values["rows_train"] + values["rows_test"] == 36
-    assert (
-        values["probe_plot"].startswith("![") and "data:image/png;base64," in values["probe_plot"]
-    )
+    assert values[n.ROWS_TRAIN] + values[n.ROWS_TEST] == 36
+    plot = values[n.PROBE_PLOT]
+    assert plot.startswith("![") and "data:image/png;base64," in plot
     for extension in ("png", "json"):
         key = asset_layout.feature_quality_key(published_with_k2, extension)
         assert s3.head_object(Bucket=asset_layout.bucket, Key=key)["ContentLength"] > 100
-    assert values["probe_png"].endswith(asset_layout.feature_quality_key(published_with_k2, "png"))
+    assert values[n.PROBE_PNG].endswith(asset_layout.feature_quality_key(published_with_k2, "png"))
 
 
 def test_feature_quality_follows_reduced_features_with_a_warning_check() -> None:
     graph = defs.get_repository_def().asset_graph
-    node = graph.get(dg.AssetKey(ASSET))
+    node = graph.get(FEATURE_QUALITY)
     assert {p.to_user_string() for p in node.parent_keys} == {"reduced_features"}
     assert node.group_name == "fruits" and node.partitions_def is None
-    (spec,) = defs.get_assets_def(ASSET).check_specs
-    assert (spec.name, spec.blocking) == (PROBE_KEEPS_ACCURACY, False)
+    (spec,) = defs.get_assets_def(FEATURE_QUALITY).check_specs
+    assert (spec.key, spec.blocking) == (PROBE_KEEPS_ACCURACY, False)

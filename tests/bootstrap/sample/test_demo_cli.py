@@ -56,6 +56,10 @@ def test_the_cli_materializes_the_sample_in_one_run(
     assert summary["dates"][DATES[2]] == {"images": 41, "features": 41, "rejects": 0, "reduced": 41}
     assert summary["feature_shape"] == [123, 1280]
     assert summary["pca"]["rows"] == 123
+    probe = summary["probe"]
+    assert 0 <= probe["reduced"] <= 1 and 0 < probe["full"] <= 1 and probe["k"] == 100
+    assert probe["ratio"] == pytest.approx(probe["reduced"] / probe["full"])
+    assert summary["outputs"]["probe_png"].endswith("feature_quality.png")
     assert sorted(r["path"].rsplit("/", 1)[-1] for r in summary["rejects"]) == [
         "not_an_image.jpg",
         "truncated_upload.jpg",
