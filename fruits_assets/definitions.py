@@ -11,10 +11,14 @@ from fruits_assets.erasure import erase_image_job
 from fruits_assets.feature_quality import feature_quality
 from fruits_assets.sensors import ingest_job, new_uploads, pca_job, pca_refit_policy
 
+# The feature pipeline, each asset audited before it publishes; then the reports on its output.
+PIPELINE_ASSETS = [raw_images, image_features, pca_model, reduced_features]
+REPORT_ASSETS = [feature_quality]
+
 
 def definitions_for(deployment: str, environ: Mapping[str, str] | None = None) -> dg.Definitions:
     return dg.Definitions(
-        assets=[raw_images, image_features, pca_model, reduced_features, feature_quality],
+        assets=[*PIPELINE_ASSETS, *REPORT_ASSETS],
         jobs=[ingest_job, pca_job, erase_image_job],
         sensors=[new_uploads, pca_refit_policy],
         resources=resources_for(deployment, environ),

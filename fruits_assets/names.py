@@ -81,6 +81,7 @@ ROWS_PER_LABEL = "rows_per_label"
 PROBE_KS = "probe_ks"
 PROBE_PLOT = "probe_plot"
 PROBE_PNG = "probe_png"
+PROBE_NOT_RUN = "probe_not_run"  # why, when too few labelled rows
 
 # Columns of the count tables (images_per_date, per_date, ...)
 UPLOAD_DATE = "upload_date"

@@ -50,6 +50,15 @@ def test_one_date_materializes_and_passes_every_check(
     )
     reduced = materialized(result, n.REDUCED_FEATURES)[0].materialization.metadata
     assert reduced[n.PCA_VERSION].value == pca[n.VERSION].value
+    # The numbers a user watches are numeric metadata: the UI plots them over time.
+    assert metadata[n.REJECT_RATE_VALUE].value == pytest.approx(2 / 42)
+    assert isinstance(pca[n.EXPLAINED_VARIANCE_AT_K], dg.FloatMetadataValue)
+    assert pca[n.PCA_K].value == reduced[n.PCA_K].value == 100  # the default pca_k
+    checks = {e.check_name: e.metadata for e in result.get_asset_check_evaluations()}
+    assert checks[n.REJECT_RATE.name]["rate"].value == pytest.approx(2 / 42)
+    assert checks[n.REJECT_RATE.name]["limit"].value == 0.05
+    assert checks[n.EVERY_IMAGE_ACCOUNTED.name]["expected"].value == 42
+    assert checks[n.EXPLAINED_VARIANCE.name]["explained"].value >= 0.7
     assert metadata[n.SPARK_UI].value.startswith("http://127.0.0.1:")
 
     # Progress in the run log, one grep-able logfmt line per partition and stage.

@@ -26,16 +26,18 @@ SCHEMA = (
 )
 
 
-def rows_with_quiet_labels(per_label: int = 12, seed: int = 5) -> list[tuple]:
+def rows_with_quiet_labels(
+    per_label: int = 12, seed: int = 5, labels: tuple[str, ...] = LABELS
+) -> list[tuple]:
     """1280 features: two loud dimensions that say nothing of the label, and the label in
     quiet ones, so PCA at k=2 keeps the noise and loses the label."""
     rng = np.random.default_rng(seed)
     rows = []
-    for c, label in enumerate([*LABELS, "unlabelled"]):
+    for c, label in enumerate([*labels, "unlabelled"]):
         for i in range(per_label if label != "unlabelled" else 3):
             vector = rng.normal(0, 0.05, 1280)
             vector[:2] = rng.normal(0, 10, 2)
-            if c < len(LABELS):
+            if c < len(labels):
                 vector[10 + 10 * c : 20 + 10 * c] += 1.0
             rows.append(
                 (f"s3a://b/raw/{label}/{i}.jpg", D1, label, 1000, [float(x) for x in vector])
@@ -43,15 +45,35 @@ def rows_with_quiet_labels(per_label: int = 12, seed: int = 5) -> list[tuple]:
     return [(*r, "random:1", DIGEST) for r in rows]
 
 
+def publish_with_k2(layout, spark, s3, rows: list[tuple]) -> str:
+    """Published features of one date, a PCA of k=2 published on them, and their reduction."""
+    frame = spark.createDataFrame(rows, SCHEMA).select(FEATURE_COLUMNS)
+    publish_staged(spark, layout, s3, stage(spark, {layout.dataset(FEATURES): frame}, [D1]))
+    version = fit_and_save_pca(spark, layout, s3, k=2, weights_sha256=DIGEST).version
+    write_reduced(spark, layout, s3, [D1], version)
+    return version
+
+
 @pytest.fixture
 def published_with_k2(asset_layout, spark, s3) -> str:
-    """Published features of one date, a PCA of k=2 published on them, and their reduction."""
-    frame = spark.createDataFrame(rows_with_quiet_labels(), SCHEMA).select(FEATURE_COLUMNS)
-    staged = stage(spark, {asset_layout.dataset(FEATURES): frame}, [D1])
-    publish_staged(spark, asset_layout, s3, staged)
-    version = fit_and_save_pca(spark, asset_layout, s3, 2, DIGEST).version
-    write_reduced(spark, asset_layout, s3, [D1], version)
-    return version
+    return publish_with_k2(asset_layout, spark, s3, rows_with_quiet_labels())
+
+
+def test_too_few_labelled_rows_is_a_report_and_a_warning_not_a_failure(
+    asset_layout, asset_resources, spark, s3
+) -> None:
+    version = publish_with_k2(
+        asset_layout, spark, s3, rows_with_quiet_labels(per_label=4, labels=("apple",))
+    )
+    result = dg.materialize([feature_quality], resources=asset_resources())
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert (check.passed, check.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert "the probe did not run" in check.description and "two labels" in check.description
+    (event,) = result.asset_materializations_for_node(FEATURE_QUALITY.to_python_identifier())
+    values = {k: v.value for k, v in event.metadata.items()}
+    assert "two labels" in values[n.PROBE_NOT_RUN]
+    assert (values[n.PCA_VERSION], values[n.PCA_K]) == (version, 2)
 
 
 def test_the_probe_warns_when_the_reduced_features_lose_the_labels(

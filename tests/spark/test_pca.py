@@ -159,7 +159,9 @@ def test_a_variance_target_keeps_the_fewest_components_reaching_it(
     staged = stage(spark, {fresh_layout.dataset(FEATURES): features}, ["2026-03-01"])
     publish_staged(spark, fresh_layout, s3, staged)
 
-    run = fit_pca_version(spark, fresh_layout, s3, 5, CURRENT, variance_target=0.95)
+    run = fit_pca_version(
+        spark, fresh_layout, s3, k=5, weights_sha256=CURRENT, variance_target=0.95
+    )
     metadata = read_pca_metadata(fresh_layout, s3, run.version)
     assert (metadata["k"], metadata["variance_target"]) == (2, 0.95)  # not the default 5
     assert run.explained_variance == pytest.approx(curve[:2])

@@ -199,6 +199,14 @@ def screenshot_on_failure(page: Page, artifacts: Path) -> Iterator[None]:
         raise
 
 
+def check_listed(page: Page, base: str, asset: str, checks: list[str]) -> None:
+    """The asset's checks are listed on its page, before any run evaluated them."""
+    page.goto(f"{base}/assets/{asset}?view=checks")
+    expect(page.get_by_text(f"Checks ({len(checks)})")).to_be_visible()
+    for check in checks:
+        expect(page.get_by_text(check, exact=True).first).to_be_visible()
+
+
 def test_a_backfill_of_two_upload_dates_launched_in_the_ui(
     dagster_ui: str,
     page: Page,
@@ -225,6 +233,8 @@ def test_a_backfill_of_two_upload_dates_launched_in_the_ui(
         graph = open_graph(page, dagster_ui)
         assert {tuple(edge) for edge in graph.evaluate(EDGES_JS)} == EDGES
         shot(page, artifacts, "02-asset-graph")
+        check_listed(page, dagster_ui, "feature_quality", ["probe_keeps_accuracy"])
+        shot(page, artifacts, "02-feature-quality-check")
 
         check_partitions(page, dagster_ui, "image_features", dates, done=False)
         shot(page, artifacts, "03-partitions-before")
