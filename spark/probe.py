@@ -124,11 +124,13 @@ def run_probe(
         .withColumn("held_out", held_out(F.col("path")))
     )
     per_label = _rows_per_label(labelled)
-    labels = sorted(per_label)
-    if len(labels) < 2 or not all(per_label[x]["train"] for x in labels):
-        raise ValueError(
-            f"the probe needs two labels or more, each with training rows: {per_label}"
-        )
+    trained = sorted(x for x in per_label if per_label[x]["train"])
+    if len(trained) < 2:
+        raise ValueError(f"the probe needs two labels or more with training rows: {per_label}")
+    # A label whose few rows all fell in the held-out part (a new fruit, say) is still tested:
+    # no model can predict it, so its rows count as errors, on the full and reduced alike. Its
+    # index comes after the trained labels', so the regression's classes are those it saw.
+    labels = trained + sorted(set(per_label) - set(trained))
     ks = probe_ks(ks, current_k, totals["rows"], totals["dim"])
     pca = fit_pca(features, max(ks))  # one fit; smaller k are its leading components
     # Past the data's rank a component explains nothing: its values are rounding noise, which

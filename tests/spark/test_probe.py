@@ -131,6 +131,26 @@ def test_too_few_labels_is_a_clear_error(spark) -> None:
         run_probe(one_label, reduced, 2, ks=())
 
 
+def test_a_label_seen_only_in_the_held_out_rows_is_tested_not_refused(spark, separable) -> None:
+    features, reduced = separable
+    candidates = [(f"s3a://b/raw/durian/{i}.jpg",) for i in range(40)]
+    paths = spark.createDataFrame(candidates, "path string")
+    (new,) = paths.where(held_out(F.col("path"))).limit(1).collect()
+    vector = [float(x) for x in np.random.default_rng(1).normal(0, 0.5, DIM)]
+    durian = spark.createDataFrame([(new.path, "durian", "2026-03-01", "w", vector)], SCHEMA)
+    with_durian = features.unionByName(durian)
+    model = fit_pca(features, 10)
+    result = run_probe(with_durian, reduce_features(model, with_durian, "v1"), 10, ks=())
+    assert result.rows_per_label["durian"] == {"train": 0, "test": 1}
+    before = run_probe(features, reduced, 10, ks=())
+    tested = before.scores[FULL].test_rows
+    assert result.scores[FULL].test_rows == tested + 1
+    # Its row is an error: the model never saw the label.
+    assert result.scores[FULL].accuracy == pytest.approx(
+        before.scores[FULL].accuracy * tested / (tested + 1)
+    )
+
+
 def test_the_probe_ratio_floor_is_validated(settings) -> None:
     assert settings.min_probe_ratio == 0.97
     for bad in (-0.1, 1.5):
