@@ -8,6 +8,7 @@ components (the mean is only used while fitting), so consumers who need centred 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -102,15 +103,16 @@ def _fit(vectors: DataFrame, k: int) -> PCAModel:
     return PCA(k=k, inputCol="vector", outputCol="pca_vector").fit(vectors)
 
 
+def cumulative_variance(variance: Sequence[float]) -> list[float]:
+    """The share of the variance the first k components explain, for k = 1, 2, ..."""
+    return list(itertools.accumulate(variance))
+
+
 def k_for_variance(variance: Sequence[float], target: float) -> int:
     """The smallest k whose first k components explain at least `target` of the variance
     (all of them when none does)."""
-    total = 0.0
-    for k, share in enumerate(variance, start=1):
-        total += share
-        if total >= target - 1e-12:
-            return k
-    return len(variance)
+    running = enumerate(cumulative_variance(variance), start=1)
+    return next((k for k, total in running if total >= target - 1e-12), len(variance))
 
 
 def explained_variance(model: PCAModel) -> list[float]:

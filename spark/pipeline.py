@@ -279,9 +279,5 @@ def write_reduced(
 
 
 def cumulative(variance: Sequence[float], at: Sequence[int] = (10, 50, 100)) -> dict[int, float]:
-    total = 0.0
-    running = []
-    for v in variance:
-        total += v
-        running.append(total)
+    running = pca.cumulative_variance(variance)
     return {n: round(running[min(n, len(running)) - 1], 6) for n in at if running}

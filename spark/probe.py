@@ -10,7 +10,6 @@ one PCA fit at the largest k, sliced: the top-k components of a fit at K > k are
 from __future__ import annotations
 
 import io
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,7 +21,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from spark.layout import UNLABELLED, Layout
-from spark.pca import explained_variance, fit_pca
+from spark.pca import cumulative_variance, explained_variance, fit_pca
 from spark.storage import SSE, put_json
 
 # One labelled row in five is held out. xxhash64 has a fixed seed in Spark, so the same paths
@@ -145,7 +144,7 @@ def run_probe(
         }
     finally:
         assembled.unpersist()
-    cumulative = list(itertools.accumulate(explained_variance(pca)))
+    cumulative = cumulative_variance(explained_variance(pca))
     return ProbeResult(scores, current_k, ks, cumulative, per_label)
 
 
