@@ -143,7 +143,7 @@ def erase_image(spark: SparkSession, layout: Layout, s3: Any, path: str) -> dict
         "rows_removed": removed,
         "objects_deleted": deleted,
         "manifest_rewritten": layout.manifest_uri(date),
-        "tombstone": layout.uri(layout.tombstone_key(date, path)),
+        "tombstone": f"s3://{bucket}/{layout.tombstone_key(date, path)}",
     }
     put_json(s3, layout.bucket, layout.erasure_record_key(record_id), record)
     return record

@@ -5,7 +5,7 @@ import pytest
 
 from fruits_assets.assets import image_features, raw_images
 from fruits_assets.erasure import ERASE_JOB, erase_image_job
-from spark.layout import FEATURES
+from spark.layout import FEATURES, split_uri
 from spark.publish import read_published
 from spark.storage import list_keys
 
@@ -53,6 +53,8 @@ def test_the_job_erases_and_leaves_an_audit_trail(
     record = observed["raw_images"].metadata["audit_record"].value
     assert record["path"] == path
     assert list_keys(s3, layout.bucket, layout.key("audit/erasures"))  # the record on S3 too
+    bucket, tombstone = split_uri(record["tombstone"])  # the audit record names real objects
+    assert list_keys(s3, bucket, tombstone) == [tombstone]
 
 
 @pytest.mark.parametrize(
