@@ -96,6 +96,32 @@ class FruitsConfig(dg.ConfigurableResource):
         "components whose cumulative explained variance reaches it.",
     )
 
+    catalog_type: str = Field(
+        default="jdbc",
+        description="Iceberg catalog of the tables: 'jdbc' (PostgreSQL, local) or 'glue' (the "
+        "AWS Glue Data Catalog, which Athena reads).",
+    )
+    catalog_uri: str | None = Field(
+        default=None,
+        description="The jdbc catalog's database: jdbc:postgresql://HOST:PORT/DATABASE?user=USER.",
+    )
+    namespace: str = Field(
+        default="fruits", description="Namespace of the tables (the Glue database on AWS)."
+    )
+    snapshot_retention_hours: float = Field(
+        default=168.0,
+        description="Table maintenance expires snapshots older than this (time travel reaches "
+        "this far back); the current one always stays.",
+    )
+    write_grace_hours: float = Field(
+        default=24.0,
+        description="How long a write may run: maintenance and erasure leave younger "
+        "unpublished files and staged snapshots to the run that writes them.",
+    )
+    target_file_mb: int = Field(
+        default=128, description="Size of the tables' data files, written and compacted to."
+    )
+
     _settings: Settings | None = PrivateAttr(default=None)
 
     def settings(self) -> Settings:

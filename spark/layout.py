@@ -111,6 +111,8 @@ class Dataset:
 class Layout:
     bucket: str
     prefix: str = ""
+    # The Iceberg namespace of the tables (a Glue database on AWS): spark.tables.
+    namespace: str = "fruits"
 
     @property
     def root(self) -> str:
@@ -163,6 +165,13 @@ class Layout:
 
     def partition_uri(self, dataset_uri: str, date: str) -> str:
         return dataset_partition_uri(dataset_uri, date)
+
+    # Iceberg tables: `<namespace>.<table>` in the catalog, files under the warehouse
+    def warehouse_uri(self) -> str:
+        return self.uri(WAREHOUSE)
+
+    def table_uri(self, table: str) -> str:
+        return self.uri(WAREHOUSE, self.namespace, table)
 
     # PCA models, one folder per version
     def pca_models_uri(self) -> str:

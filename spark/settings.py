@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,8 @@ def cluster_id_on_node(environ: Mapping[str, str]) -> str | None:
 # and no graph runtime: less CPU per image than Keras; `make bench` measures how much less),
 # and Keras/TensorFlow (kept for reference and for its equality test).
 ENGINES = ("tflite", "keras")
+# Iceberg catalogs (spark.catalog): JDBC on PostgreSQL locally, the Glue Data Catalog on AWS.
+CATALOG_TYPES = ("jdbc", "glue")
 
 
 class ConfigError(ValueError):
@@ -81,6 +84,13 @@ class Settings:
     min_probe_ratio: float
     # None: PCA keeps pca_k components; a share in (0, 1]: the fewest that explain it.
     pca_variance_target: float | None
+    # The Iceberg catalog of the tables (spark.catalog) and its table maintenance.
+    catalog_type: str
+    catalog_uri: str | None
+    namespace: str
+    snapshot_retention_hours: float
+    write_grace_hours: float
+    target_file_mb: int
 
     def __post_init__(self) -> None:
         require_eu_region(self.region)
@@ -108,6 +118,24 @@ class Settings:
         if self.pca_variance_target is not None and not 0 < self.pca_variance_target <= 1:
             raise ConfigError(
                 f"FRUITS_PCA_VARIANCE_TARGET must be in (0, 1], got {self.pca_variance_target}"
+            )
+        if self.catalog_type not in CATALOG_TYPES:
+            raise ConfigError(
+                f"FRUITS_CATALOG_TYPE must be one of {CATALOG_TYPES}, got {self.catalog_type!r}"
+            )
+        if self.catalog_type == "jdbc" and not self.catalog_uri:
+            raise ConfigError("FRUITS_CATALOG_URI must be set for the jdbc catalog")
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", self.namespace):
+            raise ConfigError(
+                f"FRUITS_NAMESPACE must be a lower-case identifier (a Glue database), "
+                f"got {self.namespace!r}"
+            )
+        if min(self.snapshot_retention_hours, self.write_grace_hours) < 0 or (
+            self.target_file_mb < 1
+        ):
+            raise ConfigError(
+                "FRUITS_SNAPSHOT_RETENTION_HOURS and FRUITS_WRITE_GRACE_HOURS must not be "
+                "negative, FRUITS_TARGET_FILE_MB must be positive"
             )
         if self.arrow_batch_size < 1:
             raise ConfigError(

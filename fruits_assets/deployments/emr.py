@@ -21,7 +21,7 @@ from fruits_assets.emr import emr_step_launcher
 from fruits_assets.resources import STEP_LAUNCHER, FruitsConfig, pipeline_resources
 
 PER_ACCOUNT = ("region", "bucket", "staging_bucket", "weights")
-DEFAULTS = {field: dg.EnvVar(variable(field)) for field in PER_ACCOUNT}
+DEFAULTS = {field: dg.EnvVar(variable(field)) for field in PER_ACCOUNT} | {"catalog_type": "glue"}
 
 
 def config(environ: Mapping[str, str]) -> FruitsConfig:

@@ -19,6 +19,8 @@ DEFAULTS = {
     # 2 cores; a task may run 3 times, so a crashed Python worker is retried as on a cluster.
     "spark_master": "local[2,3]",
     "weights": "random",
+    "catalog_type": "jdbc",
+    "catalog_uri": "jdbc:postgresql://127.0.0.1:9071/fruits?user=fruits",
 }
 # The local S3 server accepts any credentials. On AWS none are set: the default credential
 # chain (instance profile, SSO, ...) finds real ones.

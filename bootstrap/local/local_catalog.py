@@ -1,0 +1,238 @@
+"""The local Iceberg catalog's database: PostgreSQL on loopback, as a background process.
+
+    python -m bootstrap.local.local_catalog start|stop|status
+
+Iceberg's JDBC catalog keeps each table's current metadata location in it and commits by a
+conditional UPDATE there, so concurrent writers in separate processes commit atomically (a
+SQLite file fails them with SQLITE_BUSY instead). The address is the local deployment's
+`catalog_uri` (fruits_assets/deployments/local.py); the data lives under .fruits/ and survives
+every start: like the local S3 server, which keeps objects in memory, it starts empty (a
+catalog naming files that are gone would be worse than none). `make stop` stops both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bootstrap import cli
+from fruits_assets.deployments import current_settings
+from spark.catalog import JdbcAddress
+from spark.settings import PROJECT_ROOT, ConfigError
+
+STATE_DIR = PROJECT_ROOT / ".fruits"
+LOOPBACK = {"127.0.0.1", "localhost"}
+# PostgreSQL refuses to run as root; as root it runs as this system user (Debian's package
+# creates it).
+SERVER_USER = "postgres"
+
+
+def server_binaries() -> Path:
+    """The folder of `initdb` and `postgres`: Debian keeps them off PATH, per major version."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not versions:
+        raise ConfigError("PostgreSQL not found (Debian package postgresql): run `make install`")
+    return versions[-1].parent
+
+
+@dataclass(frozen=True)
+class LocalCatalog:
+    address: JdbcAddress
+    state_dir: Path = STATE_DIR
+
+    def __post_init__(self) -> None:
+        if self.address.host not in LOOPBACK:
+            raise ConfigError(
+                f"the local catalog binds to loopback only, not {self.address.host}"
+            )
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / f"catalog_{self.address.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / f"catalog_{self.address.port}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / f"catalog_{self.address.port}.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def responds(self) -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(
+            (self.address.host, self.address.port), timeout=2
+        ):
+            return True
+        return False
+
+    def start(self, timeout_s: float = 60) -> int:
+        """Start the server unless it runs already, its database created; returns its PID."""
+        if (pid := self.pid()) and self.responds():
+            return pid
+        if self.responds():
+            raise ConfigError(f"something else already serves port {self.address.port}")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self._initdb()
+        with self.log_file.open("ab") as log:
+            # A session of its own, so that stop() ends the server and all its children.
+            process = subprocess.Popen(
+                [
+                    str(server_binaries() / "postgres"),
+                    "-D", str(self.data_dir),
+                    "-p", str(self.address.port),
+                    "-c", f"listen_addresses={self.address.host}",
+                    "-c", f"unix_socket_directories={self.data_dir}",
+                    # A catalog of pointers: durability is the local S3 server's, in memory.
+                    "-c", "fsync=off",
+                ],  # fmt: skip
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                **_as_server_user(),
+            )
+        self.pid_file.write_text(str(process.pid))
+        deadline = time.monotonic() + timeout_s
+        while not self._create_database():
+            if process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"local catalog did not start on port {self.address.port}; see {self.log_file}"
+                )
+            time.sleep(0.2)
+        return process.pid
+
+    def stop(self) -> bool:
+        """Stop the server's whole process group; False when it was not running."""
+        pid = self.pid()
+        self.pid_file.unlink(missing_ok=True)
+        if pid is None:
+            return False
+        try:
+            os.killpg(pid, signal.SIGINT)  # PostgreSQL's fast shutdown
+            for _ in range(100):
+                if not _alive(pid):
+                    return True
+                time.sleep(0.1)
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return True
+
+    def _initdb(self) -> None:
+        self.data_dir.mkdir(parents=True)
+        user = _as_server_user()
+        if user:
+            os.chown(self.data_dir, pwd.getpwnam(user["user"]).pw_uid, int(user["group"]))
+        with self.log_file.open("ab") as log:
+            subprocess.run(
+                [
+                    str(server_binaries() / "initdb"),
+                    "-D", str(self.data_dir),
+                    "-U", self.address.user,
+                    # Loopback only, one user, no secret: the local S3 server takes any key too.
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                ],  # fmt: skip
+                check=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                **user,
+            )
+
+    def _create_database(self) -> bool:
+        """True once the server accepts connections and the catalog's database exists."""
+        psql = [
+            str(server_binaries() / "psql"),
+            "-h", self.address.host,
+            "-p", str(self.address.port),
+            "-U", self.address.user,
+            "-d", "postgres",
+            "-tAc",
+        ]  # fmt: skip
+        query = f"SELECT 1 FROM pg_database WHERE datname = '{self.address.database}'"
+        found = subprocess.run([*psql, query], capture_output=True, text=True)
+        if found.returncode != 0:
+            return False
+        if found.stdout.strip() != "1":
+            subprocess.run(
+                [*psql, f'CREATE DATABASE "{self.address.database}"'],
+                check=True,
+                capture_output=True,
+            )
+        return True
+
+
+def _as_server_user() -> dict[str, Any]:
+    """Popen's user and group: PostgreSQL's system user when this process is root."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        entry = pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        raise ConfigError(
+            f"running as root needs the system user {SERVER_USER!r}: run `make install`"
+        ) from None
+    return {"user": entry.pw_name, "group": entry.pw_gid}
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs; reaps it first when it is our own exited child."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def from_uri(catalog_uri: str | None, state_dir: Path = STATE_DIR) -> LocalCatalog:
+    if not catalog_uri:
+        raise ConfigError(
+            "FRUITS_CATALOG_URI is not set: this deployment's catalog is not a local database"
+        )
+    return LocalCatalog(JdbcAddress.parse(catalog_uri), state_dir)
+
+
+@cli.command
+def main(argv: list[str] | None = None, state_dir: Path = STATE_DIR) -> int:
+    parser = cli.parser("bootstrap.local.local_catalog", __doc__)
+    parser.add_argument("command", choices=["start", "stop", "status"])
+    args = parser.parse_args(argv)
+    server = from_uri(current_settings().catalog_uri, state_dir)
+    if args.command == "start":
+        print(f"local catalog on port {server.address.port} (pid {server.start()})")
+    elif args.command == "stop":
+        print("stopped" if server.stop() else "not running")
+    else:
+        running = server.pid() is not None and server.responds()
+        print(f"{'running' if running else 'not running'} on port {server.address.port}")
+        return 0 if running else 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

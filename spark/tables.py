@@ -1,0 +1,337 @@
+"""The pipeline's Iceberg tables, and write, audit, publish with Iceberg's own mechanism.
+
+Two tables in the layout's namespace, both partitioned by upload_date:
+- `features`: one row per manifest entry: its 1280 features, or its `reject_reason` (a date's
+  feature rows and rejects are one table, so they become visible in the same commit);
+- `reduced`: the features projected on one PCA version.
+
+Write, audit, publish (Iceberg's WAP, `write.wap.enabled`):
+1. stage(): the run's rows replace their dates' partitions in a *staged* snapshot (written
+   under `spark.wap.id`): committed to the catalog, but not on `main`, which readers read.
+2. The caller audits exactly that snapshot (read_staged).
+3. publish(): one cherry-pick puts it on `main`: every date of the run becomes visible in one
+   commit. Iceberg refuses it when one of its dates changed on `main` since it was staged (a
+   concurrent run, an erasure): the rows are staged again on the current `main`, without the
+   uploads erased meanwhile, and picked again. discard() expires a staged snapshot that must
+   not be published; its files go with it.
+Concurrency is the catalog's atomic commit (with Iceberg's retries): there are no locks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from py4j.protocol import Py4JJavaError
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from spark.catalog import CATALOG
+from spark.layout import PARTITION_COLUMN, Layout
+
+FEATURES, REDUCED = "features", "reduced"
+UPLOAD_COLUMNS = "path string, upload_date string, label string, etag string, last_modified string"
+SCHEMAS = {
+    FEATURES: f"{UPLOAD_COLUMNS}, size_bytes bigint, features array<float>, "
+    "weights_source string, weights_sha256 string, reject_reason string",
+    REDUCED: f"{UPLOAD_COLUMNS}, weights_sha256 string, pca_version string, "
+    "pca_features array<float>",
+}
+PROPERTIES = {
+    "format-version": "2",
+    "write.wap.enabled": "true",
+    # An erasure's DELETE rewrites the data files that held the row (copy-on-write), so the
+    # row's bytes leave with the old file once its snapshots expire; merge-on-read would keep
+    # them in a live file, masked by a delete file.
+    "write.delete.mode": "copy-on-write",
+    "write.update.mode": "copy-on-write",
+    "write.merge.mode": "copy-on-write",
+    # Manifests keep each column's lower and upper bounds: for `path` those are paths, and an
+    # erased image's path would outlive its rows in the metadata.
+    "write.metadata.metrics.column.path": "none",
+    # Files by partition and by size, not by the number of tasks.
+    "write.distribution-mode": "hash",
+    # Concurrent writers: Iceberg retries a commit that lost the race on the metadata.
+    "commit.retry.num-retries": "20",
+    "commit.retry.min-wait-ms": "100",
+}
+# How often publish() stages again after Iceberg refused its cherry-pick.
+PUBLISH_ATTEMPTS = 5
+# Iceberg's messages for a write that must be redone on the current `main`.
+CONFLICTS = ("ValidationException", "CommitFailedException")
+
+
+class StagedSnapshotGone(RuntimeError):
+    """The run's staged snapshot was expired before it was published (an erasure or table
+    maintenance judged it abandoned): nothing of it can be published; run again."""
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    namespace: str
+    location: str
+
+    @property
+    def identifier(self) -> str:
+        """`<namespace>.<table>`: how Iceberg's procedures name it."""
+        return f"{self.namespace}.{self.name}"
+
+    @property
+    def qualified(self) -> str:
+        """`<catalog>.<namespace>.<table>`: how Spark SQL names it."""
+        return f"{CATALOG}.{self.identifier}"
+
+    @property
+    def columns(self) -> list[str]:
+        return [column.split()[0] for column in SCHEMAS[self.name].split(", ")]
+
+
+def table(layout: Layout, name: str) -> Table:
+    if name not in SCHEMAS:
+        raise ValueError(f"not a table of the pipeline: {name!r}")
+    return Table(name, layout.namespace, layout.table_uri(name))
+
+
+def ensure_table(spark: SparkSession, target: Table, target_file_mb: int = 128) -> None:
+    """Create the namespace and the table when missing (idempotent, safe concurrently)."""
+    spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {CATALOG}.{target.namespace}")
+    properties = PROPERTIES | {"write.target-file-size-bytes": str(target_file_mb << 20)}
+    listed = ", ".join(f"'{k}'='{v}'" for k, v in properties.items())
+    spark.sql(
+        f"CREATE TABLE IF NOT EXISTS {target.qualified} ({SCHEMAS[target.name]}) USING iceberg "
+        f"PARTITIONED BY ({PARTITION_COLUMN}) LOCATION '{target.location}' "
+        f"TBLPROPERTIES ({listed})"
+    )
+
+
+def exists(spark: SparkSession, target: Table) -> bool:
+    return bool(spark.catalog.tableExists(target.qualified))
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def current_snapshot(spark: SparkSession, target: Table) -> int | None:
+    """The snapshot readers see (`main`), None for a table never written."""
+    if not exists(spark, target):
+        return None
+    rows = spark.sql(
+        f"SELECT snapshot_id FROM {target.qualified}.refs WHERE name = 'main'"
+    ).collect()
+    return int(rows[0]["snapshot_id"]) if rows else None
+
+
+def read(
+    spark: SparkSession,
+    target: Table,
+    dates: Sequence[str] | None = None,
+    snapshot_id: int | None = None,
+) -> DataFrame:
+    """The rows of `dates` (all when None) as of a snapshot (default: `main`'s)."""
+    if not exists(spark, target):
+        raise FileNotFoundError(f"table {target.qualified} does not exist yet")
+    at = f" VERSION AS OF {snapshot_id}" if snapshot_id is not None else ""
+    rows = spark.sql(f"SELECT * FROM {target.qualified}{at}")
+    return rows if dates is None else rows.where(F.col(PARTITION_COLUMN).isin(list(dates)))
+
+
+def rows_per_date(rows: DataFrame) -> dict[str, int]:
+    return {
+        r[PARTITION_COLUMN]: r["count"] for r in rows.groupBy(PARTITION_COLUMN).count().collect()
+    }
+
+
+# --- write, audit, publish -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A run's rows of `dates`, staged as one snapshot of `table`, not yet on `main`."""
+
+    table: Table
+    wap_id: str
+    snapshot_id: int
+    dates: tuple[str, ...]
+    counts: dict[str, int] = field(default_factory=dict)  # rows per date (0 for none)
+
+    @property
+    def rows(self) -> int:
+        return sum(self.counts.values())
+
+    def location(self) -> str:
+        """Where to inspect it: SQL that reads exactly the staged rows."""
+        dates = ", ".join(f"'{d}'" for d in self.dates)
+        return (
+            f"SELECT * FROM {self.table.qualified} VERSION AS OF {self.snapshot_id} "
+            f"WHERE {PARTITION_COLUMN} IN ({dates})"
+        )
+
+
+@contextlib.contextmanager
+def _wap(spark: SparkSession, wap_id: str) -> Iterator[None]:
+    spark.conf.set("spark.wap.id", wap_id)
+    try:
+        yield
+    finally:
+        spark.conf.unset("spark.wap.id")
+
+
+def new_wap_id() -> str:
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
+
+
+def stage(
+    spark: SparkSession,
+    target: Table,
+    rows: DataFrame,
+    dates: Sequence[str],
+    *,
+    target_file_mb: int = 128,
+) -> Staged:
+    """Stage `rows` as the new content of their dates' partitions (dynamic overwrite): one
+    snapshot off `main`, named by a WAP id. A requested date with no rows keeps what `main`
+    has: an Iceberg dynamic overwrite replaces only the partitions it writes."""
+    ensure_table(spark, target, target_file_mb)
+    wap_id = new_wap_id()
+    with _wap(spark, wap_id):
+        rows.select(*target.columns).writeTo(target.qualified).overwritePartitions()
+    found = spark.sql(
+        f"SELECT snapshot_id FROM {target.qualified}.snapshots "
+        f"WHERE summary['wap.id'] = '{wap_id}'"
+    ).collect()
+    if not found:
+        raise RuntimeError(f"no snapshot was staged for {target.qualified} (WAP id {wap_id})")
+    staged = Staged(target, wap_id, int(found[0]["snapshot_id"]), tuple(sorted(set(dates))))
+    counts = _partition_counts(spark, staged)
+    return replace(staged, counts={date: counts.get(date, 0) for date in staged.dates})
+
+
+def _partition_counts(spark: SparkSession, staged: Staged) -> dict[str, int]:
+    """Rows per date of the staged snapshot, from Iceberg's metadata (no data file is read)."""
+    rows = spark.sql(
+        f"SELECT partition.{PARTITION_COLUMN} AS date, record_count "
+        f"FROM {staged.table.qualified}.partitions VERSION AS OF {staged.snapshot_id}"
+    ).collect()
+    return {r["date"]: int(r["record_count"]) for r in rows if r["date"] in staged.dates}
+
+
+def read_staged(spark: SparkSession, staged: Staged) -> DataFrame:
+    """Exactly the staged rows of the run's dates: what the blocking checks read."""
+    return read(spark, staged.table, staged.dates, staged.snapshot_id)
+
+
+def snapshot_exists(spark: SparkSession, target: Table, snapshot_id: int) -> bool:
+    return bool(
+        spark.sql(
+            f"SELECT 1 FROM {target.qualified}.snapshots WHERE snapshot_id = {snapshot_id}"
+        ).collect()
+    )
+
+
+def restage(
+    spark: SparkSession, staged: Staged, keep: Callable[[DataFrame], DataFrame]
+) -> Staged:
+    """The same rows less what `keep` drops, staged again on the current `main`; the old
+    staged snapshot is expired."""
+    if not snapshot_exists(spark, staged.table, staged.snapshot_id):
+        raise StagedSnapshotGone(
+            f"the staged snapshot {staged.snapshot_id} of {staged.table.qualified} was expired "
+            "before it was published (an erasure or table maintenance); nothing was published"
+        )
+    again = stage(spark, staged.table, keep(read_staged(spark, staged)), staged.dates)
+    discard(spark, staged)
+    return again
+
+
+def publish(
+    spark: SparkSession, staged: Staged, keep: Callable[[DataFrame], DataFrame]
+) -> tuple[Staged, int]:
+    """Cherry-pick the staged snapshot onto `main`; returns what was published and `main`'s
+    new snapshot id. `keep(rows)` drops the rows that must not be published any more (uploads
+    erased meanwhile); it is asked again before each try."""
+    for _ in range(PUBLISH_ATTEMPTS):
+        rows = read_staged(spark, staged).select("path", "etag", "last_modified")
+        if keep(rows).count() != rows.count():
+            staged = restage(spark, staged, keep)
+        try:
+            spark.sql(
+                f"CALL {CATALOG}.system.cherrypick_snapshot("
+                f"'{staged.table.identifier}', {staged.snapshot_id})"
+            ).collect()
+        except Py4JJavaError as error:
+            if not _is_conflict(error):
+                raise
+            staged = restage(spark, staged, keep)
+            continue
+        published = current_snapshot(spark, staged.table)
+        assert published is not None
+        if published != staged.snapshot_id:  # a copy was committed: the staged one goes
+            discard(spark, staged)
+        return staged, published
+    raise RuntimeError(
+        f"{staged.table.qualified}: dates {list(staged.dates)} kept changing on main; "
+        f"{PUBLISH_ATTEMPTS} cherry-picks were refused, nothing was published"
+    )
+
+
+def _is_conflict(error: Py4JJavaError) -> bool:
+    text = str(error.java_exception)
+    return any(name in text for name in CONFLICTS)
+
+
+def discard(spark: SparkSession, staged: Staged) -> None:
+    """Expire a staged snapshot (a failed audit, a superseded copy); its own files go too."""
+    expire(spark, staged.table, [staged.snapshot_id])
+
+
+def expire(spark: SparkSession, target: Table, snapshot_ids: Sequence[int]) -> dict[str, int]:
+    """Expire these snapshots (those already gone are skipped) and delete the files no
+    remaining snapshot references; what was deleted, by kind."""
+    present = [s for s in snapshot_ids if snapshot_exists(spark, target, s)]
+    if not present:
+        return {}
+    ids = ", ".join(str(s) for s in present)
+    row = spark.sql(
+        f"CALL {CATALOG}.system.expire_snapshots(table => '{target.identifier}', "
+        f"snapshot_ids => array({ids}))"
+    ).collect()[0]
+    return {k: int(v) for k, v in row.asDict().items()}
+
+
+# --- history -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    snapshot_id: int
+    committed_at: dt.datetime
+    on_main: bool  # an ancestor of `main` (published history), else staged or abandoned
+    summary: dict[str, Any]
+
+
+def snapshots(spark: SparkSession, target: Table) -> list[Snapshot]:
+    """Every snapshot the table keeps, oldest first."""
+    ancestors = {
+        int(r["snapshot_id"])
+        for r in spark.sql(f"SELECT snapshot_id FROM {target.qualified}.history")
+        .where("is_current_ancestor")
+        .collect()
+    }
+    rows = spark.sql(
+        f"SELECT snapshot_id, unix_millis(committed_at) AS committed_ms, summary "
+        f"FROM {target.qualified}.snapshots ORDER BY committed_at"
+    ).collect()
+    return [
+        Snapshot(
+            int(r["snapshot_id"]),
+            dt.datetime.fromtimestamp(r["committed_ms"] / 1000, dt.UTC),
+            int(r["snapshot_id"]) in ancestors,
+            dict(r["summary"] or {}),
+        )
+        for r in rows
+    ]
