@@ -348,7 +348,7 @@ def prepare(settings: Settings, sizes: Sizes) -> dict[str, list[bytes]]:
     phone = list(bench_files(PHONE_DATE, sizes.phone, PHONE, 2, min(sizes.phone, 100)))
     warm = [replace(f, date=WARM_DATE) for f in small[: sizes.warmup]]
     upload(small + phone + warm, settings, threads=16)
-    layout = Layout(settings.bucket, settings.prefix)
+    layout = Layout.of(settings)
     write_manifests(s3_client(settings), layout, [SMALL_DATE, PHONE_DATE, WARM_DATE])
     unique = {f.body: None for f in small}, {f.body: None for f in phone}
     return {"small": list(unique[0]), "phone": list(unique[1])}
@@ -419,7 +419,7 @@ def measure_all(
     via_proxy = replace(settings, s3_endpoint=proxy.url)
     spark = build_session(via_proxy, "fruits-bench")
     try:
-        layout = Layout(settings.bucket, settings.prefix)
+        layout = Layout.of(settings)
         source = ImageSource.of(via_proxy)
         bench = Bench(spark, layout, s3_client(via_proxy), weights, source, proxy, roles)
         print("pipeline ...", flush=True)

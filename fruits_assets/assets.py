@@ -1,9 +1,10 @@
 """The four assets of group `fruits`: raw_images -> image_features -> pca_model -> reduced_features.
 
-Write, audit, publish: each Spark asset writes its new version out of readers' sight, runs its
-blocking checks on that staged version, and publishes it (pointers, LATEST) only when they all
-pass. A failed check publishes nothing, records no materialization (so nothing downstream runs,
-automation included), and names where the staged version can be inspected.
+Write, audit, publish: each Spark asset stages its new version out of readers' sight (a staged
+Iceberg snapshot, a PCA version not yet LATEST), runs its blocking checks on exactly that, and
+publishes it (one cherry-pick onto the table's `main`, LATEST) only when they all pass. A failed
+check publishes nothing, drops what the run staged, and records no materialization (so nothing
+downstream runs, automation included).
 """
 
 import time
@@ -17,22 +18,21 @@ from fruits_assets import names as n
 from fruits_assets.observability import progress_to_run_log, spark_ui_metadata
 from fruits_assets.partitions import ONE_RUN_PER_BACKFILL, UPLOAD_DATES
 from fruits_assets.resources import FruitsConfig, SparkResource
-from spark import quality
+from spark import quality, tables
 from spark.fetch import ImageSource
 from spark.images import manifest_images, tombstoned
-from spark.layout import FEATURES, REDUCED, REJECTS
 from spark.manifest import list_manifest, read_manifest, write_manifest
 from spark.model import FEATURE_DIM, load_weights
 from spark.pca import latest_version, publish_pca, read_pca_metadata
 from spark.pipeline import (
     cumulative,
+    feature_rows,
     fit_pca_version,
     publish_staged,
-    read_features,
+    reject_rows,
     stage_features,
     stage_reduced,
 )
-from spark.publish import read_staged, rows_per_date
 from spark.storage import preflight
 
 Results = Iterator[dg.MaterializeResult | dg.AssetCheckResult]
@@ -69,26 +69,34 @@ def audit_then_publish(
     asset: dg.AssetKey,
     outcomes: Mapping[dg.AssetCheckKey, quality.Outcome],
     staged: Mapping[str, str],
-    publish: Callable[[], None],
-    materialization: Callable[[], dg.MaterializeResult],
+    publish: Callable[[], dg.MaterializeResult],
+    drop: Callable[[], None],
 ) -> Results:
     """Publish only when every blocking check passed on the staged version; else report the
-    checks, with where the staged version lies, and fail without a materialization."""
+    checks, with what they read, drop the staged version and fail without a materialization."""
     failed = ", ".join(sorted(c.name for c, outcome in outcomes.items() if not outcome.passed))
     if failed:
         for check, outcome in outcomes.items():
             yield check_result(check, outcome, staged)
+        drop()
         raise dg.Failure(
             description=(
                 f"{asset.to_user_string()}: blocking checks failed ({failed}); nothing was "
-                f"published, readers keep the previous version. "
-                f"Staged for inspection: {dict(staged)}"
+                f"published, readers keep the previous version, the staged one was dropped."
             )
         )
-    publish()
-    yield materialization()
+    yield publish()
     for check, outcome in outcomes.items():
         yield check_result(check, outcome)
+
+
+def published_table(staged: tables.Staged, snapshot_id: int) -> dict[str, Any]:
+    """Lineage of a table's materialization: which table, which snapshot of its `main`."""
+    return {
+        n.TABLE: staged.table.qualified,
+        n.SNAPSHOT_ID: dg.MetadataValue.int(snapshot_id),
+        n.TABLE_LOCATION: dg.MetadataValue.path(staged.table.location),
+    }
 
 
 def blocking(check: dg.AssetCheckKey, description: str) -> dg.AssetCheckSpec:
@@ -178,7 +186,7 @@ def image_features(
     preflight(s3, settings)  # before any Spark work
     manifest = {d: read_manifest(s3, layout, d).num_rows for d in dates}
     weights = load_weights(settings.weights, settings.weights_seed, s3)  # wrong shapes fail here
-    session = spark.session_for(context)
+    session = spark.session_for(context, fruits)
     started = time.monotonic()
     run = stage_features(
         session,
@@ -191,10 +199,12 @@ def image_features(
         engine=settings.engine,
         progress=progress_to_run_log(context),
         expected=manifest,
+        target_file_mb=settings.target_file_mb,
     )
     seconds = time.monotonic() - started
     images = sum(manifest.values())
-    features, rejects = (read_staged(session, run.staged, n) for n in (FEATURES, REJECTS))
+    staged_rows = tables.read_staged(session, run.staged)
+    features, rejects = feature_rows(staged_rows), reject_rows(staged_rows)
     expected = manifest_images(session, layout, dates, tombstoned(s3, layout, dates))
     outcomes = {
         n.EVERY_IMAGE_ACCOUNTED: quality.every_image_accounted(expected, features, rejects),
@@ -204,8 +214,10 @@ def image_features(
         ),
     }
 
-    def materialization() -> dg.MaterializeResult:
+    def publish() -> dg.MaterializeResult:
+        staged, snapshot_id = publish_staged(session, layout, s3, run.staged)
         return dg.MaterializeResult(
+            data_version=dg.DataVersion(str(snapshot_id)),
             metadata={
                 n.ROW_COUNT: run.feature_rows,
                 n.COLUMN_LINEAGE: md.FEATURES_LINEAGE,
@@ -230,18 +242,16 @@ def image_features(
                 **spark_ui_metadata(session, settings.deployment),
                 n.DURATION_S: round(seconds, 2),
                 n.IMAGES_PER_S: round(images / seconds, 2) if seconds else 0.0,
-                n.ATTEMPT: run.staged.attempt,
-                n.FEATURES_URI: dg.MetadataValue.path(layout.features_uri()),
-                n.REJECTS_URI: dg.MetadataValue.path(layout.rejects_uri()),
-            }
+                **published_table(staged, snapshot_id),
+            },
         )
 
     yield from audit_then_publish(
         n.IMAGE_FEATURES,
         outcomes,
-        run.staged.locations(),
-        lambda: publish_staged(session, layout, s3, run.staged),
-        materialization,
+        {n.IMAGE_FEATURES.to_user_string(): run.staged.location()},
+        publish,
+        lambda: tables.discard(session, run.staged),
     )
 
 
@@ -266,7 +276,7 @@ def pca_model(
     under a new version; LATEST moves to it once its check passed."""
     settings, layout, s3 = fruits.settings(), fruits.layout(), fruits.s3()
     current = load_weights(settings.weights, settings.weights_seed, s3).sha256
-    session = spark.session_for(context)
+    session = spark.session_for(context, fruits)
     run = fit_pca_version(
         session,
         layout,
@@ -283,8 +293,10 @@ def pca_model(
         )
     }
 
-    def materialization() -> dg.MaterializeResult:
+    def publish() -> dg.MaterializeResult:
+        publish_pca(layout, s3, run.version)
         return dg.MaterializeResult(
+            data_version=dg.DataVersion(run.version),
             metadata={
                 n.VERSION: run.version,
                 n.MODEL_URI: dg.MetadataValue.path(run.uri),
@@ -293,7 +305,7 @@ def pca_model(
                 n.ROWS_PER_DATE: count_table(
                     {d: {n.N_ROWS: rows} for d, rows in run.rows_per_date.items()}
                 ),
-                n.FEATURE_VERSIONS: dg.MetadataValue.json(run.feature_versions),
+                n.FEATURES_SNAPSHOT: dg.MetadataValue.int(run.features_snapshot or 0),
                 **{f"{n.CUMULATIVE_EXPLAINED_VARIANCE}{k}": v for k, v in at.items()},
                 n.PCA_K: len(run.explained_variance),
                 n.EXPLAINED_VARIANCE_AT_K: float(sum(run.explained_variance)),
@@ -301,15 +313,15 @@ def pca_model(
                 n.EXPLAINED_VARIANCE_PLOT: md.png_markdown(
                     md.explained_variance_png(run.explained_variance), "explained variance"
                 ),
-            }
+            },
         )
 
     yield from audit_then_publish(
         n.PCA_MODEL,
         outcomes,
         {n.PCA_MODEL.to_user_string(): run.uri},
-        lambda: publish_pca(layout, s3, run.version),
-        materialization,
+        publish,
+        lambda: None,  # an unpublished version is never read; its folder says which it is
     )
 
 
@@ -341,36 +353,45 @@ def reduced_features(
     if version is None:
         raise dg.Failure("no PCA model yet: materialize pca_model first")
     dates = context.partition_keys
-    session = spark.session_for(context)
-    staged = stage_reduced(
-        session, layout, s3, dates, version, progress=progress_to_run_log(context)
+    session = spark.session_for(context, fruits)
+    run = stage_reduced(
+        session,
+        layout,
+        s3,
+        dates,
+        version,
+        progress=progress_to_run_log(context),
+        target_file_mb=fruits.settings().target_file_mb,
     )
-    counts = staged.rows(REDUCED)
-    features = rows_per_date(read_features(session, layout, dates))
     k = read_pca_metadata(layout, s3, version)["k"]
     outcomes = {
         n.MATCHES_FEATURES: quality.reduced_matches_features(
-            features, read_staged(session, staged, REDUCED), k, version
+            run.features_per_date, tables.read_staged(session, run.staged), k, version
         )
     }
 
-    def materialization() -> dg.MaterializeResult:
+    def publish() -> dg.MaterializeResult:
+        staged, snapshot_id = publish_staged(session, layout, s3, run.staged)
         return dg.MaterializeResult(
+            data_version=dg.DataVersion(str(snapshot_id)),
             metadata={
-                n.ROW_COUNT: sum(counts.values()),
+                n.ROW_COUNT: staged.rows,
                 n.COLUMN_LINEAGE: md.REDUCED_LINEAGE,
-                n.PER_DATE: count_table({d: {n.N_REDUCED: rows} for d, rows in counts.items()}),
+                n.PER_DATE: count_table(
+                    {d: {n.N_REDUCED: rows} for d, rows in staged.counts.items()}
+                ),
                 n.PCA_VERSION: version,
                 n.PCA_K: k,
-                n.ATTEMPT: staged.attempt,
-                n.REDUCED_URI: dg.MetadataValue.path(layout.reduced_uri()),
-            }
+                n.FEATURES_SNAPSHOT: dg.MetadataValue.int(run.features_snapshot),
+                n.SWITCHED_DATES: dg.MetadataValue.json(run.switched),
+                **published_table(staged, snapshot_id),
+            },
         )
 
     yield from audit_then_publish(
         n.REDUCED_FEATURES,
         outcomes,
-        staged.locations(),
-        lambda: publish_staged(session, layout, s3, staged),
-        materialization,
+        {n.REDUCED_FEATURES.to_user_string(): run.staged.location()},
+        publish,
+        lambda: tables.discard(session, run.staged),
     )

@@ -2,25 +2,26 @@
 run, with the request as run config and the audit record as metadata, is the audit trail.
 
 The same operation as `python -m bootstrap.aws.erase` (spark.erasure): the image leaves raw/
-and every dataset derived from it, under its upload date's lock. On EMR the op runs as a step,
-like the Spark assets.
+and every table derived from it, their history and unreferenced files included. On EMR the op
+runs as a step, like the Spark assets.
 """
 
 import dagster as dg
 
+from fruits_assets import names as n
 from fruits_assets.assets import StepLauncherParam
 from fruits_assets.resources import FruitsConfig, SparkResource
 from spark.erasure import erase_image, find_by_sha256
-from spark.layout import FEATURES, REDUCED, REJECTS
 from spark.storage import preflight
+from spark.tables import FEATURES, REDUCED
 
 ERASE_JOB = "erase_image"
-# The assets whose partition the erasure rewrites, with the datasets of each it removes rows
+# The assets whose partition the erasure rewrites, with the table of each it removes rows
 # from: each gets an observation in its history (raw_images loses the image itself).
 ERASED_FROM = {
-    "raw_images": (),
-    "image_features": (FEATURES, REJECTS),
-    "reduced_features": (REDUCED,),
+    n.RAW_IMAGES: None,
+    n.IMAGE_FEATURES: FEATURES,
+    n.REDUCED_FEATURES: REDUCED,
 }
 
 
@@ -45,12 +46,18 @@ def erase(
     preflight(s3, fruits.settings())
     try:
         path = config.path or find_by_sha256(s3, layout, config.sha256)
-        record = erase_image(spark.spark_session, layout, s3, path)
+        record = erase_image(
+            spark.session_for(context, fruits),
+            layout,
+            s3,
+            path,
+            write_grace_hours=fruits.settings().write_grace_hours,
+        )
     except ValueError as error:  # not this pipeline's image, or no image has that hash
         raise dg.Failure(str(error)) from None
     context.log.info(f"erased {record['path']}: {record['rows_removed']}")
-    for asset, datasets in ERASED_FROM.items():
-        removed = sum(record["rows_removed"].get(d, 0) for d in datasets) if datasets else 1
+    for asset, table in ERASED_FROM.items():
+        removed = record["rows_removed"].get(table, 0) if table else 1
         context.log_event(
             dg.AssetObservation(
                 asset_key=asset,

@@ -10,9 +10,9 @@ from fruits_assets.metadata import png_markdown
 from fruits_assets.partitions import ONE_RUN_PER_BACKFILL
 from fruits_assets.resources import FruitsConfig, SparkResource
 from spark import probe
-from spark.layout import REDUCED
 from spark.pca import latest_version, read_pca_metadata
-from spark.pipeline import read_dataset, read_features
+from spark.pipeline import read_features, read_table
+from spark.tables import REDUCED
 
 
 def probe_metadata(result: probe.ProbeResult) -> dict[str, float | int]:
@@ -92,9 +92,9 @@ def feature_quality(
     if version is None:
         raise dg.Failure("no PCA model yet: materialize pca_model first")
     model = read_pca_metadata(layout, s3, version)
-    session = spark.session_for(context)
+    session = spark.session_for(context, fruits)
     try:
-        reduced = read_dataset(session, layout, REDUCED)
+        reduced = read_table(session, layout, REDUCED)
     except FileNotFoundError:
         raise dg.Failure("no reduced features yet: materialize reduced_features first") from None
     reduced = reduced.where(F.col("pca_version") == version)

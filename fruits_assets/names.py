@@ -27,7 +27,7 @@ PROBE_KEEPS_ACCURACY = dg.AssetCheckKey(FEATURE_QUALITY, "probe_keeps_accuracy")
 
 # Metadata of the check results
 DETAILS = "details"  # beside it, each numeric detail as its own entry (the Plots tab)
-STAGED_AT = "staged_at"  # where a version that failed its checks can be inspected
+STAGED_AT = "staged_at"  # the staged snapshot the checks read, as SQL
 
 # Metadata of the materializations (Dagster's own: dagster/row_count, dagster/column_schema...)
 ROW_COUNT = "dagster/row_count"
@@ -52,15 +52,17 @@ SPARK_APPLICATION_ID = "spark_application_id"
 SPARK_UI = "spark_ui"
 DURATION_S = "duration_s"
 IMAGES_PER_S = "images_per_s"
-ATTEMPT = "attempt"  # also reduced_features'
-FEATURES_URI = "features"
-REJECTS_URI = "rejects_uri"
+# Lineage of a table's materialization (also reduced_features'): the table, and the snapshot
+# of `main` that published it (also the data version).
+TABLE = "table"
+SNAPSHOT_ID = "snapshot_id"
+TABLE_LOCATION = "table_location"
 # pca_model
 VERSION = "version"
 MODEL_URI = "model_uri"
 ROWS_USED = "rows_used"
 ROWS_PER_DATE = "rows_per_date"
-FEATURE_VERSIONS = "feature_versions"
+FEATURES_SNAPSHOT = "features_snapshot"  # also reduced_features' 
 CUMULATIVE_EXPLAINED_VARIANCE = "cumulative_explained_variance_"  # + a number of components
 EXPLAINED_VARIANCE_PLOT = "explained_variance_plot"
 EXPLAINED_VARIANCE_AT_K = "explained_variance_at_k"
@@ -68,7 +70,7 @@ PCA_K = "pca_k"  # also reduced_features' and feature_quality's
 VARIANCE_TARGET = "variance_target"
 # reduced_features
 PCA_VERSION = "pca_version"
-REDUCED_URI = "reduced"
+SWITCHED_DATES = "switched_dates"  # moved to the current PCA version in the same commit
 # feature_quality
 ACCURACY = "accuracy_"  # + a variant: full, reduced, k<N> (spark.probe)
 MACRO_F1 = "macro_f1_"  # + a variant

@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 from fruits_assets.observability import label_spark_jobs
 from fruits_assets.partitions import PARTITIONS_START
 from spark.layout import Layout
-from spark.session import session_conf, start_session
+from spark.session import session_conf, start_session, use_settings_catalog
 from spark.settings import Settings
 from spark.storage import s3_client
 
@@ -136,7 +136,7 @@ class FruitsConfig(dg.ConfigurableResource):
 
     def layout(self) -> Layout:
         settings = self.settings()
-        return Layout(settings.bucket, settings.prefix)
+        return Layout.of(settings)
 
     def s3(self) -> Any:
         return s3_client(self.settings())
@@ -168,9 +168,11 @@ class SparkResource(LazyPySparkResource):
         if self._spark_session is None:
             self._spark_session = start_session(self.spark_config, self.local)
 
-    def session_for(self, context: dg.AssetExecutionContext) -> SparkSession:
-        """The session, its jobs labelled with the asset's run and partitions (Spark UI, logs)."""
+    def session_for(self, context: dg.OpExecutionContext, fruits: FruitsConfig) -> SparkSession:
+        """The session on the run's catalog, its jobs labelled with the asset's run and
+        partitions (Spark UI, logs)."""
         session = self.spark_session
+        use_settings_catalog(session, fruits.settings())
         label_spark_jobs(context, session)
         return session
 

@@ -1,14 +1,16 @@
-"""GDPR right to erasure: remove one image from raw/ and from every object derived from it.
+"""GDPR right to erasure: remove one image from raw/ and from everything derived from it.
 
-Under its upload date's lock (spark.locks), so no publication of that date interleaves:
-1. a tombstone is written first: any feature run that read the image before this erasure
-   drops it when it publishes (spark.pipeline.drop_erased), so it cannot come back;
-2. the date's published features + rejects (one unit) and reduced rows are rewritten without
-   it, keeping no previous version; staged versions that hold it are rewritten without it
-   (their files that held it are deleted);
-3. the raw object is deleted and the date's manifest rewritten.
-An audit record on S3 lists every object deleted. PCA models keep their components
-(aggregates, not the image); re-fit to drop its influence.
+1. A tombstone names the erased upload (its path, ETag and time): a run that read the image
+   before this erasure drops it when it publishes (spark.pipeline.publish_staged), so it
+   cannot come back; a later upload at the same path is a new image.
+2. Each table DELETEs the image's rows on every branch (copy-on-write: the files that held
+   them are replaced), then expires the snapshots that still reach the old files, and removes
+   the unreferenced files older than the write grace. Staged snapshots younger than the grace
+   belong to runs still writing: they drop the image when they publish (1.), and table
+   maintenance removes what a crashed one left; the record lists them.
+3. The raw object is deleted and the date's manifest rewritten.
+An audit record on S3 says what was removed. PCA models keep their components (aggregates,
+not the image); re-fit to drop its influence.
 """
 
 from __future__ import annotations
@@ -19,29 +21,12 @@ import re
 import uuid
 from typing import Any
 
-from pyspark import StorageLevel
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
-from spark import fs
-from spark.layout import (
-    FEATURES,
-    RAW_DATE_PATTERN,
-    REDUCED,
-    REJECTS,
-    STAGING,
-    Dataset,
-    Layout,
-    dataset_partition_uri,
-    split_uri,
-)
-from spark.locks import date_locks
-from spark.manifest import write_manifests
-from spark.publish import publish, read_pointer, read_published, rewrite_attempt, stage
+from spark import tables
+from spark.layout import RAW_DATE_PATTERN, Layout, split_uri, upload_digest
+from spark.manifest import read_manifest, write_manifests
 from spark.storage import SSE, put_json
-
-# Rewritten together: one pointer publishes features and rejects.
-UNITS = ((FEATURES, REJECTS), (REDUCED,))
 
 
 def find_by_sha256(s3: Any, layout: Layout, digest: str) -> str:
@@ -56,94 +41,97 @@ def find_by_sha256(s3: Any, layout: Layout, digest: str) -> str:
     raise ValueError(f"no raw image has SHA-256 {digest}")
 
 
-def _files(spark: SparkSession, datasets: list[Dataset], date: str) -> set[str]:
-    return {
-        f"{dataset_partition_uri(d.uri, date)}/{name}"
-        for d in datasets
-        for name in fs.list_names(spark, dataset_partition_uri(d.uri, date))
-    }
+def _upload(s3: Any, layout: Layout, date: str, path: str) -> dict[str, Any] | None:
+    """The raw object's ETag, time and content digest, or the manifest's entry when the
+    object is gone already (a repeated erasure: None when neither knows it)."""
+    bucket, key = split_uri(path)
+    try:
+        head = s3.get_object(Bucket=bucket, Key=key)
+    except s3.exceptions.NoSuchKey:
+        head = None
+    if head is not None:
+        body = head["Body"].read()
+        return {
+            "etag": head["ETag"].strip('"'),
+            # As the listing gives it (spark.manifest): the same time, the same digest.
+            "last_modified": _listed_time(s3, bucket, key),
+            "sha256": hashlib.sha256(body).hexdigest(),
+        }
+    try:
+        rows = read_manifest(s3, layout, date).to_pylist()
+    except s3.exceptions.NoSuchKey:
+        return None
+    entry = next((r for r in rows if r["path"] == path), None)
+    if entry is None:
+        return None
+    return {"etag": entry["etag"], "last_modified": entry["last_modified"], "sha256": None}
 
 
-def _rewrite_unit(
-    spark: SparkSession, datasets: list[Dataset], date: str, path: str
-) -> dict[str, int]:
-    """Publish the date of these datasets again without `path`; rows removed per dataset."""
-    pointer = read_pointer(spark, datasets[0].unit_uri, date)
-    if pointer is None:
-        return {d.name: 0 for d in datasets}
-    rows = {d: read_published(spark, d, [date]) for d in datasets}
-    # Materialized before publishing deletes the files they were read from.
-    kept = {
-        d: r.where(F.col("path") != path).persist(StorageLevel.MEMORY_AND_DISK)
-        for d, r in rows.items()
-    }
-    removed = {d.name: rows[d].count() - kept[d].count() for d in datasets}
-    if any(removed.values()):
-        # No grace for readers of the old version: it holds the erased image.
-        staged = stage(spark, kept, [date], attempt=rewrite_attempt(pointer.attempt))
-        publish(spark, staged, keep_previous=False)
-    for frame in kept.values():
-        frame.unpersist()
-    return removed
+def _listed_time(s3: Any, bucket: str, key: str) -> str:
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)["Contents"][0]
+    return listed["LastModified"].isoformat()
 
 
-def _purge_staged(spark: SparkSession, dataset: Dataset, date: str, path: str) -> list[str]:
-    """Rewrite the staged versions of `date` (unpublished writes, failed audits) that hold
-    `path` without it; the files that held it are deleted. The other rows stay, so a run staged
-    before this erasure still publishes the rest of the date (its counts are redone then)."""
-    staging = f"{dataset.uri}/{STAGING}"
-    purged = []
-    for attempt in fs.list_names(spark, staging):
-        folder = dataset_partition_uri(f"{staging}/{attempt}", date)
-        if not fs.exists(spark, folder):
-            continue
-        rows = spark.read.parquet(folder)
-        if rows.where(F.col("path") == path).limit(1).count():
-            files = [f"{folder}/{name}" for name in fs.list_names(spark, folder)]
-            # Outside the attempt's folder, so its readers never see both; an empty result
-            # still writes one file with the schema.
-            scratch = f"{staging}/{attempt}-erasing"
-            rows.where(F.col("path") != path).write.mode("overwrite").parquet(scratch)
-            fs.delete(spark, folder)
-            fs.rename(spark, scratch, folder)
-            purged += files
-    return purged
-
-
-def erase_image(spark: SparkSession, layout: Layout, s3: Any, path: str) -> dict[str, Any]:
+def erase_image(
+    spark: SparkSession, layout: Layout, s3: Any, path: str, *, write_grace_hours: float
+) -> dict[str, Any]:
     bucket, key = split_uri(path)
     match = re.search(RAW_DATE_PATTERN, key)
     if bucket != layout.bucket or not match or not key.startswith(layout.raw_prefix()):
         raise ValueError(f"not a raw image of this pipeline: {path}")
     date, path = match[1], f"s3://{bucket}/{key}"
-    try:
-        sha256 = hashlib.sha256(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).hexdigest()
-    except s3.exceptions.NoSuchKey:
-        sha256 = None  # a repeated erasure: the raw object went in the first one
-    removed: dict[str, int] = {}
-    deleted: list[str] = []
-    with date_locks(s3, layout, [date], owner=f"erase {uuid.uuid4().hex[:8]}"):
-        s3.put_object(Bucket=bucket, Key=layout.tombstone_key(date, path), Body=b"", **SSE)
-        for names in UNITS:
-            datasets = [layout.dataset(n) for n in names]
-            before = _files(spark, datasets, date)
-            removed |= _rewrite_unit(spark, datasets, date, path)
-            deleted += sorted(before - _files(spark, datasets, date))
-            for dataset in datasets:
-                deleted += _purge_staged(spark, dataset, date, path)
-        s3.delete_object(Bucket=bucket, Key=key)
-        deleted.append(path)
-        write_manifests(s3, layout, [date])
-    record_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    upload = _upload(s3, layout, date, path)
+    tombstone = None
+    if upload is not None:
+        tombstone = layout.tombstone_key(
+            date, path, upload_digest(upload["etag"], upload["last_modified"])
+        )
+        s3.put_object(Bucket=bucket, Key=tombstone, Body=b"", **SSE)
+    condition = f"upload_date = '{date}' AND path = '{_sql_string(path)}'"
+    now = dt.datetime.now(dt.UTC)
+    grace = now - dt.timedelta(hours=write_grace_hours)
+    per_table: dict[str, Any] = {}
+    for name in (tables.FEATURES, tables.REDUCED):
+        target = tables.table(layout, name)
+        if not tables.exists(spark, target):
+            continue
+        removed = tables.delete_where(spark, target, condition)
+        in_flight = tables.holding(
+            spark,
+            target,
+            condition,
+            [
+                s
+                for s in tables.snapshots(spark, target)
+                if not s.on_main and s.committed_at >= grace
+            ],
+        )
+        expired = tables.expire_unreferenced(
+            spark, target, older_than=dt.datetime.now(dt.UTC), keep_staged_after=grace
+        )
+        per_table[name] = {
+            "rows_removed": removed,
+            "files_deleted": expired,
+            "orphan_files_deleted": tables.remove_orphan_files(spark, target, grace),
+            "staged_in_flight": in_flight,
+        }
+    s3.delete_object(Bucket=bucket, Key=key)
+    write_manifests(s3, layout, [date])
+    record_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     record = {
-        "erased_at": dt.datetime.now(dt.UTC).isoformat(),
+        "erased_at": now.isoformat(),
         "path": path,
-        "sha256": sha256,
+        "sha256": upload["sha256"] if upload else None,
         "upload_date": date,
-        "rows_removed": removed,
-        "objects_deleted": deleted,
+        "tables": per_table,
+        "rows_removed": {n: sum(t["rows_removed"].values()) for n, t in per_table.items()},
+        "raw_object_deleted": path,
         "manifest_rewritten": layout.manifest_uri(date),
-        "tombstone": f"s3://{bucket}/{layout.tombstone_key(date, path)}",
+        "tombstone": f"s3://{bucket}/{tombstone}" if tombstone else None,
     }
     put_json(s3, layout.bucket, layout.erasure_record_key(record_id), record)
     return record
+
+
+def _sql_string(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")

@@ -16,37 +16,49 @@ from pyspark.sql import functions as F
 
 from spark.layout import PARTITION_COLUMN, Layout
 
-MANIFEST_COLUMNS = ("path", PARTITION_COLUMN, "label", "size_bytes", "etag")
-MANIFEST_DDL = f"path string, {PARTITION_COLUMN} string, label string, size_bytes long, etag string"
+MANIFEST_COLUMNS = ("path", PARTITION_COLUMN, "label", "size_bytes", "etag", "last_modified")
+MANIFEST_DDL = (
+    f"path string, {PARTITION_COLUMN} string, label string, size_bytes long, etag string, "
+    "last_modified string"
+)
+TOMBSTONE_DDL = "path_sha256 string, upload_sha256 string"
 # Small tasks, at least two per core: a failed task is retried cheaply, a slow one does not
 # hold the stage, and progress (counted as tasks end) moves while the stage runs.
 IMAGES_PER_TASK = 256
 TASKS_PER_CORE = 2
 
 
-def tombstoned(s3: Any, layout: Layout, dates: Sequence[str]) -> set[str]:
-    """SHA-256 digests of the paths erased in `dates` (spark.erasure writes one key each)."""
-    digests: set[str] = set()
+def tombstoned(s3: Any, layout: Layout, dates: Sequence[str]) -> set[tuple[str, str]]:
+    """(path digest, upload digest) of the uploads erased in `dates` (spark.erasure writes one
+    key each): one listing per date, whatever the history."""
+    erased: set[tuple[str, str]] = set()
     for date in dates:
         prefix = layout.tombstones_key(date)
         for page in s3.get_paginator("list_objects_v2").paginate(
             Bucket=layout.bucket, Prefix=prefix
         ):
-            digests.update(obj["Key"][len(prefix) :] for obj in page.get("Contents", []))
-    return digests
+            for obj in page.get("Contents", []):
+                path_sha256, _, upload_sha256 = obj["Key"][len(prefix) :].partition(".")
+                erased.add((path_sha256, upload_sha256))
+    return erased
 
 
-def without_erased(rows: DataFrame, erased: set[str]) -> DataFrame:
+def without_erased(rows: DataFrame, erased: set[tuple[str, str]]) -> DataFrame:
+    """`rows` (with path, etag, last_modified) less the erased uploads: a join, so its cost
+    does not grow with the number of erasures as a literal list would."""
     if not erased:
         return rows
-    return rows.where(~F.sha2(F.col("path"), 256).isin(sorted(erased)))
+    keys = rows.sparkSession.createDataFrame(sorted(erased), TOMBSTONE_DDL)
+    upload = F.sha2(F.concat_ws("|", F.col("etag"), F.col("last_modified")), 256)
+    match = (F.sha2(F.col("path"), 256) == keys["path_sha256"]) & (upload == keys["upload_sha256"])
+    return rows.join(F.broadcast(keys), match, "left_anti")
 
 
 def manifest_images(
     spark: SparkSession,
     layout: Layout,
     dates: Sequence[str],
-    erased: set[str] | None = None,
+    erased: set[tuple[str, str]] | None = None,
     images: int | None = None,
 ) -> DataFrame:
     """path, upload_date, label, size_bytes, etag of every image the manifests of `dates` list,

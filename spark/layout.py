@@ -2,16 +2,14 @@
 
     s3://<bucket>/<prefix>/raw/upload_date=YYYY-MM-DD/<label>/<file>
     s3://<bucket>/<prefix>/manifests/upload_date=YYYY-MM-DD/manifest.parquet
-    s3://<bucket>/<prefix>/features/upload_date=YYYY-MM-DD/<attempt>-part-*.parquet
-    s3://<bucket>/<prefix>/features/upload_date=YYYY-MM-DD/_published.json   (see spark.publish)
-    s3://<bucket>/<prefix>/features/_staging/<attempt>/      (written, audited, not yet published)
-    s3://<bucket>/<prefix>/rejects/upload_date=YYYY-MM-DD/...   (published by the features pointer)
+    s3://<bucket>/<prefix>/warehouse/<namespace>/features/{data,metadata}/   (Iceberg tables:
+    s3://<bucket>/<prefix>/warehouse/<namespace>/reduced/{data,metadata}/     spark.tables)
     s3://<bucket>/<prefix>/models/pca/<version>/        (PCAModel.save + metadata.json)
     s3://<bucket>/<prefix>/models/pca/LATEST            (the published version)
     s3://<bucket>/<prefix>/models/pca/<version>/feature_quality.{png,json}  (its linear probe)
-    s3://<bucket>/<prefix>/reduced/upload_date=YYYY-MM-DD/...           (as features/)
-    s3://<bucket>/<prefix>/audit/tombstones/upload_date=YYYY-MM-DD/<sha256 of path>  (erased)
-    s3://<bucket>/<prefix>/locks/upload_date=YYYY-MM-DD.lock   (held while a date publishes)
+    s3://<bucket>/<prefix>/audit/erasures/<id>.json      (one record per GDPR erasure)
+    s3://<bucket>/<prefix>/audit/tombstones/upload_date=YYYY-MM-DD/<sha256 of path>.<sha256 of
+        the upload's ETag and time>   (an erased upload: a later upload at the path is new)
 
 URIs use the `s3://` scheme: EMRFS on EMR, S3A locally (see spark.session).
 """
@@ -22,27 +20,19 @@ import datetime as dt
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Any
 
 PARTITION_COLUMN = "upload_date"
 UNLABELLED = "unlabelled"
-RAW, MANIFESTS, FEATURES, REJECTS, REDUCED = "raw", "manifests", "features", "rejects", "reduced"
+RAW, MANIFESTS, WAREHOUSE = "raw", "manifests", "warehouse"
 PCA_MODELS, WEIGHTS, ERASURES = "models/pca", "models/weights", "audit/erasures"
-TOMBSTONES, LOCKS = "audit/tombstones", "locks"
+TOMBSTONES = "audit/tombstones"
 # Written by the pipeline under the project prefix (the IAM policy grants exactly these).
-WRITTEN_PREFIXES = (
-    MANIFESTS, FEATURES, REJECTS, REDUCED, PCA_MODELS, WEIGHTS, ERASURES, TOMBSTONES, LOCKS
-)  # fmt: skip
+WRITTEN_PREFIXES = (MANIFESTS, WAREHOUSE, PCA_MODELS, WEIGHTS, ERASURES, TOMBSTONES)
 
 # Java-compatible patterns, shared by Spark SQL (regexp_extract, group 1) and Python.
 RAW_DATE_PATTERN = r"(?:^|/)raw/upload_date=(\d{4}-\d{2}-\d{2})/"
 RAW_LABEL_PATTERN = r"(?:^|/)raw/upload_date=[^/]+/([^/]+)/.+$"
-
-# In each Parquet dataset: a partition's published files, and where writes are staged.
-# Both start with '_', so Spark's partition discovery skips them.
-PUBLISHED_POINTER, STAGING = "_published.json", "_staging"
-PUBLISHED_DATASETS = (FEATURES, REJECTS, REDUCED)
-# Datasets published together, by one pointer: a date's features and rejects are one unit.
-PUBLISHED_WITH = {REJECTS: FEATURES}
 
 # Under the EMR staging prefix: what every node re-reads when it starts (bootstrap action, lock,
 # wheelhouse, TLS certificates; never expires), code packages, EMR's logs. Dagster's step
@@ -64,18 +54,6 @@ def staging_uri(bucket: str, prefix: str, *parts: str) -> str:
     return "/".join([f"s3://{bucket}", prefix.strip("/"), *(p.strip("/") for p in parts)])
 
 
-def dataset_partition_uri(dataset_uri: str, date: str) -> str:
-    return f"{dataset_uri}/{PARTITION_COLUMN}={parse_date(date).isoformat()}"
-
-
-def pointer_uri(dataset_uri: str, date: str) -> str:
-    return f"{dataset_partition_uri(dataset_uri, date)}/{PUBLISHED_POINTER}"
-
-
-def staging_attempt_uri(dataset_uri: str, attempt: str) -> str:
-    return f"{dataset_uri}/{STAGING}/{attempt}"
-
-
 def split_uri(uri: str) -> tuple[str, str]:
     """('bucket', 'key') of an s3:// or s3a:// URI."""
     match = _S3_URI.match(uri)
@@ -89,6 +67,12 @@ def path_digest(path: str) -> str:
     return hashlib.sha256(path.encode()).hexdigest()
 
 
+def upload_digest(etag: str, last_modified: str) -> str:
+    """Names one upload at a path: a later upload at the same path is another one. Spark
+    computes the same (spark.images)."""
+    return hashlib.sha256(f"{etag}|{last_modified}".encode()).hexdigest()
+
+
 def label_of(raw_key: str) -> str:
     """A raw image's label: its folder under the date; files outside any folder are unlabelled."""
     if not re.search(RAW_DATE_PATTERN, raw_key):
@@ -98,21 +82,16 @@ def label_of(raw_key: str) -> str:
 
 
 @dataclass(frozen=True)
-class Dataset:
-    """A Parquet dataset partitioned by upload_date; its per-date pointers live in `unit_uri`
-    (its own folder, or that of the dataset it is published with)."""
-
-    name: str
-    uri: str
-    unit_uri: str
-
-
-@dataclass(frozen=True)
 class Layout:
     bucket: str
     prefix: str = ""
     # The Iceberg namespace of the tables (a Glue database on AWS): spark.tables.
     namespace: str = "fruits"
+
+    @classmethod
+    def of(cls, settings: Any) -> Layout:
+        """The layout of a spark.settings.Settings."""
+        return cls(settings.bucket, settings.prefix, settings.namespace)
 
     @property
     def root(self) -> str:
@@ -138,7 +117,7 @@ class Layout:
     def raw_image_key(self, date: str, label: str, filename: str) -> str:
         return self.raw_date_key(date) + f"{label}/{filename}"
 
-    # outputs, each a Parquet dataset partitioned by upload_date
+    # manifests: one Parquet file per date, the feature step's input
     def manifests_uri(self) -> str:
         return self.uri(MANIFESTS)
 
@@ -148,23 +127,6 @@ class Layout:
 
     def manifest_uri(self, date: str) -> str:
         return f"s3://{self.bucket}/{self.manifest_key(date)}"
-
-    def features_uri(self) -> str:
-        return self.uri(FEATURES)
-
-    def rejects_uri(self) -> str:
-        return self.uri(REJECTS)
-
-    def reduced_uri(self) -> str:
-        return self.uri(REDUCED)
-
-    def dataset(self, name: str) -> Dataset:
-        if name not in PUBLISHED_DATASETS:
-            raise ValueError(f"not a published dataset: {name!r}")
-        return Dataset(name, self.uri(name), self.uri(PUBLISHED_WITH.get(name, name)))
-
-    def partition_uri(self, dataset_uri: str, date: str) -> str:
-        return dataset_partition_uri(dataset_uri, date)
 
     # Iceberg tables: `<namespace>.<table>` in the catalog, files under the warehouse
     def warehouse_uri(self) -> str:
@@ -198,12 +160,9 @@ class Layout:
     def tombstones_key(self, date: str) -> str:
         return self.key(TOMBSTONES, f"{PARTITION_COLUMN}={parse_date(date).isoformat()}") + "/"
 
-    def tombstone_key(self, date: str, path: str) -> str:
-        return self.tombstones_key(date) + path_digest(path)
-
-    # one lock per upload date, held while anything publishes or erases in that date
-    def lock_key(self, date: str) -> str:
-        return self.key(LOCKS, f"{PARTITION_COLUMN}={parse_date(date).isoformat()}.lock")
+    def tombstone_key(self, date: str, path: str, upload: str) -> str:
+        """`upload`: upload_digest of the erased upload's ETag and time."""
+        return self.tombstones_key(date) + f"{path_digest(path)}.{upload}"
 
     # model weights staged for the cluster (it never downloads them from the internet)
     def weights_uri(self, filename: str) -> str:

@@ -1,6 +1,7 @@
 """The manifest of an upload date: every raw file under it, listed from S3 (no Spark needed).
 
-The manifest is the feature step's input: it processes exactly these files (path, size, ETag).
+The manifest is the feature step's input: it processes exactly these files (path, size, ETag,
+time of upload).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ MANIFEST_SCHEMA = pa.schema(
         ("label", pa.string()),
         ("size_bytes", pa.int64()),
         ("etag", pa.string()),
+        # With the ETag, names the upload (tombstones: a later upload at the path is new).
+        ("last_modified", pa.string()),
     ]
 )
 
@@ -44,6 +47,7 @@ def list_manifest(s3: Any, layout: Layout, date: str) -> list[dict[str, Any]]:
             "label": label_of(obj["Key"]),
             "size_bytes": obj["Size"],
             "etag": obj["ETag"].strip('"'),
+            "last_modified": obj["LastModified"].isoformat(),
         }
         for obj in _raw_objects(s3, layout, layout.raw_date_key(date))
     ]

@@ -21,16 +21,8 @@ from pyspark.sql import functions as F
 from spark.layout import PARTITION_COLUMN, Layout
 from spark.storage import get_json, put_json
 
-REDUCED_COLUMNS = [
-    "path",
-    "label",
-    PARTITION_COLUMN,
-    "weights_sha256",
-    "pca_version",
-    "pca_features",
-]
-# Field metadata of `pca_features` in the reduced rows' schema: how many components they hold.
-PCA_K_FIELD = "pca_k"
+# Carried from the feature rows: the upload each reduced row comes from.
+CARRIED_COLUMNS = ["path", PARTITION_COLUMN, "label", "etag", "last_modified", "weights_sha256"]
 
 
 class MixedWeightsError(ValueError):
@@ -162,17 +154,12 @@ def load_pca(layout: Layout, version: str) -> PCAModel:
 
 
 def reduce_features(model: PCAModel, features: DataFrame, version: str) -> DataFrame:
-    """REDUCED_COLUMNS; pca_features holds k float32 values, projected without centring; its
-    field metadata records k (PCA_K_FIELD), which Parquet keeps in the schema it stores."""
+    """The upload's columns, pca_version, and pca_features: k float32 values, projected
+    without centring."""
     vectors = features.withColumn("vector", array_to_vector("features"))
     model = model.copy().setInputCol("vector").setOutputCol("pca_vector")
     return model.transform(vectors).select(
-        "path",
-        "label",
-        PARTITION_COLUMN,
-        "weights_sha256",
+        *CARRIED_COLUMNS,
         F.lit(version).alias("pca_version"),
-        vector_to_array("pca_vector", dtype="float32").alias(
-            "pca_features", metadata={PCA_K_FIELD: model.getK()}
-        ),
+        vector_to_array("pca_vector", dtype="float32").alias("pca_features"),
     )

@@ -1,14 +1,15 @@
-"""The pipeline's steps, S3 to S3: features (+ rejects), PCA model, reduced features.
+"""The pipeline's steps, S3 to Iceberg: features (with rejects), PCA model, reduced features.
 
-Each step writes its new version out of readers' sight (stage_*), the caller audits it
-(spark.quality), and only then publishes it (publish_staged, publish_pca): a version that
-fails its checks never reaches readers. The Dagster assets (fruits_assets) drive the three
-phases; extract_features and write_reduced stage and publish at once, for scripts and tests.
+Each step stages its new version out of readers' sight (stage_*: a staged Iceberg snapshot),
+the caller audits it (spark.quality), and only then publishes it (publish_staged: one
+cherry-pick onto `main`; pca.publish_pca): a version that fails its checks never reaches
+readers. The Dagster assets (fruits_assets) drive the three phases; extract_features stages and
+publishes at once, for scripts and tests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,36 +17,16 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark import pca
+from spark import pca, tables
 from spark.featurize import broadcast_model, featurize
 from spark.fetch import ImageSource
 from spark.images import manifest_images, tombstoned, without_erased
-from spark.layout import FEATURES, PARTITION_COLUMN, REDUCED, REJECTS, Layout
-from spark.locks import date_locks
+from spark.layout import PARTITION_COLUMN, Layout
 from spark.model import TFLITE, ModelWeights
 from spark.progress import Report, watch
-from spark.publish import (
-    Staged,
-    publish,
-    published_versions,
-    read_published,
-    read_staged,
-    restage,
-    rows_per_date,
-    stage,
-)
+from spark.tables import FEATURES, REDUCED, Staged
 
-FEATURE_COLUMNS = [
-    "path",
-    PARTITION_COLUMN,
-    "label",
-    "size_bytes",
-    "features",
-    "weights_source",
-    "weights_sha256",
-]
-REJECT_COLUMNS = ["path", PARTITION_COLUMN, "label", "size_bytes", "reason"]
-# Reject reasons listed in a run's report; the rest are counted (rejects/ has them all).
+# Reject reasons listed in a run's report; the rest are counted (the table has them all).
 REPORTED_REJECTS = 100
 
 
@@ -56,15 +37,9 @@ class FeatureRun:
     model_builds: int
     weights_source: str
     weights_sha256: str
+    features_per_date: dict[str, int]
+    rejects_per_date: dict[str, int]
     worker_peak_rss_mb: float = 0.0
-
-    @property
-    def features_per_date(self) -> dict[str, int]:
-        return self.staged.rows(FEATURES)
-
-    @property
-    def rejects_per_date(self) -> dict[str, int]:
-        return self.staged.rows(REJECTS)
 
     @property
     def feature_rows(self) -> int:
@@ -78,7 +53,25 @@ class PcaRun:
     rows: int
     explained_variance: list[float] = field(repr=False)
     rows_per_date: dict[str, int] = field(default_factory=dict)
-    feature_versions: dict[str, str] = field(default_factory=dict)
+    features_snapshot: int | None = None
+
+
+@dataclass(frozen=True)
+class ReducedRun:
+    staged: Staged
+    version: str
+    features_snapshot: int
+    features_per_date: dict[str, int]  # feature rows (rejects aside) the reduced rows match
+    switched: list[str]  # dates not asked for, moved to this PCA version in the same commit
+
+
+def feature_rows(rows: DataFrame) -> DataFrame:
+    """The rows of the features table that hold features (the others are rejects)."""
+    return rows.where(F.col("reject_reason").isNull())
+
+
+def reject_rows(rows: DataFrame) -> DataFrame:
+    return rows.where(F.col("reject_reason").isNotNull())
 
 
 def stage_features(
@@ -92,9 +85,11 @@ def stage_features(
     tf_threads: int = 1,
     engine: str = TFLITE,
     progress: Report | None = None,
-    expected: Mapping[str, int] | None = None,
+    expected: dict[str, int] | None = None,
+    target_file_mb: int = 128,
 ) -> FeatureRun:
-    """The manifest entries of `dates` -> staged features and rejects, one row per entry.
+    """The manifest entries of `dates` -> one staged snapshot of the features table, one row
+    per entry: its features, or its reject reason.
 
     With `progress`, lines of progress go there while it runs (spark.progress); `expected`
     (images per date, from the manifests) gives the counts to go and the time left.
@@ -107,24 +102,25 @@ def stage_features(
         featurize(images, model, source)
         .withColumn("weights_source", F.lit(weights.source))
         .withColumn("weights_sha256", F.lit(weights.sha256))
+        .withColumn("reject_reason", F.col("error"))
+        .withColumn("features", F.when(F.col("error").isNull(), F.col("features")))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     try:
         with watch(spark, progress, "featurize", model.images_done, expected):
-            # Every image fetched and scored once, in small tasks; what follows reads the
-            # cache. Few files per date: each staged file costs S3 requests to commit and to
-            # publish, made one after another, each paying S3's latency.
+            # Every image fetched and scored once, in small tasks; the write reads the cache.
             scored.count()
-            files = spark.sparkContext.defaultParallelism
-            ok = scored.where(F.col("error").isNull()).select(FEATURE_COLUMNS).coalesce(files)
-            bad = scored.where(F.col("error").isNotNull()).withColumn("reason", F.col("error"))
-            bad = bad.select(REJECT_COLUMNS).coalesce(files)
-            staged = stage(
-                spark, {layout.dataset(FEATURES): ok, layout.dataset(REJECTS): bad}, dates
+            staged = tables.stage(
+                spark, tables.table(layout, FEATURES), scored, dates, target_file_mb=target_file_mb
             )
+            per_kind = scored.groupBy(PARTITION_COLUMN, F.col("error").isNull().alias("ok"))
+            counts = {
+                (r[PARTITION_COLUMN], r["ok"]): r["count"] for r in per_kind.count().collect()
+            }
             reject_list = [
-                r.asDict()
-                for r in bad.select("path", "reason")
+                {"path": r["path"], "reason": r["reject_reason"]}
+                for r in reject_rows(scored)
+                .select("path", "reject_reason")
                 .orderBy("path")
                 .limit(REPORTED_REJECTS)
                 .collect()
@@ -137,30 +133,23 @@ def stage_features(
         model.builds.value,
         weights.source,
         weights.sha256,
+        {d: counts.get((d, True), 0) for d in staged.dates},
+        {d: counts.get((d, False), 0) for d in staged.dates},
         round(model.worker_peak_rss_mb.value, 1),
     )
 
 
 def publish_staged(
-    spark: SparkSession, layout: Layout, s3: Any, staged: Staged, keep_previous: bool = True
-) -> None:
-    """Publish a staged write under its dates' locks, without the images erased meanwhile."""
-    with date_locks(s3, layout, staged.dates, owner=f"publish {staged.attempt}"):
-        drop_erased(spark, layout, s3, staged)
-        publish(spark, staged, keep_previous)
+    spark: SparkSession, layout: Layout, s3: Any, staged: Staged
+) -> tuple[Staged, int]:
+    """Publish a staged write (one commit for all its dates), without the uploads erased since
+    it was staged; what was published and `main`'s snapshot id."""
 
+    def keep(rows: DataFrame) -> DataFrame:
+        # Asked again before each try: an erasure may land between two.
+        return without_erased(rows, tombstoned(s3, layout, staged.dates))
 
-def drop_erased(spark: SparkSession, layout: Layout, s3: Any, staged: Staged) -> None:
-    """An erasure that ran while this write was staged must not be undone by publishing it."""
-    erased = tombstoned(s3, layout, staged.dates)
-    if not erased:
-        return
-    for name in staged.datasets:
-        rows = read_staged(spark, staged, name)
-        if rows.count() != without_erased(rows, erased).count():
-            restage(spark, staged, name, lambda r: without_erased(r, erased))
-        else:  # the erasure may have rewritten the staged rows itself (spark.erasure)
-            staged.counts[name] = rows_per_date(rows)
+    return tables.publish(spark, staged, keep)
 
 
 def extract_features(
@@ -179,17 +168,32 @@ def extract_features(
     return run
 
 
-def read_dataset(
-    spark: SparkSession, layout: Layout, name: str, dates: Sequence[str] | None = None
+def read_table(
+    spark: SparkSession,
+    layout: Layout,
+    name: str,
+    dates: Sequence[str] | None = None,
+    snapshot_id: int | None = None,
 ) -> DataFrame:
-    """The published rows of one dataset for `dates` (every date when None)."""
-    return read_published(spark, layout.dataset(name), dates)
+    """The published rows of one table for `dates` (every date when None)."""
+    return tables.read(spark, tables.table(layout, name), dates, snapshot_id)
 
 
 def read_features(
-    spark: SparkSession, layout: Layout, dates: Sequence[str] | None = None
+    spark: SparkSession,
+    layout: Layout,
+    dates: Sequence[str] | None = None,
+    snapshot_id: int | None = None,
 ) -> DataFrame:
-    return read_dataset(spark, layout, FEATURES, dates)
+    """The published feature rows (rejects aside)."""
+    return feature_rows(read_table(spark, layout, FEATURES, dates, snapshot_id))
+
+
+def features_snapshot(spark: SparkSession, layout: Layout) -> int:
+    snapshot = tables.current_snapshot(spark, tables.table(layout, FEATURES))
+    if snapshot is None:
+        raise ValueError(f"no features published in {layout.namespace}.{FEATURES} yet")
+    return snapshot
 
 
 def fit_pca_version(
@@ -202,18 +206,20 @@ def fit_pca_version(
     progress: Report | None = None,
     variance_target: float | None = None,
 ) -> PcaRun:
-    """Fit PCA on every published feature row of the current weights and save it under a new
-    version, unpublished: LATEST moves only through pca.publish_pca. With `variance_target`,
-    k is the fewest components reaching it instead (pca.fit_pca)."""
-    versions = published_versions(spark, layout.dataset(FEATURES))
-    features = read_features(spark, layout, sorted(versions)).persist(StorageLevel.MEMORY_AND_DISK)
+    """Fit PCA on every published feature row of one snapshot of the features table (which
+    the model's metadata names) and save it under a new version, unpublished: LATEST moves
+    only through pca.publish_pca. With `variance_target`, k is the fewest components reaching
+    it instead (pca.fit_pca)."""
+    snapshot = features_snapshot(spark, layout)
+    features = read_features(spark, layout, snapshot_id=snapshot)
+    features = features.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         with watch(spark, progress, "pca"):
             pca.require_one_digest(features, weights_sha256)
-            per_date = rows_per_date(features)
+            per_date = tables.rows_per_date(features)
             rows = sum(per_date.values())
             if rows == 0:
-                raise ValueError(f"no features under {layout.features_uri()} to fit PCA on")
+                raise ValueError(f"no feature rows in {layout.namespace}.{FEATURES} to fit on")
             model = pca.fit_pca(features, k, variance_target)
     finally:
         features.unpersist()
@@ -221,28 +227,28 @@ def fit_pca_version(
     details = {
         "rows": rows,
         "rows_per_date": per_date,
-        "feature_versions": versions,
+        "features_table": f"{layout.namespace}.{FEATURES}",
+        "features_snapshot": snapshot,
         "weights_sha256": weights_sha256,
-        "features_uri": layout.features_uri(),
         "variance_target": variance_target,
     }
     uri = pca.save_pca(model, layout, s3, version, details)
-    return PcaRun(version, uri, rows, pca.explained_variance(model), per_date, versions)
+    return PcaRun(version, uri, rows, pca.explained_variance(model), per_date, snapshot)
 
 
-def fit_and_save_pca(
-    spark: SparkSession,
-    layout: Layout,
-    s3: Any,
-    *,
-    k: int,
-    weights_sha256: str,
-    progress: Report | None = None,
-) -> PcaRun:
-    """fit_pca_version, then publish without an audit (scripts, tests, benchmarks)."""
-    run = fit_pca_version(spark, layout, s3, k=k, weights_sha256=weights_sha256, progress=progress)
-    pca.publish_pca(layout, s3, run.version)
-    return run
+def dates_on_other_versions(spark: SparkSession, layout: Layout, version: str) -> list[str]:
+    """Dates whose published reduced rows come from another PCA version than `version`."""
+    reduced = tables.table(layout, REDUCED)
+    if not tables.exists(spark, reduced):
+        return []
+    rows = (
+        tables.read(spark, reduced)
+        .where(F.col("pca_version") != version)
+        .select(PARTITION_COLUMN)
+        .distinct()
+        .collect()
+    )
+    return sorted(r[PARTITION_COLUMN] for r in rows)
 
 
 def stage_reduced(
@@ -253,14 +259,24 @@ def stage_reduced(
     version: str,
     *,
     progress: Report | None = None,
-) -> Staged:
-    """features of `dates` -> staged reduced rows with the PCA model `version`, refused when
-    the features come from other weights than the model was fitted on."""
-    features = read_features(spark, layout, dates)
+    target_file_mb: int = 128,
+) -> ReducedRun:
+    """Features of `dates` -> staged reduced rows with the PCA model `version`, refused when
+    the features come from other weights than the model was fitted on. The reduced table
+    holds one PCA version: dates published with another one are switched in the same
+    snapshot, so that no reader ever mixes two."""
+    switched = sorted(set(dates_on_other_versions(spark, layout, version)) - set(dates))
+    every = sorted(set(dates) | set(switched))
+    snapshot = features_snapshot(spark, layout)
+    features = read_features(spark, layout, every, snapshot)
     pca.require_one_digest(features, pca.read_pca_metadata(layout, s3, version)["weights_sha256"])
     reduced = pca.reduce_features(pca.load_pca(layout, version), features, version)
     with watch(spark, progress, "reduce"):
-        return stage(spark, {layout.dataset(REDUCED): reduced}, dates)
+        staged = tables.stage(
+            spark, tables.table(layout, REDUCED), reduced, every, target_file_mb=target_file_mb
+        )
+    per_date = tables.rows_per_date(features)
+    return ReducedRun(staged, version, snapshot, {d: per_date.get(d, 0) for d in every}, switched)
 
 
 def write_reduced(
@@ -273,9 +289,9 @@ def write_reduced(
     progress: Report | None = None,
 ) -> dict[str, int]:
     """stage_reduced, then publish without an audit; rows per date."""
-    staged = stage_reduced(spark, layout, s3, dates, version, progress=progress)
-    publish_staged(spark, layout, s3, staged)
-    return staged.rows(REDUCED)
+    run = stage_reduced(spark, layout, s3, dates, version, progress=progress)
+    publish_staged(spark, layout, s3, run.staged)
+    return run.staged.counts
 
 
 def cumulative(variance: Sequence[float], at: Sequence[int] = (10, 50, 100)) -> dict[int, float]:

@@ -9,8 +9,8 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from spark.publish import rows_per_date
 from spark.settings import EU_REGIONS
+from spark.tables import rows_per_date
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
 
+from spark.catalog import EXTENSIONS, use_catalog
+from spark.layout import Layout
 from spark.settings import PROJECT_ROOT, ConfigError, Settings
 
 S3A_JARS_DIR = PROJECT_ROOT / ".jars"
@@ -68,6 +70,9 @@ def s3a_conf(settings: SessionValues) -> dict[str, str]:
 
 def spark_conf(settings: SessionValues) -> dict[str, str]:
     return {
+        # Iceberg's procedures (cherrypick_snapshot, expire_snapshots...): static, so set at
+        # start; the catalog itself is set per run (spark.catalog.use_catalog).
+        "spark.sql.extensions": EXTENSIONS,
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(settings.arrow_batch_size),
         # Python workers are reused across tasks, so the model is built once per worker.
         "spark.python.worker.reuse": "true",
@@ -120,5 +125,11 @@ def start_session(conf: dict[str, str], local: bool) -> SparkSession:
 
 
 def build_session(settings: Settings, app_name: str = "fruits") -> SparkSession:
-    """The session outside Dagster (command-line tools, tests)."""
-    return start_session(session_conf(settings, app_name), settings.deployment == "local")
+    """The session outside Dagster (command-line tools, tests), on the deployment's catalog."""
+    spark = start_session(session_conf(settings, app_name), settings.deployment == "local")
+    use_settings_catalog(spark, settings)
+    return spark
+
+
+def use_settings_catalog(spark: SparkSession, settings: Settings) -> None:
+    use_catalog(spark, settings, Layout.of(settings).warehouse_uri())

@@ -201,8 +201,7 @@ def stage(
     with _wap(spark, wap_id):
         rows.select(*target.columns).writeTo(target.qualified).overwritePartitions()
     found = spark.sql(
-        f"SELECT snapshot_id FROM {target.qualified}.snapshots "
-        f"WHERE summary['wap.id'] = '{wap_id}'"
+        f"SELECT snapshot_id FROM {target.qualified}.snapshots WHERE summary['wap.id'] = '{wap_id}'"
     ).collect()
     if not found:
         raise RuntimeError(f"no snapshot was staged for {target.qualified} (WAP id {wap_id})")
@@ -233,9 +232,7 @@ def snapshot_exists(spark: SparkSession, target: Table, snapshot_id: int) -> boo
     )
 
 
-def restage(
-    spark: SparkSession, staged: Staged, keep: Callable[[DataFrame], DataFrame]
-) -> Staged:
+def restage(spark: SparkSession, staged: Staged, keep: Callable[[DataFrame], DataFrame]) -> Staged:
     """The same rows less what `keep` drops, staged again on the current `main`; the old
     staged snapshot is expired."""
     if not snapshot_exists(spark, staged.table, staged.snapshot_id):
@@ -334,4 +331,99 @@ def snapshots(spark: SparkSession, target: Table) -> list[Snapshot]:
             dict(r["summary"] or {}),
         )
         for r in rows
+    ]
+
+
+# --- erasure and maintenance ---------------------------------------------------------------
+
+
+def branches(spark: SparkSession, target: Table) -> list[str]:
+    """`main` first, then any other branch (a user's, say): an erasure reaches them all."""
+    names = [
+        r["name"]
+        for r in spark.sql(
+            f"SELECT name FROM {target.qualified}.refs WHERE type = 'BRANCH'"
+        ).collect()
+    ]
+    return sorted(names, key=lambda name: (name != "main", name))
+
+
+def delete_where(spark: SparkSession, target: Table, condition: str) -> dict[str, int]:
+    """DELETE the rows matching `condition` on every branch (copy-on-write: the files that
+    held them are replaced), retried while concurrent commits conflict; rows removed per
+    branch."""
+    removed = {}
+    for branch in branches(spark, target):
+        name = target.qualified + ("" if branch == "main" else f".branch_{branch}")
+        for attempt in range(PUBLISH_ATTEMPTS):
+            count = spark.sql(f"SELECT count(*) AS n FROM {name} WHERE {condition}").first()
+            try:
+                if count and count["n"]:
+                    spark.sql(f"DELETE FROM {name} WHERE {condition}")
+                removed[branch] = int(count["n"]) if count else 0
+                break
+            except Py4JJavaError as error:
+                if not _is_conflict(error) or attempt == PUBLISH_ATTEMPTS - 1:
+                    raise
+    return removed
+
+
+def expire_unreferenced(
+    spark: SparkSession, target: Table, *, older_than: dt.datetime, keep_staged_after: dt.datetime
+) -> dict[str, int]:
+    """Expire the published history older than `older_than` (never a branch's head) and the
+    staged snapshots older than `keep_staged_after` (abandoned runs: younger ones belong to
+    runs still writing); the files only they referenced are deleted."""
+    heads = {
+        int(r["snapshot_id"])
+        for r in spark.sql(f"SELECT snapshot_id FROM {target.qualified}.refs").collect()
+    }
+    doomed = [
+        s.snapshot_id
+        for s in snapshots(spark, target)
+        if s.snapshot_id not in heads
+        and (s.committed_at < older_than if s.on_main else s.committed_at < keep_staged_after)
+    ]
+    return expire(spark, target, doomed)
+
+
+def remove_orphan_files(spark: SparkSession, target: Table, older_than: dt.datetime) -> int:
+    """Delete the files under the table that no snapshot references and that are older than
+    `older_than` (younger ones may belong to a write not committed yet). Through Iceberg's
+    action API: its SQL procedure refuses an interval under a day, which an erasure needs."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    iceberg_table = jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(
+        spark._jsparkSession, target.qualified
+    )
+    result = (
+        jvm.org.apache.iceberg.spark.actions.SparkActions.get(spark._jsparkSession)
+        .deleteOrphanFiles(iceberg_table)
+        .olderThan(int(older_than.timestamp() * 1000))
+        .execute()
+    )
+    iterables = jvm.org.apache.iceberg.relocated.com.google.common.collect.Iterables
+    return int(iterables.size(result.orphanFileLocations()))
+
+
+def compact(spark: SparkSession, target: Table, target_file_mb: int) -> dict[str, int]:
+    """Rewrite small files of each partition into files of about `target_file_mb`."""
+    row = spark.sql(
+        f"CALL {CATALOG}.system.rewrite_data_files(table => '{target.identifier}', "
+        f"options => map('target-file-size-bytes', '{target_file_mb << 20}'))"
+    ).collect()[0]
+    return {k: int(v) for k, v in row.asDict().items() if isinstance(v, int)}
+
+
+def holding(
+    spark: SparkSession, target: Table, condition: str, candidates: Sequence[Snapshot]
+) -> list[int]:
+    """The snapshots among `candidates` in which some row matches `condition`."""
+    return [
+        s.snapshot_id
+        for s in candidates
+        if spark.sql(
+            f"SELECT 1 FROM {target.qualified} VERSION AS OF {s.snapshot_id} "
+            f"WHERE {condition} LIMIT 1"
+        ).collect()
     ]

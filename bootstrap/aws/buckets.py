@@ -10,21 +10,13 @@ from typing import Any
 
 from bootstrap import cli
 from fruits_assets.deployments import current_settings
-from spark.layout import (
-    PUBLISHED_DATASETS,
-    STAGING,
-    STAGING_BOOTSTRAP,
-    STAGING_CODE,
-    STAGING_LOGS,
-    Layout,
-)
+from spark.layout import STAGING_BOOTSTRAP, STAGING_CODE, STAGING_LOGS
 from spark.settings import Settings, require_eu_region
 from spark.storage import s3_client
 
 STAGING_RETENTION_DAYS = 14  # step files and code packages: for debugging, not history
 LOG_RETENTION_DAYS = 30  # EMR's cluster and step logs
 HEX = "0123456789abcdef"
-ABANDONED_WRITE_DAYS = 2  # what a failed write left staged (spark.publish); runs take hours
 
 
 def lifecycle_rules(expire_prefixes: dict[str, int]) -> list[dict[str, Any]]:
@@ -83,10 +75,9 @@ def ensure_bucket(
 
 
 def pipeline_expiry(settings: Settings) -> dict[str, int]:
-    layout = Layout(settings.bucket, settings.prefix)
-    return {
-        layout.key(dataset, STAGING) + "/": ABANDONED_WRITE_DAYS for dataset in PUBLISHED_DATASETS
-    }
+    """Nothing in the data bucket expires by age: the tables' files go when Iceberg no longer
+    references them (table maintenance), not by a rule that cannot see the references."""
+    return {}
 
 
 def staging_expiry(staging_prefix: str) -> dict[str, int]:

@@ -32,14 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     settings = current_settings()
     s3 = s3_client(settings)
     preflight(s3, settings)
-    layout = Layout(settings.bucket, settings.prefix)
+    layout = Layout.of(settings)
     try:
         path = args.path or find_by_sha256(s3, layout, args.sha256)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     spark = build_session(settings, "fruits-erase")
     try:
-        record = erase_image(spark, layout, s3, path)
+        record = erase_image(
+            spark, layout, s3, path, write_grace_hours=settings.write_grace_hours
+        )
     finally:
         spark.stop()
     print(json.dumps(record, indent=2))

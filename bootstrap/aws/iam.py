@@ -95,7 +95,7 @@ def _listings(settings: Settings, data_prefixes: list[str], staged: bool) -> lis
 
 def instance_policy(settings: Settings) -> dict[str, Any]:
     """The cluster's instance role: the pipeline's S3 traffic, the step files, the logs."""
-    layout = Layout(settings.bucket, settings.prefix)
+    layout = Layout.of(settings)
     written = [layout.key(p) for p in WRITTEN_PREFIXES]
     statements = [
         _allow("ReadRawImages", READ, [_objects(settings.bucket, layout.key(RAW))]),
@@ -128,7 +128,7 @@ def _cluster_arns(settings: Settings) -> list[str]:
 
 def host_policy(settings: Settings) -> dict[str, Any]:
     """Dagster's host: the step launcher's EMR calls and staging files, and raw_images."""
-    layout = Layout(settings.bucket, settings.prefix)
+    layout = Layout.of(settings)
     project = {f"aws:ResourceTag/{PROJECT_TAG['Key']}": PROJECT_TAG["Value"]}
     steps = ["AddJobFlowSteps", "DescribeStep", "DescribeCluster", "ListSteps", "CancelSteps"]
     statements = [
@@ -162,7 +162,7 @@ def operator_policy(settings: Settings) -> dict[str, Any]:
     region = {"aws:RequestedRegion": settings.region}
     role_arns = [f"arn:aws:iam::*:role/{r}" for r in (roles.SERVICE_ROLE, roles.INSTANCE_ROLE)]
     profile_arn = f"arn:aws:iam::*:instance-profile/{roles.INSTANCE_PROFILE}"
-    layout = Layout(settings.bucket, settings.prefix)
+    layout = Layout.of(settings)
     buckets = [settings.bucket] + ([settings.staging_bucket] if settings.staging_bucket else [])
     bucket_setup = [
         "CreateBucket", "ListBucket", "GetBucketLocation", "PutEncryptionConfiguration",

@@ -28,7 +28,7 @@ def keras_cache_file() -> Path:
 
 def stage(settings: Settings) -> str:
     build_mobilenet(IMAGENET)  # downloads into the Keras cache unless it is there already
-    uri = Layout(settings.bucket, settings.prefix).weights_uri(IMAGENET_NO_TOP_FILE)
+    uri = Layout.of(settings).weights_uri(IMAGENET_NO_TOP_FILE)
     bucket, key = split_uri(uri)
     client = s3_client(settings)
     client.upload_file(str(keras_cache_file()), bucket, key, ExtraArgs=SSE)

@@ -140,7 +140,7 @@ def from_settings(settings: Settings, state_dir: Path = STATE_DIR) -> LocalS3:
 
 def list_objects(settings: Settings, under: str) -> int:
     """What the pipeline stored, without the AWS CLI: one line per object, key and size."""
-    client, layout = s3_client(settings), Layout(settings.bucket, settings.prefix)
+    client, layout = s3_client(settings), Layout.of(settings)
     prefix = layout.key(under)
     for page in client.get_paginator("list_objects_v2").paginate(
         Bucket=settings.bucket, Prefix=prefix

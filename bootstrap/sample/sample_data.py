@@ -84,7 +84,7 @@ def upload(files: Iterable[SampleFile], settings: Settings, threads: int = 8) ->
     """Upload to raw/; returns the number of files per date."""
     client = s3_client(settings)
     ensure_bucket(client, settings.bucket, settings.region)
-    layout = Layout(settings.bucket, settings.prefix)
+    layout = Layout.of(settings)
     per_date: dict[str, int] = {}
 
     def put(file: SampleFile) -> SampleFile:
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         files = fruits360_files(args.training_dir, args.upload_date, args.limit_per_label)
     counts = upload(files, settings)
-    layout = Layout(settings.bucket, settings.prefix)
+    layout = Layout.of(settings)
     for date, count in sorted(counts.items()):
         print(f"{count:6d} files -> {layout.raw_date_uri(date)}")
     return 0
