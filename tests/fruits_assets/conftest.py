@@ -20,7 +20,7 @@ def asset_layout(fresh_layout, spark):
 @pytest.fixture
 def asset_config(fresh_layout) -> dict:
     """Fields of the `fruits` resource of this test's runs; a test changes them in place."""
-    return {"prefix": fresh_layout.prefix}
+    return {"prefix": fresh_layout.prefix, "namespace": fresh_layout.namespace}
 
 
 @pytest.fixture
