@@ -71,6 +71,10 @@ VARIANCE_TARGET = "variance_target"
 # reduced_features
 PCA_VERSION = "pca_version"
 SWITCHED_DATES = "switched_dates"  # moved to the current PCA version in the same commit
+# table maintenance (fruits_assets.maintenance), on each table's asset
+MAINTENANCE = "maintenance"
+SNAPSHOTS_KEPT = "snapshots_kept"
+ORPHAN_FILES_DELETED = "orphan_files_deleted"
 # feature_quality
 ACCURACY = "accuracy_"  # + a variant: full, reduced, k<N> (spark.probe)
 MACRO_F1 = "macro_f1_"  # + a variant

@@ -193,12 +193,11 @@ def features_udf(model: ModelBroadcast, source: ImageSource) -> Callable[..., Co
 
 
 def featurize(images: DataFrame, model: ModelBroadcast, source: ImageSource) -> DataFrame:
-    """manifest rows (path, size_bytes, etag, ...) -> the same rows without etag, plus features
-    and error: exactly one row out for each row in."""
+    """manifest rows (path, size_bytes, etag, ...) -> the same rows plus features and error:
+    exactly one row out for each row in."""
     result = features_udf(model, source)(F.col("path"), F.col("size_bytes"), F.col("etag"))
     return (
         images.withColumn("_result", result)
-        .drop("etag")
         .withColumn("features", F.col("_result.features"))
         .withColumn("error", F.col("_result.error"))
         .drop("_result")

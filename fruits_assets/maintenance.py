@@ -1,0 +1,76 @@
+"""Table maintenance as a Dagster job, on a daily schedule: for each Iceberg table, compact
+small files, expire snapshots past `snapshot_retention_hours` (and staged ones that runs
+abandoned longer than `write_grace_hours` ago), and delete files no snapshot references.
+Its results are metadata: an observation on each table's asset, and the op's output.
+"""
+
+import datetime as dt
+
+import dagster as dg
+
+from fruits_assets import names as n
+from fruits_assets.assets import StepLauncherParam
+from fruits_assets.resources import FruitsConfig, SparkResource
+from spark import tables
+from spark.tables import FEATURES, REDUCED
+
+MAINTENANCE_JOB = "table_maintenance"
+TABLE_ASSETS = {FEATURES: n.IMAGE_FEATURES, REDUCED: n.REDUCED_FEATURES}
+
+
+@dg.op
+def maintain_tables(
+    context: dg.OpExecutionContext,
+    fruits: FruitsConfig,
+    spark: SparkResource,
+    pyspark_step_launcher: StepLauncherParam,
+) -> dg.Output[dict]:
+    settings, layout = fruits.settings(), fruits.layout()
+    session = spark.session_for(context, fruits)
+    now = dt.datetime.now(dt.UTC)
+    grace = now - dt.timedelta(hours=settings.write_grace_hours)
+    results = {}
+    for name, asset in TABLE_ASSETS.items():
+        target = tables.table(layout, name)
+        if not tables.exists(session, target):
+            continue
+        result = {
+            "compaction": tables.compact(session, target, settings.target_file_mb),
+            "expired": tables.expire_unreferenced(
+                session,
+                target,
+                older_than=now - dt.timedelta(hours=settings.snapshot_retention_hours),
+                keep_staged_after=grace,
+            ),
+            "orphan_files_deleted": tables.remove_orphan_files(session, target, grace),
+            "snapshots_kept": len(tables.snapshots(session, target)),
+        }
+        results[name] = result
+        context.log_event(
+            dg.AssetObservation(
+                asset_key=asset,
+                description=f"table maintenance of {target.qualified}",
+                metadata={
+                    n.TABLE: target.qualified,
+                    n.MAINTENANCE: dg.MetadataValue.json(result),
+                    n.SNAPSHOTS_KEPT: result["snapshots_kept"],
+                    n.ORPHAN_FILES_DELETED: result["orphan_files_deleted"],
+                },
+            )
+        )
+    return dg.Output(results, metadata={n.MAINTENANCE: dg.MetadataValue.json(results)})
+
+
+@dg.job(name=MAINTENANCE_JOB, tags={"maintenance": "iceberg"})
+def table_maintenance_job() -> None:
+    """Compaction, snapshot expiry and orphan-file removal of the pipeline's Iceberg tables."""
+    maintain_tables()
+
+
+# Daily, at night (UTC): expiry and orphan removal never touch what runs still write (the
+# write grace), so it may overlap a run.
+table_maintenance_schedule = dg.ScheduleDefinition(
+    job=table_maintenance_job,
+    cron_schedule="0 3 * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
