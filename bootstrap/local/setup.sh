@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian/Ubuntu machine, idempotently:
 #   bootstrap/local/setup.sh demo   what the demo and the UI run on (make demo, make ui):
-#     - system packages: Python 3.11, Java 17 (Spark 3.5), Maven (fetches the S3A jars);
+#     - system packages: Python 3.11, Java 17 (Spark 3.5), Maven (fetches the S3A jars),
+#       PostgreSQL (the database of the local Iceberg catalog: bootstrap/local/local_catalog.py);
 #     - .venv from requirements.lock (the one lock of every Python version), plus this project;
 #     - .jars/: hadoop-aws and the AWS SDK modules S3A needs (bootstrap/local/jars/pom.xml);
 #   bootstrap/local/setup.sh [test] all of that, and what only the tests use (make test):
@@ -33,6 +34,10 @@ system_packages() {
   command -v python3.11 >/dev/null || missing+=(python3.11 python3.11-venv)
   [ "$(java_major 2>/dev/null || true)" = "17" ] || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
+  # Debian keeps the server's binaries off PATH, one folder per major version (the package
+  # also creates the `postgres` system user the catalog runs as under root).
+  command -v initdb >/dev/null || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
+    || missing+=(postgresql)
   if [ "$MODE" = test ]; then
     # The tests lint the EMR bootstrap action with it.
     command -v shellcheck >/dev/null || missing+=(shellcheck)
