@@ -1,13 +1,18 @@
-"""Shared fixtures: a local S3 server on a free loopback port, one Spark session, seeded weights.
+"""Shared fixtures: a local S3 server and a local Iceberg catalog on free loopback ports, one
+Spark session, seeded weights.
 
-Tests never touch the demo's server or bucket: they get their own port, bucket and prefix.
+Tests never touch the demo's servers or bucket: they get their own ports, bucket and prefix,
+and each test using `fresh_layout` its own Iceberg namespace.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from bootstrap.aws.buckets import ensure_pipeline_bucket
+from bootstrap.local.local_catalog import LocalCatalog, from_uri
 from bootstrap.local.local_s3 import LocalS3
 from fruits_assets.deployments import current_settings
 from fruits_assets.resources import FruitsConfig
@@ -34,9 +40,19 @@ def unused_port() -> int:
     return free_port()
 
 
+def catalog_uri(port: int) -> str:
+    return f"jdbc:postgresql://127.0.0.1:{port}/fruits?user=fruits"
+
+
+@pytest.fixture
+def unused_catalog_uri() -> str:
+    """A catalog database on a free loopback port, for a LocalCatalog to start there."""
+    return catalog_uri(free_port())
+
+
 @pytest.fixture(scope="session")
 def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The local deployment, re-pointed at a test-only server and bucket.
+    """The local deployment, re-pointed at test-only servers (S3, catalog) and bucket.
 
     As FRUITS_* variables (fruits_assets.deployments.environment): the Dagster CLI processes
     that tests start read them there; in this process a test sets configuration through
@@ -44,6 +60,7 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     overrides = {
         "FRUITS_DEPLOYMENT": "local",
         "FRUITS_S3_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "FRUITS_CATALOG_URI": catalog_uri(free_port()),
         "FRUITS_BUCKET": "fruits-test",
         "FRUITS_PREFIX": "t",
         "FRUITS_WEIGHTS": "random",
@@ -85,6 +102,38 @@ def local_s3(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
         server.stop()
 
 
+@contextmanager
+def catalog_state() -> Iterator[Path]:
+    """A scratch folder for a LocalCatalog. Under root the server runs as PostgreSQL's system
+    user, which must reach its data folder: pytest's tmp folders are their owner's only (0700),
+    this one lets others through (0711) without listing it."""
+    path = Path(tempfile.mkdtemp(prefix="fruits-catalog-"))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def catalog_state_dir() -> Iterator[Path]:
+    """catalog_state(), for one test."""
+    with catalog_state() as path:
+        yield path
+
+
+@pytest.fixture(scope="session")
+def local_catalog(settings: Settings) -> Iterator[LocalCatalog]:
+    """The tests' catalog database (FRUITS_CATALOG_URI of `test_env`), empty at the start."""
+    with catalog_state() as state_dir:
+        server = from_uri(settings.catalog_uri, state_dir)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
 @pytest.fixture(scope="session")
 def layout(settings: Settings) -> Layout:
     return Layout(settings.bucket, settings.prefix)
@@ -98,7 +147,7 @@ def s3(settings: Settings, local_s3: LocalS3):
 
 
 @pytest.fixture(scope="session")
-def spark(settings: Settings, local_s3: LocalS3):
+def spark(settings: Settings, local_s3: LocalS3, local_catalog: LocalCatalog):
     from spark.session import build_session
 
     session = build_session(settings, "fruits-tests")
@@ -119,12 +168,25 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+def namespace_for_test(module: str, test: str, node_id: str) -> str:
+    """An Iceberg namespace for one test ([a-z][a-z0-9_]*, 60 characters at most): readable
+    module and test names, cut short, then a hash of the test's node id that keeps it unique."""
+    names = (name.lower().removeprefix("test_") for name in (module, test))
+    words = re.sub(r"[^a-z0-9]+", "_", "_".join(names)).strip("_")
+    digest = hashlib.sha256(node_id.encode()).hexdigest()[:8]
+    return f"t_{words[:49].rstrip('_')}_{digest}"
+
+
 @pytest.fixture
 def fresh_layout(settings: Settings, request: pytest.FixtureRequest) -> Layout:
-    """A prefix of its own for each test, so Spark outputs never mix between tests."""
+    """A prefix and an Iceberg namespace of its own for each test, so Spark outputs never mix
+    between tests."""
+    module = request.module.__name__.split(".")[-1]
     name = request.node.name.replace("[", "-").replace("]", "").replace("/", "-")
     return Layout(
-        settings.bucket, f"{settings.prefix}/{request.module.__name__.split('.')[-1]}/{name}"
+        settings.bucket,
+        f"{settings.prefix}/{module}/{name}",
+        namespace_for_test(module, request.node.name, request.node.nodeid),
     )
 
 

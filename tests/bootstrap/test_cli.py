@@ -30,7 +30,12 @@ def test_every_tool_follows_the_pattern(module: str) -> None:
 
 
 def test_the_tools_are_found() -> None:
-    assert {"bootstrap.aws.emr_cluster", "bootstrap.sample.demo", "bench.run"} <= TOOLS
+    assert {
+        "bootstrap.aws.emr_cluster",
+        "bootstrap.local.local_catalog",
+        "bootstrap.sample.demo",
+        "bench.run",
+    } <= TOOLS
 
 
 def test_a_configuration_error_is_one_line_and_exit_2(capsys) -> None:
