@@ -2,10 +2,12 @@
 # the demo only what it runs on (bootstrap/local/setup.sh demo), the tests everything.
 PYTHON := .venv/bin/python
 # Overridable (`make ui UI_PORT=3001 DAGSTER_HOME=/tmp/home`), as tests/ui does to run beside
-# a user's server; LOCAL_S3=0 when FRUITS_S3_ENDPOINT already points at a running server.
+# a user's server; LOCAL_S3=0 when FRUITS_S3_ENDPOINT already points at a running server,
+# LOCAL_CATALOG=0 when FRUITS_CATALOG_URI does.
 export DAGSTER_HOME ?= $(CURDIR)/.fruits/dagster_home
 UI_PORT ?= 3000
 LOCAL_S3 ?= 1
+LOCAL_CATALOG ?= 1
 
 .PHONY: install install-demo demo test ui bench stop lock
 
@@ -25,10 +27,13 @@ test: install
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -ra -n $(TEST_WORKERS) --dist loadfile --durations=15
 
-# The Dagster UI (webserver + daemon) on http://127.0.0.1:$(UI_PORT), over the local S3 server.
+# The Dagster UI (webserver + daemon) on http://127.0.0.1:$(UI_PORT), over the local S3 server
+# and the local Iceberg catalog.
 ui: install-demo
 	if [ "$${FRUITS_DEPLOYMENT:-local}" = local ] && [ "$(LOCAL_S3)" = 1 ]; then \
 		$(PYTHON) -m bootstrap.local.local_s3 start; fi
+	if [ "$${FRUITS_DEPLOYMENT:-local}" = local ] && [ "$(LOCAL_CATALOG)" = 1 ]; then \
+		$(PYTHON) -m bootstrap.local.local_catalog start; fi
 	$(PYTHON) -m bootstrap.local.dagster_home
 	.venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
@@ -38,8 +43,10 @@ bench: install-demo
 	$(PYTHON) -m bench.run
 	$(PYTHON) -m bench.report
 
+# Both local servers, which `make demo` and `make ui` leave running to look at the outputs.
 stop:
 	$(PYTHON) -m bootstrap.local.local_s3 stop
+	$(PYTHON) -m bootstrap.local.local_catalog stop
 
 # Re-resolve every version after editing pyproject.toml; commit the new lock. uv keeps the
 # versions already in the lock unless pyproject.toml asks otherwise (tests/test_lock.py).

@@ -173,14 +173,19 @@ def test_readme_command_runs(command: str, tmp_path: Path, local_s3) -> None:
 
 
 @pytest.mark.slow
-def test_make_demo_then_make_stop(tmp_path: Path, unused_port: int, test_env) -> None:
-    """The README's main command, on a server and bucket of its own; then `make stop`."""
+def test_make_demo_then_make_stop(
+    tmp_path: Path, unused_port: int, unused_catalog_uri: str, test_env
+) -> None:
+    """The README's main command, on servers and a bucket of its own; then `make stop`."""
+    from bootstrap.local.local_catalog import from_uri
     from bootstrap.local.local_s3 import LocalS3
 
     endpoint = f"http://127.0.0.1:{unused_port}"
+    catalog = from_uri(unused_catalog_uri)  # the demo's state folder: `make stop` finds it
     env = {
         **os.environ,
         "FRUITS_S3_ENDPOINT": endpoint,
+        "FRUITS_CATALOG_URI": unused_catalog_uri,
         "FRUITS_BUCKET": "fruits-demo-test",
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
     }
@@ -196,11 +201,12 @@ def test_make_demo_then_make_stop(tmp_path: Path, unused_port: int, test_env) ->
         assert "Fruits! pipeline run" in demo.stdout
         assert "rejected" in demo.stdout and "explained variance" in demo.stdout
         assert "linear probe: accuracy" in demo.stdout and "probe_png" in demo.stdout
-        assert LocalS3(endpoint).responds()  # left running to look at the outputs
+        # left running to look at the outputs
+        assert LocalS3(endpoint).responds() and catalog.responds()
     finally:
         stop = make("stop")
-    assert stop.returncode == 0 and "stopped" in stop.stdout
-    assert not LocalS3(endpoint).responds()
+    assert stop.returncode == 0 and stop.stdout.count("stopped") == 2
+    assert not LocalS3(endpoint).responds() and not catalog.responds()
 
 
 MEASURED = r"\d[\d.,]*\s*(img/s|ms|s|MB|GB|GiB|USD|x|%)(?![\w(])"

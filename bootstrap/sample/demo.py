@@ -1,11 +1,12 @@
-"""The demo: local S3 server, sample images, then the whole asset graph through Dagster's CLI.
+"""The demo: local S3 server and Iceberg catalog, sample images, then the whole asset graph
+through Dagster's CLI.
 
     python -m bootstrap.sample.demo          (what `make demo` runs after installing)
 
 The sample dates are materialized in one run (`dg launch --assets '*' --partition-range A...B`),
 then a summary is read back from the Dagster instance, printed, and written as JSON to
-.fruits/last_run.json. The local S3 server keeps running so that the outputs can be
-inspected; `make stop` stops it.
+.fruits/last_run.json. The local S3 server and catalog keep running so that the outputs can
+be inspected; `make stop` stops them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import dagster as dg
 
 from bootstrap import cli
+from bootstrap.local import local_catalog
 from bootstrap.local.dagster_home import prepare_dagster_home
 from bootstrap.local.local_s3 import STATE_DIR, from_settings
 from bootstrap.sample.sample_data import DEFAULT_DATES, synthetic_files, upload
@@ -156,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     settings.require_partition_dates(dates)
     if settings.s3_endpoint:
         from_settings(settings).start()
+    if settings.catalog_type == "jdbc":
+        local_catalog.from_uri(settings.catalog_uri).start()
     counts = upload(synthetic_files(dates, args.per_date, args.phone_per_date, seed=7), settings)
     print(f"sample: {sum(counts.values())} files over {len(counts)} upload dates")
     os.environ["DAGSTER_HOME"] = str(prepare_dagster_home())  # the Makefile's, overridable

@@ -1,6 +1,7 @@
 """`make ui` on a free loopback port with its own DAGSTER_HOME, and a headless Chromium page.
 
-The UI runs over the session's test S3 server (tests/conftest.py: `local_s3`), never the demo's.
+The UI runs over the session's test S3 server and catalog (tests/conftest.py: `local_s3`,
+`local_catalog`), never the demo's.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def listening(port: int) -> bool:
 def dagster_ui(
     fresh_layout: Layout,
     local_s3,
+    local_catalog,
     repo_root: Path,
     tmp_path: Path,
     unused_port: int,
@@ -60,13 +62,18 @@ def dagster_ui(
     """`make ui` as the README runs it, on its own port, DAGSTER_HOME and S3 prefix (so that
     other tests' uploads never show up as upload dates here).
 
-    LOCAL_S3=0: FRUITS_S3_ENDPOINT already points at the session's test server, which
-    `bootstrap.local.local_s3 start` would not recognize as its own (its pid file is elsewhere).
+    LOCAL_S3=0 and LOCAL_CATALOG=0: FRUITS_S3_ENDPOINT and FRUITS_CATALOG_URI already point at
+    the session's test servers, which `bootstrap.local.local_s3 start` and
+    `bootstrap.local.local_catalog start` would not recognize as their own (their pid files are
+    elsewhere).
     """
     url = f"http://127.0.0.1:{unused_port}"
     home = tmp_path / "dagster_home"
     log = artifacts / "make-ui.log"
-    command = ["make", "ui", f"UI_PORT={unused_port}", f"DAGSTER_HOME={home}", "LOCAL_S3=0"]
+    command = [
+        "make", "ui", f"UI_PORT={unused_port}", f"DAGSTER_HOME={home}",
+        "LOCAL_S3=0", "LOCAL_CATALOG=0",
+    ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(
             command,
