@@ -45,6 +45,7 @@ from bench.proxy import LatencyProxy
 from bench.targets import RESULTS, TARGETS
 from bootstrap import cli
 from bootstrap.aws.buckets import ensure_pipeline_bucket
+from bootstrap.local import local_catalog
 from bootstrap.local.local_s3 import from_settings
 from bootstrap.sample.fruit_images import LABELS, encode_jpeg, render_fruit
 from bootstrap.sample.sample_data import SampleFile, upload
@@ -322,19 +323,19 @@ def memory_gib() -> float:
 
 # --- the run ---------------------------------------------------------------------------------
 def start_servers(settings: Settings) -> tuple[LatencyProxy, Roles, Callable[[], None]]:
-    """The local S3 server (unless one is up) and the latency proxy in front of it; and what
-    stops those this run started."""
+    """The local S3 server and catalog (unless they are up) and the latency proxy in front of
+    S3; and what stops those this run started."""
     assert settings.s3_endpoint, "the benchmark runs against the local S3 server"
-    server = from_settings(settings)
-    started = not server.responds()
-    if started:
-        server.start()
+    server, catalog = from_settings(settings), local_catalog.from_uri(settings.catalog_uri)
+    started = [s for s in (server, catalog) if not s.responds()]
+    for each in started:
+        each.start()
     proxy = LatencyProxy(settings.s3_endpoint)
 
     def stop() -> None:
         proxy.stop()
-        if started:
-            server.stop()
+        for each in started:
+            each.stop()
 
     apart = {"proxy": proxy.pid}
     if (pid := listening_pid(server.port)) is not None:

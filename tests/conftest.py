@@ -488,3 +488,17 @@ def enforced_iam(settings: Settings, tmp_path_factory) -> Iterator[EnforcedIam]:
         yield EnforcedIam(target, keys)
     finally:
         stop_group(server, timeout_s=10)
+
+
+@pytest.fixture(scope="session")
+def outside_readers():
+    """tests/outside_readers.py: Spark SQL, pyiceberg and DuckDB reading the tables."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "outside_readers", Path(__file__).with_name("outside_readers.py")
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

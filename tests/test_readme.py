@@ -174,7 +174,7 @@ def test_readme_command_runs(command: str, tmp_path: Path, local_s3) -> None:
 
 @pytest.mark.slow
 def test_make_demo_then_make_stop(
-    tmp_path: Path, unused_port: int, unused_catalog_uri: str, test_env
+    tmp_path: Path, unused_port: int, unused_catalog_uri: str, test_env, outside_readers
 ) -> None:
     """The README's main command, on servers and a bucket of its own; then `make stop`."""
     from bootstrap.local.local_catalog import from_uri
@@ -203,6 +203,18 @@ def test_make_demo_then_make_stop(
         assert "linear probe: accuracy" in demo.stdout and "probe_png" in demo.stdout
         # left running to look at the outputs
         assert LocalS3(endpoint).responds() and catalog.responds()
+        # ... by clients that are not this project's code, as the README shows them
+        summary = json.loads((REPO / ".fruits" / "last_run.json").read_text())
+        published = sum(d["features"] + d["rejects"] for d in summary["dates"].values())
+        where = (unused_catalog_uri, endpoint, "eu-west-3", "fruits", "features")
+        jars = ",".join(str(j) for j in sorted((REPO / ".jars").glob("*.jar")))
+        seen = {
+            "spark-sql": outside_readers.spark_sql_cli(*where, jars),
+            "pyiceberg": outside_readers.pyiceberg(*where),
+            "duckdb": outside_readers.duckdb(*where),
+        }
+        assert {len(rows) for rows in seen.values()} == {published}
+        assert seen["spark-sql"] == seen["pyiceberg"] == seen["duckdb"]
     finally:
         stop = make("stop")
     assert stop.returncode == 0 and stop.stdout.count("stopped") == 2

@@ -5,9 +5,9 @@
 Iceberg's JDBC catalog keeps each table's current metadata location in it and commits by a
 conditional UPDATE there, so concurrent writers in separate processes commit atomically (a
 SQLite file fails them with SQLITE_BUSY instead). The address is the local deployment's
-`catalog_uri` (fruits_assets/deployments/local.py); the data lives under .fruits/ and survives
-every start: like the local S3 server, which keeps objects in memory, it starts empty (a
-catalog naming files that are gone would be worse than none). `make stop` stops both.
+`catalog_uri` (fruits_assets/deployments/local.py); its data folder is under .fruits/ and is
+made anew at every start: like the local S3 server, which keeps objects in memory, it starts
+empty (a catalog naming files that are gone would be worse than none). `make stop` stops both.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from bootstrap import cli
 from fruits_assets.deployments import current_settings
@@ -55,9 +57,7 @@ class LocalCatalog:
 
     def __post_init__(self) -> None:
         if self.address.host not in LOOPBACK:
-            raise ConfigError(
-                f"the local catalog binds to loopback only, not {self.address.host}"
-            )
+            raise ConfigError(f"the local catalog binds to loopback only, not {self.address.host}")
 
     @property
     def data_dir(self) -> Path:
@@ -79,8 +79,9 @@ class LocalCatalog:
         return pid if _alive(pid) else None
 
     def responds(self) -> bool:
-        with contextlib.suppress(OSError), socket.create_connection(
-            (self.address.host, self.address.port), timeout=2
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection((self.address.host, self.address.port), timeout=2),
         ):
             return True
         return False
@@ -99,12 +100,17 @@ class LocalCatalog:
             process = subprocess.Popen(
                 [
                     str(server_binaries() / "postgres"),
-                    "-D", str(self.data_dir),
-                    "-p", str(self.address.port),
-                    "-c", f"listen_addresses={self.address.host}",
-                    "-c", f"unix_socket_directories={self.data_dir}",
+                    "-D",
+                    str(self.data_dir),
+                    "-p",
+                    str(self.address.port),
+                    "-c",
+                    f"listen_addresses={self.address.host}",
+                    "-c",
+                    f"unix_socket_directories={self.data_dir}",
                     # A catalog of pointers: durability is the local S3 server's, in memory.
-                    "-c", "fsync=off",
+                    "-c",
+                    "fsync=off",
                 ],  # fmt: skip
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -124,13 +130,17 @@ class LocalCatalog:
         return process.pid
 
     def stop(self) -> bool:
-        """Stop the server's whole process group; False when it was not running."""
+        """Stop the server and every process it started; False when it was not running."""
         pid = self.pid()
         self.pid_file.unlink(missing_ok=True)
         if pid is None:
             return False
+        children: list[psutil.Process] = []
+        # PostgreSQL's backends leave the server's process group: follow them by parent.
+        with contextlib.suppress(psutil.NoSuchProcess):
+            children = psutil.Process(pid).children(recursive=True)
         try:
-            os.killpg(pid, signal.SIGINT)  # PostgreSQL's fast shutdown
+            os.killpg(pid, signal.SIGINT)  # PostgreSQL's fast shutdown ends its children too
             for _ in range(100):
                 if not _alive(pid):
                     return True
@@ -138,6 +148,9 @@ class LocalCatalog:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
         return True
 
     def _initdb(self) -> None:
@@ -149,8 +162,10 @@ class LocalCatalog:
             subprocess.run(
                 [
                     str(server_binaries() / "initdb"),
-                    "-D", str(self.data_dir),
-                    "-U", self.address.user,
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    self.address.user,
                     # Loopback only, one user, no secret: the local S3 server takes any key too.
                     "--auth=trust",
                     "--encoding=UTF8",

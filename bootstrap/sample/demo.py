@@ -109,10 +109,10 @@ def summary_from_instance(dates: Sequence[str]) -> dict[str, Any]:
         },
         "outputs": {
             "manifests": raw[n.MANIFESTS_URI],
-            "features": features_meta[n.FEATURES_URI],
-            "rejects": features_meta[n.REJECTS_URI],
+            # Iceberg tables (features with the rejects), at the snapshot each run published
+            "features": f"{features_meta[n.TABLE]} @ {features_meta[n.SNAPSHOT_ID]}",
             "pca_model": pca[n.MODEL_URI],
-            "reduced": reduced_meta[n.REDUCED_URI],
+            "reduced": f"{reduced_meta[n.TABLE]} @ {reduced_meta[n.SNAPSHOT_ID]}",
             "probe_png": probe[n.PROBE_PNG],
         },
     }
@@ -156,10 +156,16 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = current_settings()
     settings.require_partition_dates(dates)
+    fresh_s3 = False
     if settings.s3_endpoint:
-        from_settings(settings).start()
+        s3_server = from_settings(settings)
+        fresh_s3 = s3_server.pid() is None
+        s3_server.start()
     if settings.catalog_type == "jdbc":
-        local_catalog.from_uri(settings.catalog_uri).start()
+        catalog = local_catalog.from_uri(settings.catalog_uri)
+        if fresh_s3:  # its tables named the objects of the S3 server that stopped
+            catalog.stop()
+        catalog.start()
     counts = upload(synthetic_files(dates, args.per_date, args.phone_per_date, seed=7), settings)
     print(f"sample: {sum(counts.values())} files over {len(counts)} upload dates")
     os.environ["DAGSTER_HOME"] = str(prepare_dagster_home())  # the Makefile's, overridable
