@@ -87,6 +87,9 @@ def catalog_conf(values: CatalogValues, warehouse: str) -> dict[str, str]:
             f"{key}.type": "glue",
             f"{key}.io-impl": "org.apache.iceberg.aws.s3.S3FileIO",
             f"{key}.client.region": values.region,
+            # Server-side encryption asked for on every object, as the pipeline's boto3 and
+            # S3A writes do (a bucket policy may refuse a PUT without it).
+            f"{key}.s3.sse.type": "s3",
         }
     raise ConfigError(f"catalog_type must be one of {CATALOG_TYPES}, got {values.catalog_type!r}")
 

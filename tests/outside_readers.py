@@ -85,7 +85,15 @@ def duckdb(catalog_uri: str, s3_endpoint: str, region: str, namespace: str, tabl
 
 
 def spark_sql_cli(
-    catalog_uri: str, s3_endpoint: str, region: str, namespace: str, table: str, jars: str
+    catalog_uri: str,
+    s3_endpoint: str,
+    region: str,
+    namespace: str,
+    table: str,
+    *,
+    jars: str,
+    warehouse: str,
+    cwd: Path,
 ) -> Rows:
     """Spark's own SQL shell (`spark-sql`), with Iceberg's runtime and S3A on its class path and
     the catalog given as properties: what a data scientist types."""
@@ -98,6 +106,9 @@ def spark_sql_cli(
         "spark.sql.catalog.lake.type": "jdbc",
         "spark.sql.catalog.lake.uri": f"jdbc:{address.scheme}://{address.netloc}{address.path}",
         "spark.sql.catalog.lake.jdbc.user": address.query.removeprefix("user="),
+        "spark.sql.catalog.lake.warehouse": warehouse,
+        # No Hive metastore of its own (a Derby database in the working folder).
+        "spark.sql.catalogImplementation": "in-memory",
         "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
         "spark.hadoop.fs.s3a.endpoint": s3_endpoint,
         "spark.hadoop.fs.s3a.endpoint.region": region,
@@ -116,6 +127,8 @@ def spark_sql_cli(
         "-S", "-e",
         f"SELECT path, upload_date FROM lake.{namespace}.{table}",
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=cwd)
+    if done.returncode:
+        raise RuntimeError(f"spark-sql failed: {done.stderr[-3000:]}")
     lines = [line.split("\t") for line in done.stdout.splitlines() if line.startswith("s3://")]
     return sorted((path, date) for path, date in lines)

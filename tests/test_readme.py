@@ -28,7 +28,7 @@ RUN_HERE = {
     ".venv/bin/python -m bootstrap.sample.sample_data generate --dates 2026-11-20,2026-11-21 "
     "--per-date 60": "",
     ".venv/bin/python -m bootstrap.sample.sample_data generate --dates 2026-11-23": "",
-    ".venv/bin/python -m bootstrap.local.local_s3 ls features/": "",
+    ".venv/bin/python -m bootstrap.local.local_s3 ls warehouse/": "",
 }
 # Run by a test elsewhere (the same command, or its CLI's main() with the same arguments).
 ELSEWHERE = {
@@ -52,6 +52,9 @@ ELSEWHERE = {
     ),
     r"\.venv/bin/python -m bootstrap\.local\.local_s3 status": (
         "tests/bootstrap/local/test_local_s3.py::test_cli_status_start_stop"
+    ),
+    r"\.venv/bin/python -m bootstrap\.local\.local_catalog (start\|stop\|status|status)": (
+        "tests/bootstrap/local/test_local_catalog.py"
     ),
     r"\.venv/bin/python -m bootstrap\.sample\.sample_data import-fruits360 .*": (
         "tests/bootstrap/sample/test_sample_data.py::test_cli_uploads_into_the_raw_layout"
@@ -209,7 +212,9 @@ def test_make_demo_then_make_stop(
         where = (unused_catalog_uri, endpoint, "eu-west-3", "fruits", "features")
         jars = ",".join(str(j) for j in sorted((REPO / ".jars").glob("*.jar")))
         seen = {
-            "spark-sql": outside_readers.spark_sql_cli(*where, jars),
+            "spark-sql": outside_readers.spark_sql_cli(
+                *where, jars=jars, warehouse="s3://fruits-demo-test/fruits/warehouse", cwd=tmp_path
+            ),
             "pyiceberg": outside_readers.pyiceberg(*where),
             "duckdb": outside_readers.duckdb(*where),
         }

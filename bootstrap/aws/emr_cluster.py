@@ -178,6 +178,8 @@ def cluster_request(
                 ],
             },
             {"Classification": "spark-defaults", "Properties": {"spark.pyspark.python": PYTHON}},
+            # The release's own Iceberg (1.10.0 on emr-7.12.0) on every node's class path.
+            {"Classification": "iceberg-defaults", "Properties": {"iceberg.enabled": "true"}},
         ],
         "ManagedScalingPolicy": {
             "ComputeLimits": {

@@ -56,7 +56,7 @@ from bootstrap import cli
 from bootstrap.local.fake_node import BootstrapFailure, FakeNode, spark_home
 from fruits_assets.deployments import current_settings
 from spark.layout import split_uri
-from spark.session import s3a_conf, s3a_jars
+from spark.session import ICEBERG_RUNTIME_JAR, s3a_conf, s3a_jars
 from spark.settings import Settings
 
 EMR_SPARK_ENV = "/etc/spark/conf/spark-env.sh"
@@ -169,14 +169,25 @@ class Cluster:
             self.reason = reason
         self.history.append((state, reason[0] if reason else None))
 
+    def classification(self, name: str) -> dict[str, Any]:
+        """One classification of the cluster's configuration (empty when it has none)."""
+        found = [
+            c for c in self.request.get("Configurations", []) if c.get("Classification") == name
+        ]
+        return found[0] if found else {}
+
     def spark_env(self) -> dict[str, str]:
         """The `export` properties of the spark-env classification: the steps' environment."""
-        for config in self.request.get("Configurations", []):
-            if config.get("Classification") == "spark-env":
-                for nested in config.get("Configurations", []):
-                    if nested.get("Classification") == "export":
-                        return dict(nested.get("Properties", {}))
+        for nested in self.classification("spark-env").get("Configurations", []):
+            if nested.get("Classification") == "export":
+                return dict(nested.get("Properties", {}))
         return {}
+
+    @property
+    def iceberg_enabled(self) -> bool:
+        """EMR puts its Iceberg on the nodes' class path only when the configuration asks."""
+        properties = self.classification("iceberg-defaults").get("Properties", {})
+        return properties.get("iceberg.enabled") == "true"
 
     def status(self) -> dict[str, Any]:
         timeline = _timeline(
@@ -529,8 +540,13 @@ class FakeEmr:
         command += [str(spark_home() / "bin" / "spark-submit")]
         hadoop = s3a_conf(self.settings)
         command += [a for k, v in hadoop.items() for a in ("--conf", f"spark.hadoop.{k}={v}")]
-        # On every node's disk, as EMRFS is on EMR's: the driver's and the executors' class path.
-        jars = ":".join(str(j) for j in s3a_jars())
+        # On every node's disk, as EMRFS is on EMR's: the driver's and the executors' class path;
+        # Iceberg's runtime only where the cluster enabled it, as on EMR.
+        jars = ":".join(
+            str(j)
+            for j in s3a_jars()
+            if cluster.iceberg_enabled or not j.name.startswith(ICEBERG_RUNTIME_JAR)
+        )
         command += ["--driver-class-path", jars, "--conf", f"spark.executor.extraClassPath={jars}"]
         rest = list(args[1:])
         if "--master" in rest:

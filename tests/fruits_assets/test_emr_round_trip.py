@@ -46,12 +46,13 @@ def cluster_layout(enforced_iam) -> Layout:
 
 @pytest.fixture(scope="module")
 def emr_cluster(
-    enforced_iam, cluster_layout, fake_emr, weights, tmp_path_factory, save_legacy_h5
+    enforced_iam, cluster_layout, fake_emr, weights, tmp_path_factory, save_legacy_h5, local_catalog
 ) -> dict[str, str]:
     """One cluster for the module, created by the CLI as the operator (which stages the
     wheelhouse) and bootstrapped by the real bootstrap action as the instance role; the
     host's environment for it, with the host's credentials."""
     target = enforced_iam.settings
+    local_catalog_uri = os.environ["FRUITS_CATALOG_URI"]  # the tests' catalog (test_env)
     scratch = tmp_path_factory.mktemp("emr_cluster")
     save_legacy_h5(scratch / "weights.h5", weights.arrays)
     weights_uri = cluster_layout.weights_uri("mobilenet_v2_no_top.h5")
@@ -68,6 +69,10 @@ def emr_cluster(
         "FRUITS_WEIGHTS": weights_uri,
         "FRUITS_STAGING_BUCKET": target.staging_bucket,
         "FRUITS_STAGING_PREFIX": target.staging_prefix,
+        # The cluster's Iceberg on the local JDBC catalog, not Glue's: moto's Glue ignores
+        # UpdateTable's VersionId, so it would prove wiring, not commits (README: not tested).
+        "FRUITS_CATALOG_TYPE": "jdbc",
+        "FRUITS_CATALOG_URI": local_catalog_uri,
         # Where an AWS SDK would find AWS, it finds the local stand-ins.
         "AWS_ENDPOINT_URL_EMR": fake_emr.endpoint,
         "AWS_ENDPOINT_URL_S3": target.s3_endpoint,
