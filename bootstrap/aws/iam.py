@@ -6,10 +6,12 @@
                                         doctor, create...)
 
 instance: read-only on raw/, read-write on what the pipeline writes (spark.layout.
-WRITTEN_PREFIXES) and on the staging prefix but its bootstrap/ (read-only: what the cluster
-re-reads), s3:ListBucket on both buckets (HeadBucket is authorized by s3:ListBucket, and
-carries no s3:prefix: hence "IfExists"). The customer KMS key is granted by its key policy
-(bootstrap.aws.roles.key_policy), which names this role, so no KMS statement is needed here.
+WRITTEN_PREFIXES, the tables' files included) and on the staging prefix but its bootstrap/
+(read-only: what the cluster re-reads), the Glue calls of Iceberg's catalog on the namespace's
+database and tables only (catalog_type glue), s3:ListBucket on both buckets (HeadBucket is
+authorized by s3:ListBucket, and carries no s3:prefix: hence "IfExists"). The customer KMS
+key is granted by its key policy (bootstrap.aws.roles.key_policy), which names this role, so
+no KMS statement is needed here.
 host: the EMR calls of dagster-aws's step launcher on the project's clusters only (tag
 project=fruits), its staging files, the step logs, and what raw_images does on the host (list
 raw/, write manifests/).
@@ -39,6 +41,17 @@ WRITE = [
     "s3:ListMultipartUploadParts",
 ]
 LIST = ["s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"]
+# What Iceberg's Glue catalog calls for the pipeline's tables: the namespace is a Glue database
+# (created by the first run), each table a Glue table whose metadata location a commit swaps
+# with UpdateTable.
+GLUE_TABLES = [
+    "glue:GetDatabase",
+    "glue:CreateDatabase",
+    "glue:GetTable",
+    "glue:GetTables",
+    "glue:CreateTable",
+    "glue:UpdateTable",
+]
 PRINCIPALS = ("instance", "host", "operator")
 PROJECT_TAG = {"Key": "project", "Value": "fruits"}
 
@@ -101,6 +114,8 @@ def instance_policy(settings: Settings) -> dict[str, Any]:
         _allow("ReadRawImages", READ, [_objects(settings.bucket, layout.key(RAW))]),
         _allow("WritePipelineOutputs", WRITE, [_objects(settings.bucket, p) for p in written]),
     ]
+    if settings.catalog_type == "glue":
+        statements.append(_allow("IcebergTablesInGlue", GLUE_TABLES, _glue_arns(settings)))
     if settings.staging_bucket:
         bucket = settings.staging_bucket
         statements += [
@@ -111,6 +126,17 @@ def instance_policy(settings: Settings) -> dict[str, Any]:
             _deny_writes("KeepBootstrapArtifacts", bucket, settings),
         ]
     return _document(statements + _listings(settings, [layout.key(RAW), *written], staged=True))
+
+
+def _glue_arns(settings: Settings) -> list[str]:
+    """The account's catalog (Glue authorizes a database's calls on it too), the namespace's
+    database and its tables: no other database."""
+    glue = f"arn:aws:glue:{settings.region}:*"
+    return [
+        f"{glue}:catalog",
+        f"{glue}:database/{settings.namespace}",
+        f"{glue}:table/{settings.namespace}/*",
+    ]
 
 
 def _deny_writes(sid: str, bucket: str, settings: Settings) -> dict[str, Any]:
