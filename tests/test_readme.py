@@ -177,7 +177,12 @@ def test_readme_command_runs(command: str, tmp_path: Path, local_s3) -> None:
 
 @pytest.mark.slow
 def test_make_demo_then_make_stop(
-    tmp_path: Path, unused_port: int, unused_catalog_uri: str, test_env, outside_readers
+    tmp_path: Path,
+    unused_port: int,
+    unused_catalog_uri: str,
+    test_env,
+    outside_readers,
+    monkeypatch,
 ) -> None:
     """The README's main command, on servers and a bucket of its own; then `make stop`."""
     from bootstrap.local.local_catalog import from_uri
@@ -206,7 +211,12 @@ def test_make_demo_then_make_stop(
         assert "linear probe: accuracy" in demo.stdout and "probe_png" in demo.stdout
         # left running to look at the outputs
         assert LocalS3(endpoint).responds() and catalog.responds()
-        # ... by clients that are not this project's code, as the README shows them
+        # ... by clients that are not this project's code, as the README shows them, with
+        # the credentials the local S3 server takes
+        from fruits_assets.deployments.local import DUMMY_CREDENTIALS
+
+        for key, value in DUMMY_CREDENTIALS.items():
+            monkeypatch.setenv(key, value)
         summary = json.loads((REPO / ".fruits" / "last_run.json").read_text())
         published = sum(d["features"] + d["rejects"] for d in summary["dates"].values())
         where = (unused_catalog_uri, endpoint, "eu-west-3", "fruits", "features")
