@@ -193,13 +193,22 @@ def stage(
     *,
     target_file_mb: int = 128,
 ) -> Staged:
-    """Stage `rows` as the new content of their dates' partitions (dynamic overwrite): one
-    snapshot off `main`, named by a WAP id. A requested date with no rows keeps what `main`
-    has: an Iceberg dynamic overwrite replaces only the partitions it writes."""
+    """Stage `rows` as the new content of the partitions of `dates`: one snapshot off `main`,
+    named by a WAP id. A requested date with no rows is emptied (its images are gone)."""
     ensure_table(spark, target, target_file_mb)
     wap_id = new_wap_id()
+    present = {r[0] for r in rows.select(PARTITION_COLUMN).distinct().collect()}
     with _wap(spark, wap_id):
-        rows.select(*target.columns).writeTo(target.qualified).overwritePartitions()
+        writer = rows.select(*target.columns).writeTo(target.qualified)
+        if set(dates) <= present:
+            # Dynamic overwrite: cherry-picked even where other dates changed on `main`.
+            writer.overwritePartitions()
+        else:
+            # A dynamic overwrite replaces only the partitions it writes (and commits nothing
+            # when it writes none): a date without rows would keep its old ones. Overwriting
+            # by the dates instead publishes only onto the `main` it was staged on (publish
+            # stages it again otherwise).
+            writer.overwrite(F.col(PARTITION_COLUMN).isin(sorted(set(dates) | present)))
     found = spark.sql(
         f"SELECT snapshot_id FROM {target.qualified}.snapshots WHERE summary['wap.id'] = '{wap_id}'"
     ).collect()

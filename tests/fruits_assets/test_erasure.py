@@ -5,9 +5,10 @@ import pytest
 
 from fruits_assets.assets import image_features, raw_images
 from fruits_assets.erasure import ERASE_JOB, erase_image_job
-from spark.layout import FEATURES, split_uri
-from spark.publish import read_published
-from spark.storage import list_keys
+from spark import tables
+from spark.layout import split_uri
+from spark.pipeline import read_table
+from spark.storage import get_json, list_keys
 
 pytestmark = pytest.mark.slow
 D1 = "2026-11-05"
@@ -35,24 +36,36 @@ def test_the_job_erases_and_leaves_an_audit_trail(
     assert run_assets([D1], assets=[raw_images, image_features], instance=instance).success
     raw = sorted(list_keys(s3, layout.bucket, layout.raw_date_key(D1)))
     path = f"s3://{layout.bucket}/{raw[0]}"
+    features = tables.table(layout, tables.FEATURES)
+    snapshot = tables.current_snapshot(spark, features)
 
     result = erase_job().execute_in_process(run_config=request(path=path), instance=instance)
 
     assert result.success
     assert list_keys(s3, layout.bucket, raw[0]) == []
-    published = read_published(spark, layout.dataset(FEATURES), [D1])
+    # The run's table (the `fruits` resource's namespace) lost the image on `main`, in a new
+    # snapshot, and its history before the erasure is gone (it held the image).
+    assert tables.current_snapshot(spark, features) != snapshot
+    assert not tables.snapshot_exists(spark, features, snapshot)
+    published = read_table(spark, layout, tables.FEATURES, [D1])
     assert path not in {r.path for r in published.select("path").collect()}
     assert published.count() == len(raw) - 1
     observed = {
-        o.asset_key.to_user_string(): o
-        for o in result.asset_observations_for_node("erase")
+        o.asset_key.to_user_string(): o for o in result.asset_observations_for_node("erase")
     }
     assert set(observed) == {"raw_images", "image_features", "reduced_features"}
     assert all(o.partition == D1 for o in observed.values())
+    assert observed["raw_images"].metadata["rows_removed"].value == 1
     assert observed["image_features"].metadata["rows_removed"].value == 1
+    assert observed["reduced_features"].metadata["rows_removed"].value == 0  # no table yet
+    assert all(o.metadata["erased_path"].value == path for o in observed.values())
     record = observed["raw_images"].metadata["audit_record"].value
     assert record["path"] == path
-    assert list_keys(s3, layout.bucket, layout.key("audit/erasures"))  # the record on S3 too
+    assert record["rows_removed"] == {tables.FEATURES: 1}
+    # The resource's write grace: the image was in no run still writing.
+    assert record["tables"][tables.FEATURES]["staged_in_flight"] == []
+    records = list_keys(s3, layout.bucket, layout.key("audit/erasures"))  # on S3 too
+    assert [get_json(s3, layout.bucket, key) for key in records] == [record]
     bucket, tombstone = split_uri(record["tombstone"])  # the audit record names real objects
     assert list_keys(s3, bucket, tombstone) == [tombstone]
 

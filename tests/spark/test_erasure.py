@@ -1,5 +1,7 @@
-"""GDPR erasure: one image leaves raw, features and reduced; only its date is rewritten, and no
-Parquet object anywhere under the prefix (previous, staged, or published later) still holds it."""
+"""GDPR erasure: one image leaves raw, the features and the reduced table, their history and
+every file under the warehouse (published, previous, staged or abandoned); only its date is
+rewritten; a run staged before the erasure cannot bring it back, and a later upload at the
+same path is a new image."""
 
 import hashlib
 import io
@@ -7,23 +9,31 @@ import json
 import os
 import subprocess
 import sys
+from collections import defaultdict
 
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
+from pyspark.sql import functions as F
 
+from spark import tables
 from spark.erasure import erase_image
 from spark.fetch import ImageSource
-from spark.images import manifest_images
+from spark.images import manifest_images, tombstoned
+from spark.layout import PARTITION_COLUMN, path_digest
 from spark.manifest import read_manifest
+from spark.model import load_weights
+from spark.pca import publish_pca
 from spark.pipeline import (
-    fit_and_save_pca,
+    fit_pca_version,
     publish_staged,
-    read_dataset,
+    read_features,
+    read_table,
+    reject_rows,
     stage_features,
     stage_reduced,
     write_reduced,
 )
-from spark.publish import published_versions, rows_per_date
 from spark.quality import every_image_accounted, reduced_matches_features
 from spark.storage import get_json, list_keys
 
@@ -31,11 +41,102 @@ pytestmark = pytest.mark.slow
 D1, D2 = "2026-03-10", "2026-03-11"
 
 
-def etags(s3, bucket: str, prefix: str) -> dict[str, str]:
-    return {
-        o["Key"]: o["ETag"]
-        for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
-    }
+def accounting(spark, s3, layout, dates):
+    """every_image_accounted on the published table against the manifests less tombstones."""
+    rows = read_table(spark, layout, tables.FEATURES, dates)
+    expected = manifest_images(spark, layout, dates, tombstoned(s3, layout, dates))
+    return every_image_accounted(expected, read_features(spark, layout, dates), reject_rows(rows))
+
+
+def raw_paths(s3, layout, date: str) -> list[str]:
+    return [
+        f"s3://{layout.bucket}/{key}"
+        for key in sorted(list_keys(s3, layout.bucket, layout.raw_date_key(date)))
+    ]
+
+
+def data_files(spark, layout, name: str, date: str) -> set[str]:
+    """The data files of one date that `main` of a table references."""
+    table = tables.table(layout, name)
+    rows = spark.sql(
+        f"SELECT file_path FROM {table.qualified}.files "
+        f"WHERE partition.{PARTITION_COLUMN} = '{date}'"
+    ).collect()
+    return {r.file_path for r in rows}
+
+
+def etags(s3, layout, uris: set[str]) -> dict[str, str]:
+    keys = [uri.split(f"{layout.bucket}/", 1)[1] for uri in uris]
+    return {k: s3.head_object(Bucket=layout.bucket, Key=k)["ETag"] for k in keys}
+
+
+def warehouse_objects(s3, layout) -> list[str]:
+    """Every object under the warehouse, whatever references it (or nothing does)."""
+    return [
+        k
+        for k in list_keys(s3, layout.bucket, layout.key("warehouse") + "/")
+        if not k.endswith("/")
+    ]
+
+
+def data_files_holding(spark, s3, layout, path: str) -> tuple[list[str], dict[str, int]]:
+    """Every Parquet object under the warehouse read with Spark, table by table: the files
+    with a row of `path`, and the rows each table's files hold in all."""
+    by_table = defaultdict(list)
+    for key in warehouse_objects(s3, layout):
+        if key.endswith(".parquet"):
+            by_table[key.split("/data/", 1)[0].rsplit("/", 1)[-1]].append(
+                f"s3://{layout.bucket}/{key}"
+            )
+    holders, rows = [], {}
+    for name, uris in by_table.items():
+        read = spark.read.parquet(*uris).select("path", F.input_file_name().alias("file"))
+        rows[name] = read.count()
+        holders += [
+            r.file for r in read.where(F.col("path") == path).select("file").distinct().collect()
+        ]
+    return sorted(holders), rows
+
+
+def metadata_holding(s3, layout, path: str) -> list[str]:
+    """The objects under the warehouse other than data files (metadata JSON, manifests) whose
+    bytes spell `path`."""
+    return [
+        key
+        for key in warehouse_objects(s3, layout)
+        if not key.endswith(".parquet")
+        and path.encode() in s3.get_object(Bucket=layout.bucket, Key=key)["Body"].read()
+    ]
+
+
+def bounds_holding(spark, layout, path: str) -> list[str]:
+    """Tables whose data files, in any snapshot kept, record a column bound that holds `path`."""
+    found = []
+    for name in (tables.FEATURES, tables.REDUCED):
+        table = tables.table(layout, name).qualified
+        rows = spark.sql(f"SELECT lower_bounds, upper_bounds FROM {table}.all_files").collect()
+        assert rows, name
+        if any(
+            path.encode() in bytes(value)
+            for row in rows
+            for bounds in (row["lower_bounds"] or {}, row["upper_bounds"] or {})
+            for value in bounds.values()
+        ):
+            found.append(name)
+    return found
+
+
+def parquet_objects_holding(s3, layout, path: str) -> list[str]:
+    """Every Parquet object under the layout's prefix (tables, manifests, models), read whole:
+    those whose `path` column holds `path`."""
+    found = []
+    for key in list_keys(s3, layout.bucket, layout.prefix + "/"):
+        if key.endswith(".parquet"):
+            body = s3.get_object(Bucket=layout.bucket, Key=key)["Body"].read()
+            table = pq.read_table(io.BytesIO(body))
+            if "path" in table.column_names and path in table.column("path").to_pylist():
+                found.append(key)
+    return sorted(found)
 
 
 def test_erasure_by_path_and_by_hash(
@@ -44,129 +145,187 @@ def test_erasure_by_path_and_by_hash(
     layout = fresh_layout
     upload_sample(layout, [D1, D2], per_date=5, broken=False)
     extract(layout, [D1, D2], weights)  # the manifests (what raw_images does), then features
-    version = fit_and_save_pca(spark, layout, s3, k=3, weights_sha256=weights.sha256).version
+    version = fit_pca_version(spark, layout, s3, k=3, weights_sha256=weights.sha256).version
+    publish_pca(layout, s3, version)
     write_reduced(spark, layout, s3, [D1, D2], version)
-    untouched = etags(s3, settings.bucket, layout.key("features", f"upload_date={D2}"))
+    untouched = {
+        name: data_files(spark, layout, name, D2) for name in (tables.FEATURES, tables.REDUCED)
+    }
+    untouched_etags = {name: etags(s3, layout, files) for name, files in untouched.items()}
 
-    raw = sorted(list_keys(s3, settings.bucket, layout.raw_date_key(D1)))
-    by_path = f"s3://{settings.bucket}/{raw[0]}"
-    record = erase_image(spark, layout, s3, by_path)
-    assert record["rows_removed"] == {"features": 1, "rejects": 0, "reduced": 1}
+    raw = raw_paths(s3, layout, D1)
+    record = erase_image(spark, layout, s3, raw[0], write_grace_hours=1)
+    assert record["rows_removed"] == {"features": 1, "reduced": 1}
+    assert record["tables"]["features"]["rows_removed"] == {"main": 1}
 
     # By content hash, through the command (its own process: it stops its Spark session).
-    body = s3.get_object(Bucket=settings.bucket, Key=raw[1])["Body"].read()
+    body = s3.get_object(Bucket=layout.bucket, Key=raw[1].split(f"{layout.bucket}/", 1)[1])
     command = [
         sys.executable,
         "-m",
         "bootstrap.aws.erase",
         "--sha256",
-        hashlib.sha256(body).hexdigest(),
+        hashlib.sha256(body["Body"].read()).hexdigest(),
     ]
-    env = {**os.environ, "FRUITS_PREFIX": layout.prefix}
+    env = {**os.environ, "FRUITS_PREFIX": layout.prefix, "FRUITS_NAMESPACE": layout.namespace}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(result.stdout)["path"] == f"s3://{settings.bucket}/{raw[1]}"
+    assert json.loads(result.stdout)["path"] == raw[1]
+    assert json.loads(result.stdout)["rows_removed"] == {"features": 1, "reduced": 1}
 
-    for key in raw[:2]:
-        assert key not in list_keys(s3, settings.bucket, layout.raw_date_key(D1))
-    features = read_dataset(spark, layout, "features")
-    rejects = read_dataset(spark, layout, "rejects")
-    reduced = read_dataset(spark, layout, "reduced")
-    assert not {r.path for r in features.collect()} & {
-        f"s3://{settings.bucket}/{k}" for k in raw[:2]
-    }
-    assert rows_per_date(features) == {D1: 3, D2: 5}
-    assert etags(s3, settings.bucket, layout.key("features", f"upload_date={D2}")) == untouched
+    assert raw_paths(s3, layout, D1) == raw[2:]
+    features = read_features(spark, layout)
+    assert not {r.path for r in features.collect()} & set(raw[:2])
+    assert tables.rows_per_date(features) == {D1: 3, D2: 5}
+    # Only the erased images' date was rewritten: the other date's files are the same objects.
+    for name, files in untouched.items():
+        assert data_files(spark, layout, name, D2) == files
+        assert etags(s3, layout, files) == untouched_etags[name]
 
     # The checks still pass afterwards.
     manifest = {d: read_manifest(s3, layout, d).num_rows for d in (D1, D2)}
-    assert manifest == rows_per_date(features)
-    expected = manifest_images(spark, layout, [D1, D2])
-    assert every_image_accounted(expected, features, rejects).passed
-    assert reduced_matches_features(rows_per_date(features), reduced, 3, version).passed
+    assert manifest == tables.rows_per_date(features)
+    accounted = accounting(spark, s3, layout, [D1, D2])
+    assert accounted.passed, accounted.details
+    reduced = read_table(spark, layout, tables.REDUCED)
+    assert reduced_matches_features(tables.rows_per_date(features), reduced, 3, version).passed
 
-    records = list_keys(s3, settings.bucket, layout.key("audit/erasures"))
+    records = list_keys(s3, layout.bucket, layout.key("audit/erasures"))
     assert len(records) == 2
-    audit = get_json(s3, settings.bucket, records[0])
-    assert audit["upload_date"] == D1 and len(audit["sha256"]) == 64
+    audits = [get_json(s3, layout.bucket, key) for key in records]
+    assert sorted(a["path"] for a in audits) == raw[:2]
+    assert all(a["upload_date"] == D1 and len(a["sha256"]) == 64 for a in audits)
 
 
 def test_erasure_refuses_paths_outside_raw(spark, s3, fresh_layout) -> None:
     with pytest.raises(ValueError, match="not a raw image"):
-        erase_image(spark, fresh_layout, s3, f"s3://{fresh_layout.bucket}/elsewhere/x.jpg")
+        erase_image(
+            spark, fresh_layout, s3, f"s3://{fresh_layout.bucket}/elsewhere/x.jpg",
+            write_grace_hours=0,
+        )  # fmt: skip
 
 
-def parquet_paths(s3, layout) -> dict[str, set[str]]:
-    """Every Parquet object under the layout's prefix, whatever wrote it (published, previous or
-    staged versions, manifests), read whole: key -> the values of its `path` column."""
-    found = {}
-    for key in list_keys(s3, layout.bucket, layout.prefix + "/"):
-        if not key.endswith(".parquet"):
-            continue
-        body = s3.get_object(Bucket=layout.bucket, Key=key)["Body"].read()
-        table = pq.read_table(io.BytesIO(body))
-        found[key] = (
-            set(table.column("path").to_pylist()) if "path" in table.column_names else set()
-        )
-    return found
-
-
-def first_raw_path(s3, layout, date: str) -> str:
-    first = sorted(list_keys(s3, layout.bucket, layout.raw_date_key(date)))[0]
-    return f"s3://{layout.bucket}/{first}"
-
-
-def holding(s3, layout, path: str) -> list[str]:
-    return sorted(key for key, paths in parquet_paths(s3, layout).items() if path in paths)
-
-
-def test_an_erasure_leaves_no_parquet_object_holding_the_image(
+def test_an_erasure_leaves_no_copy_in_any_file_under_the_warehouse(
     spark, s3, settings, fresh_layout, upload_sample, weights, extract
 ) -> None:
+    """Two published versions of the date, reduced rows, a user's branch, and a run that
+    staged the image and died: after the erasure (no write grace), no object under the
+    warehouse holds the image, neither in a data file's rows nor in Iceberg's metadata."""
     layout = fresh_layout
     upload_sample(layout, [D1, D2], per_date=4, broken=False)
     extract(layout, [D1, D2], weights)
-    extract(layout, [D1, D2], weights)  # the first version stays, for readers still on it
-    version = fit_and_save_pca(spark, layout, s3, k=3, weights_sha256=weights.sha256).version
+    extract(layout, [D1, D2], weights)  # a second published version of both dates
+    version = fit_pca_version(spark, layout, s3, k=3, weights_sha256=weights.sha256).version
+    publish_pca(layout, s3, version)
     write_reduced(spark, layout, s3, [D1, D2], version)
-    # Versions that were staged and never published: an audit that failed, say.
-    failed = stage_features(
+    features = tables.table(layout, tables.FEATURES)
+    spark.sql(f"ALTER TABLE {features.qualified} CREATE BRANCH audit")  # a reader's branch
+    path = raw_paths(s3, layout, D1)[0]
+    published_copies, _ = data_files_holding(spark, s3, layout, path)
+    # A run that staged the image in both tables, then died (an audit that failed, say).
+    abandoned = stage_features(
         spark, layout, s3, [D1], weights, source=ImageSource.of(settings), tf_threads=1
     )
-    stage_reduced(spark, layout, s3, [D1], version)
-    path = first_raw_path(s3, layout, D1)
-    before = holding(s3, layout, path)
-    staged_prefix = layout.key("features", "_staging", failed.staged.attempt)
-    # The scan sees every copy: manifest, two feature versions, reduced, both staged versions.
-    assert any(k.startswith(staged_prefix) for k in before)
-    assert any(k.startswith(layout.key("reduced", "_staging")) for k in before)
-    assert (
-        len([k for k in before if k.startswith(layout.key("features", f"upload_date={D1}"))]) >= 2
+    abandoned_reduced = stage_reduced(spark, layout, s3, [D1], version)
+    before, _ = data_files_holding(spark, s3, layout, path)
+    # The scan sees every copy: two published feature versions, the reduced rows, both
+    # staged runs' files.
+    assert len(published_copies) >= 3
+    assert set(before) > set(published_copies)
+    assert any(
+        k.startswith(layout.key("manifests")) for k in parquet_objects_holding(s3, layout, path)
     )
-    assert any(k.startswith(layout.key("manifests")) for k in before)
 
-    record = erase_image(spark, layout, s3, path)
+    record = erase_image(spark, layout, s3, path, write_grace_hours=0)
 
-    assert holding(s3, layout, path) == []
-    assert path in record["objects_deleted"]
+    assert record["rows_removed"] == {"features": 2, "reduced": 1}
+    assert record["tables"]["features"]["rows_removed"] == {"main": 1, "audit": 1}
+    assert record["tables"]["reduced"]["rows_removed"] == {"main": 1}
+    assert record["tables"]["features"]["staged_in_flight"] == []  # no grace: none in flight
+    assert record["tables"]["features"]["files_deleted"]["deleted_data_files_count"] >= 3
+    assert record["raw_object_deleted"] == path and record["tombstone"]
+    holders, rows = data_files_holding(spark, s3, layout, path)
+    assert holders == []
+    # What is left is what `main` and the branch read: the history and the staged runs went.
+    # (features: the D2 files both share, and each one's rewrite of D1).
+    assert rows == {"features": 4 + 3 + 3, "reduced": 7}
+    for staged in (abandoned.staged, abandoned_reduced.staged):
+        assert not tables.snapshot_exists(spark, staged.table, staged.snapshot_id)
+    assert metadata_holding(s3, layout, path) == []
+    assert bounds_holding(spark, layout, path) == []
+    # The scans do read what they look in: the metadata names the tables' location, the
+    # bounds hold the dates.
+    assert metadata_holding(s3, layout, layout.table_uri(tables.FEATURES))
+    assert bounds_holding(spark, layout, D1) == [tables.FEATURES, tables.REDUCED]
+    assert parquet_objects_holding(s3, layout, path) == []  # the manifest was rewritten too
+    branch = spark.sql(f"SELECT path FROM {features.qualified} VERSION AS OF 'audit'")
+    assert branch.count() == 7 and branch.where(F.col("path") == path).count() == 0
 
-    def listed(uri: str) -> bool:  # an object deleted, or one under a folder deleted
-        return any(uri == d or uri.startswith(f"{d}/") for d in record["objects_deleted"])
-
-    # Every object that held the image is listed (the manifest is rewritten, not deleted), and
-    # nothing listed is still there.
-    held = {f"s3://{settings.bucket}/{k}" for k in before} - {layout.manifest_uri(D1)}
-    assert [u for u in held if not listed(u)] == []
-    remaining = [
-        f"s3://{settings.bucket}/{k}" for k in list_keys(s3, settings.bucket, layout.prefix)
-    ]
-    assert [u for u in remaining if not u.endswith("/") and listed(u)] == []
     # The other images are all still there, published and accounted for.
-    features = read_dataset(spark, layout, "features")
-    rejects = read_dataset(spark, layout, "rejects")
-    assert rows_per_date(features) == {D1: 3, D2: 4}
-    assert every_image_accounted(manifest_images(spark, layout, [D1, D2]), features, rejects).passed
-    assert rows_per_date(read_dataset(spark, layout, "reduced")) == {D1: 3, D2: 4}
+    features_rows = read_features(spark, layout)
+    assert tables.rows_per_date(features_rows) == {D1: 3, D2: 4}
+    accounted = accounting(spark, s3, layout, [D1, D2])
+    assert accounted.passed, accounted.details
+    reduced = read_table(spark, layout, tables.REDUCED)
+    assert reduced_matches_features({D1: 3, D2: 4}, reduced, 3, version).passed
+
+
+def jpeg(color: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (48, 48), color).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_a_new_upload_at_an_erased_path_is_a_new_image(
+    spark, s3, fresh_layout, upload_sample, weights, extract
+) -> None:
+    layout = fresh_layout
+    upload_sample(layout, [D1], per_date=3, broken=False)
+    extract(layout, [D1], weights)
+    path = raw_paths(s3, layout, D1)[0]
+    record = erase_image(spark, layout, s3, path, write_grace_hours=0)
+    assert record["rows_removed"] == {"features": 1}
+    assert {erased for erased, _ in tombstoned(s3, layout, [D1])} == {path_digest(path)}
+
+    # The same path, other bytes, uploaded after the erasure: not the upload the tombstone names.
+    key = path.split(f"{layout.bucket}/", 1)[1]
+    s3.put_object(Bucket=layout.bucket, Key=key, Body=jpeg("purple"))
+    etag = s3.head_object(Bucket=layout.bucket, Key=key)["ETag"].strip('"')
+    run = extract(layout, [D1], weights)
+
+    assert run.features_per_date == {D1: 3} and run.rejects_per_date == {D1: 0}
+    rows = {r.path: r for r in read_features(spark, layout, [D1]).collect()}
+    assert path in rows and rows[path].etag == etag and len(rows[path].features) == 1280
+    assert len(tombstoned(s3, layout, [D1])) == 1  # the erased upload's tombstone stays
+    accounted = accounting(spark, s3, layout, [D1])
+    assert accounted.passed, accounted.details
+    assert accounted.details["expected"] == 3
+
+
+def test_erasing_an_image_whose_raw_file_is_gone_still_removes_its_rows(
+    spark, s3, fresh_layout, upload_sample, weights, extract
+) -> None:
+    layout = fresh_layout
+    upload_sample(layout, [D1], per_date=3, broken=False)
+    extract(layout, [D1], weights)
+    path = raw_paths(s3, layout, D1)[0]
+    s3.delete_object(Bucket=layout.bucket, Key=path.split(f"{layout.bucket}/", 1)[1])
+
+    record = erase_image(spark, layout, s3, path, write_grace_hours=0)
+
+    assert record["rows_removed"] == {"features": 1}
+    assert record["sha256"] is None  # the bytes were gone; the manifest named the upload
+    assert record["tombstone"] and len(tombstoned(s3, layout, [D1])) == 1
+    assert path not in {r.path for r in read_features(spark, layout, [D1]).collect()}
+    assert path not in read_manifest(s3, layout, D1).column("path").to_pylist()
+
+    # Once more: harmless, nothing left to remove.
+    again = erase_image(spark, layout, s3, path, write_grace_hours=0)
+    assert again["rows_removed"] == {"features": 0}
+    assert read_features(spark, layout, [D1]).count() == 2
+    accounted = accounting(spark, s3, layout, [D1])
+    assert accounted.passed, accounted.details
+    assert len(list_keys(s3, layout.bucket, layout.key("audit/erasures"))) == 2
 
 
 def test_a_run_staged_before_an_erasure_and_published_after_does_not_bring_it_back(
@@ -175,27 +334,35 @@ def test_a_run_staged_before_an_erasure_and_published_after_does_not_bring_it_ba
     layout = fresh_layout
     upload_sample(layout, [D1, D2], per_date=4, broken=False)
     extract(layout, [D1, D2], weights)  # a published version, which the erasure rewrites
+    newer = load_weights("random", seed=99)  # the staged run's rows are told apart by these
     run = stage_features(
-        spark, layout, s3, [D1, D2], weights, source=ImageSource.of(settings), tf_threads=1
+        spark, layout, s3, [D1, D2], newer, source=ImageSource.of(settings), tf_threads=1
     )
-    path = first_raw_path(s3, layout, D1)
-    assert any("_staging" in k for k in holding(s3, layout, path))  # the staged run holds it
+    path = raw_paths(s3, layout, D1)[0]
+    staged_rows = tables.read_staged(spark, run.staged)
+    assert staged_rows.where(F.col("path") == path).count() == 1  # the staged run holds it
 
-    record = erase_image(spark, layout, s3, path)
-    assert record["rows_removed"]["features"] == 1
-    publish_staged(spark, layout, s3, run.staged)
+    # A run still writing: within the grace its staged snapshot is left to it.
+    record = erase_image(spark, layout, s3, path, write_grace_hours=1)
+    assert record["rows_removed"] == {"features": 1}
+    assert record["tables"]["features"]["staged_in_flight"] == [run.staged.snapshot_id]
+    published, snapshot = publish_staged(spark, layout, s3, run.staged)
 
-    features = read_dataset(spark, layout, "features")
-    rejects = read_dataset(spark, layout, "rejects")
+    features = read_features(spark, layout)
     assert path not in {r.path for r in features.collect()}
     assert path not in read_manifest(s3, layout, D1).column("path").to_pylist()
-    assert holding(s3, layout, path) == []
-    # Only the erased image is gone: the run's other rows of that date are published, and it is
-    # the run's version that is published (the erasure's rewrite is not a newer write).
-    assert rows_per_date(features) == {D1: 3, D2: 4}
-    assert run.features_per_date == {D1: 3, D2: 4}
-    assert published_versions(spark, layout.dataset("features")) == {
-        D1: run.staged.attempt,
-        D2: run.staged.attempt,
+    # Staged again without the image; the snapshot that held it is gone, its files too.
+    assert published.snapshot_id != run.staged.snapshot_id
+    assert not tables.snapshot_exists(spark, run.staged.table, run.staged.snapshot_id)
+    assert published.counts == {D1: 3, D2: 4}
+    assert snapshot == tables.current_snapshot(spark, run.staged.table)
+    assert data_files_holding(spark, s3, layout, path)[0] == []
+    # Only the erased image is gone: the run's other rows of that date are published, and it
+    # is the run's version that is published (the erasure's rewrite is not a newer write).
+    assert tables.rows_per_date(features) == {D1: 3, D2: 4}
+    assert run.features_per_date == {D1: 4, D2: 4}  # what it staged, before the erasure
+    assert {r.weights_sha256 for r in features.select("weights_sha256").distinct().collect()} == {
+        newer.sha256
     }
-    assert every_image_accounted(manifest_images(spark, layout, [D1, D2]), features, rejects).passed
+    accounted = accounting(spark, s3, layout, [D1, D2])
+    assert accounted.passed, accounted.details

@@ -7,10 +7,11 @@ import hashlib
 
 import numpy as np
 import pytest
+from pyspark.sql import functions as F
 
+from spark import tables
 from spark.pca import (
-    PCA_K_FIELD,
-    REDUCED_COLUMNS,
+    CARRIED_COLUMNS,
     MixedWeightsError,
     explained_variance,
     fit_pca,
@@ -27,7 +28,8 @@ from spark.pca import (
 from spark.settings import ConfigError, Settings
 
 SCHEMA = (
-    "path string, label string, upload_date string, weights_sha256 string, features array<float>"
+    "path string, label string, upload_date string, etag string, last_modified string, "
+    "weights_sha256 string, features array<float>"
 )
 CURRENT = hashlib.sha256(b"current weights").hexdigest()
 OLD = hashlib.sha256(b"old weights").hexdigest()
@@ -36,7 +38,11 @@ OLD = hashlib.sha256(b"old weights").hexdigest()
 def frame(spark, rows: list[tuple[str, str, list[float]]]):
     """Feature rows from (upload_date, weights_sha256, features) triples."""
     return spark.createDataFrame(
-        [(f"s3a://b/raw/{i}.jpg", "apple", d, w, f) for i, (d, w, f) in enumerate(rows)], SCHEMA
+        [
+            (f"s3a://b/raw/{i}.jpg", "apple", d, f"etag{i}", "t0", w, f)
+            for i, (d, w, f) in enumerate(rows)
+        ],
+        SCHEMA,
     )
 
 
@@ -91,15 +97,25 @@ def test_a_saved_version_stays_invisible_until_published(spark, s3, fresh_layout
     assert latest_version(fresh_layout, s3) == second
 
 
-def test_reduced_rows_keep_the_weights_digest(spark) -> None:
+def test_reduced_rows_keep_the_upload_and_the_weights_digest(spark) -> None:
     features = small_features(spark)
     reduced = reduce_features(fit_pca(features, k=2), features, "v1")
-    assert reduced.columns == REDUCED_COLUMNS
+    # The reduced table's columns, in its order: the upload each row comes from, the version.
+    assert reduced.columns == [*CARRIED_COLUMNS, "pca_version", "pca_features"]
+    assert reduced.columns == tables.Table(tables.REDUCED, "ns", "s3://b/t").columns
     rows = reduced.collect()
     assert len(rows) == 12
+    # k is the array's length: no field metadata carries it.
     assert {(r.weights_sha256, r.pca_version, len(r.pca_features)) for r in rows} == {
         (CURRENT, "v1", 2)
     }
+    assert reduced.schema["pca_features"].metadata == {}
+    by_path = {r.path: r for r in features.collect()}
+    assert all(
+        (r.label, r.upload_date, r.etag, r.last_modified)
+        == (by_path[r.path].label, by_path[r.path].upload_date, by_path[r.path].etag, "t0")
+        for r in rows
+    )
 
 
 def test_the_projection_is_not_centred(spark) -> None:
@@ -146,18 +162,25 @@ def test_the_variance_target_is_validated(settings: Settings) -> None:
             dataclasses.replace(settings, pca_variance_target=bad)
 
 
-def test_a_variance_target_keeps_the_fewest_components_reaching_it(
-    spark, s3, fresh_layout, tmp_path
-) -> None:
-    from spark.layout import FEATURES
-    from spark.pipeline import fit_pca_version, publish_staged
-    from spark.publish import stage
+def as_feature_table_rows(features):
+    """Feature rows with every column of the features table (no rejects)."""
+    return (
+        features.withColumn("size_bytes", F.lit(10).cast("bigint"))
+        .withColumn("weights_source", F.lit("test"))
+        .withColumn("reject_reason", F.lit(None).cast("string"))
+    )
 
+
+def test_a_variance_target_keeps_the_fewest_components_reaching_it(spark, s3, fresh_layout) -> None:
+    from spark.pipeline import fit_pca_version, publish_staged, read_table, write_reduced
+
+    date = "2026-03-01"
     features = scaled_axes(spark, (10.0, 5.0, 2.0, 1.0, 0.5, 0.1)).cache()  # ~.77 .19 .03 ...
     curve = explained_variance(fit_pca(features, 6))
     assert curve[0] < 0.95 <= curve[0] + curve[1]
-    staged = stage(spark, {fresh_layout.dataset(FEATURES): features}, ["2026-03-01"])
-    publish_staged(spark, fresh_layout, s3, staged)
+    table = tables.table(fresh_layout, tables.FEATURES)
+    staged = tables.stage(spark, table, as_feature_table_rows(features), [date])
+    _, snapshot = publish_staged(spark, fresh_layout, s3, staged)
 
     run = fit_pca_version(
         spark, fresh_layout, s3, k=5, weights_sha256=CURRENT, variance_target=0.95
@@ -165,10 +188,18 @@ def test_a_variance_target_keeps_the_fewest_components_reaching_it(
     metadata = read_pca_metadata(fresh_layout, s3, run.version)
     assert (metadata["k"], metadata["variance_target"]) == (2, 0.95)  # not the default 5
     assert run.explained_variance == pytest.approx(curve[:2])
-    # k travels with the reduced rows' schema, through Parquet
-    reduced = reduce_features(load_pca(fresh_layout, run.version), features, run.version)
-    assert reduced.schema["pca_features"].metadata == {PCA_K_FIELD: 2}
-    reduced.write.parquet(str(tmp_path / "reduced"))
-    stored = spark.read.parquet(str(tmp_path / "reduced")).schema["pca_features"]
-    assert stored.metadata == {PCA_K_FIELD: 2}
+    # The model names the snapshot of the features table it was fitted on.
+    assert metadata["features_snapshot"] == run.features_snapshot == snapshot
+    assert metadata["rows"] == 200 and metadata["rows_per_date"] == {date: 200}
+    assert latest_version(fresh_layout, s3) is None  # saved, not published
+
+    # k is the length of each reduced row's array, through the Iceberg table.
+    publish_pca(fresh_layout, s3, run.version)
+    assert write_reduced(spark, fresh_layout, s3, [date], run.version) == {date: 200}
+    reduced = read_table(spark, fresh_layout, tables.REDUCED)
+    assert {
+        (r.pca_version, r.k)
+        for r in reduced.select("pca_version", F.size("pca_features").alias("k")).collect()
+    } == {(run.version, 2)}
+    assert reduced.columns == [*CARRIED_COLUMNS, "pca_version", "pca_features"]
     features.unpersist()

@@ -1,5 +1,6 @@
-"""The pipeline's steps S3 to S3 on local Spark: write, read back, re-run one date, PCA, and
-every manifest entry (odd files too) ending as exactly one feature row or one reject."""
+"""The pipeline's steps, S3 to Iceberg on local Spark: stage, publish, read back, re-run one
+date, PCA, reduced rows on one PCA version, and every manifest entry (odd files too) ending as
+exactly one feature row or one reject."""
 
 import io
 import os
@@ -15,30 +16,66 @@ import pytest
 from PIL import Image
 from pyspark.sql import functions as F
 
+from spark import tables
 from spark.fetch import ImageSource
 from spark.images import manifest_images
 from spark.layout import PARTITION_COLUMN
 from spark.manifest import write_manifests
 from spark.model import load_weights
-from spark.pca import MixedWeightsError, latest_version, load_pca
+from spark.pca import (
+    CARRIED_COLUMNS,
+    MixedWeightsError,
+    latest_version,
+    load_pca,
+    publish_pca,
+    read_pca_metadata,
+)
 from spark.pipeline import (
     cumulative,
     extract_features,
-    fit_and_save_pca,
-    read_dataset,
+    features_snapshot,
+    fit_pca_version,
+    publish_staged,
     read_features,
+    read_table,
+    reject_rows,
+    stage_features,
+    stage_reduced,
     write_reduced,
 )
-from spark.quality import every_image_accounted
-from spark.storage import get_json, list_keys
+from spark.quality import every_image_accounted, reduced_matches_features
+from spark.storage import list_keys
 
 pytestmark = pytest.mark.slow
 DATES = ["2026-02-01", "2026-02-02", "2026-02-03"]
 
 
-def etags(s3, bucket: str, prefix: str) -> dict[str, str]:
-    objects = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
-    return {o["Key"]: o["ETag"] for o in objects}
+def warehouse_objects(s3, layout) -> dict[str, str]:
+    """Every object under the layout's warehouse (the tables' data and metadata): key -> ETag."""
+    found = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=layout.bucket, Prefix=layout.key("warehouse") + "/"
+    ):
+        found |= {o["Key"]: o["ETag"] for o in page.get("Contents", [])}
+    return found
+
+
+def data_files(spark, layout, date: str) -> set[str]:
+    """The data files of one date that `main` of the features table references."""
+    table = tables.table(layout, tables.FEATURES)
+    rows = spark.sql(
+        f"SELECT file_path FROM {table.qualified}.files "
+        f"WHERE partition.{PARTITION_COLUMN} = '{date}'"
+    ).collect()
+    return {r.file_path for r in rows}
+
+
+def commits_on_main(spark, layout, name: str) -> int:
+    return sum(s.on_main for s in tables.snapshots(spark, tables.table(layout, name)))
+
+
+def rejects_of(spark, layout, dates=None):
+    return reject_rows(read_table(spark, layout, tables.FEATURES, dates))
 
 
 @pytest.fixture
@@ -47,15 +84,30 @@ def three_dates(fresh_layout, upload_sample):
     return fresh_layout, uploaded
 
 
-def test_every_image_ends_as_a_feature_row_or_a_reject(
-    spark, s3, settings, three_dates, weights, extract
+def test_every_image_ends_as_a_feature_row_or_a_reject_published_in_one_commit(
+    spark, s3, settings, three_dates, weights
 ) -> None:
     layout, uploaded = three_dates
-    run = extract(layout, DATES, weights)
+    write_manifests(s3, layout, DATES)
+    run = stage_features(
+        spark, layout, s3, DATES, weights, source=ImageSource.of(settings), tf_threads=1
+    )
     assert run.features_per_date == {DATES[0]: 8, DATES[1]: 8, DATES[2]: 8}
     assert run.rejects_per_date == {DATES[0]: 2, DATES[1]: 0, DATES[2]: 0}
+    assert run.feature_rows == 24
     for date in DATES:
         assert run.features_per_date[date] + run.rejects_per_date[date] == uploaded[date]
+    # Features and rejects are rows of one table: the staged snapshot holds both.
+    assert run.staged.counts == uploaded
+    assert tables.read_staged(spark, run.staged).count() == sum(uploaded.values())
+    # Staged, not published: readers see nothing yet.
+    assert read_table(spark, layout, tables.FEATURES).count() == 0
+    assert commits_on_main(spark, layout, tables.FEATURES) == 0
+
+    published, snapshot = publish_staged(spark, layout, s3, run.staged)
+    assert snapshot == features_snapshot(spark, layout)
+    assert published.counts == uploaded
+    assert commits_on_main(spark, layout, tables.FEATURES) == 1  # three dates, one commit
 
     features = read_features(spark, layout)
     assert features.count() == 24
@@ -64,21 +116,27 @@ def test_every_image_ends_as_a_feature_row_or_a_reject(
         weights.sha256
     }
     assert features.where(F.size("features") != 1280).count() == 0
+    assert features.where(F.col("reject_reason").isNotNull()).count() == 0
 
-    # Server-side encryption was requested on every object Spark wrote, and applied.
-    written = [
-        k for k in list_keys(s3, settings.bucket, layout.key("features")) if k.endswith(".parquet")
-    ]
-    assert written
+    # Server-side encryption was requested on every object the tables' writes made, and applied.
+    written = warehouse_objects(s3, layout)
+    assert any(k.endswith(".parquet") for k in written)
+    assert any(k.endswith(".metadata.json") for k in written)
     for key in written:
         assert s3.head_object(Bucket=settings.bucket, Key=key)["ServerSideEncryption"] == "AES256"
 
-    rejects = read_dataset(spark, layout, "rejects").collect()
+    rejects = rejects_of(spark, layout).collect()
     assert sorted(r.path.rsplit("/", 1)[-1] for r in rejects) == [
         "not_an_image.jpg",
         "truncated_upload.jpg",
     ]
-    assert all(r.reason and r.size_bytes >= 0 and r.upload_date == DATES[0] for r in rejects)
+    assert all(
+        r.reject_reason and r.features is None and r.size_bytes >= 0 and r.upload_date == DATES[0]
+        for r in rejects
+    )
+    assert sorted(r["path"] for r in run.rejects) == sorted(r.path for r in rejects)
+    expected = manifest_images(spark, layout, DATES)
+    assert every_image_accounted(expected, features, rejects_of(spark, layout)).passed
 
 
 def test_rerunning_one_date_leaves_the_others_untouched(
@@ -86,18 +144,21 @@ def test_rerunning_one_date_leaves_the_others_untouched(
 ) -> None:
     layout, _ = three_dates
     extract(layout, DATES, weights)
-    others = {
-        d: etags(s3, settings.bucket, layout.key("features", f"upload_date={d}")) for d in DATES
-    }
+    files = {d: data_files(spark, layout, d) for d in DATES}
+    objects = warehouse_objects(s3, layout)
+    assert all(files.values())
 
     other_weights = load_weights("random", seed=99)
     extract(layout, [DATES[1]], other_weights)
 
+    # The other dates' data files are the same files, unchanged on S3; the re-run date's new.
+    after = warehouse_objects(s3, layout)
     for date in (DATES[0], DATES[2]):
-        assert (
-            etags(s3, settings.bucket, layout.key("features", f"upload_date={date}"))
-            == others[date]
-        )
+        assert data_files(spark, layout, date) == files[date]
+        for uri in files[date]:
+            key = uri.split(f"{layout.bucket}/", 1)[1]
+            assert after[key] == objects[key]
+    assert not data_files(spark, layout, DATES[1]) & files[DATES[1]]
     by_date = {
         r[PARTITION_COLUMN]: (r["rows"], r["shas"])
         for r in read_features(spark, layout)
@@ -107,9 +168,11 @@ def test_rerunning_one_date_leaves_the_others_untouched(
     }
     assert by_date[DATES[1]] == (8, [other_weights.sha256])  # replaced, not appended
     assert by_date[DATES[0]] == (8, [weights.sha256])
+    assert rejects_of(spark, layout).count() == 2  # DATES[0]'s, kept
     # PCA refuses to fit on features of two weights: the re-run date names the way out.
     with pytest.raises(MixedWeightsError, match=f"for dates {DATES[1]} with the current"):
-        fit_and_save_pca(spark, layout, s3, k=10, weights_sha256=weights.sha256)
+        fit_pca_version(spark, layout, s3, k=10, weights_sha256=weights.sha256)
+    assert list_keys(s3, layout.bucket, layout.key("models")) == []  # nothing saved
     assert latest_version(layout, s3) is None
 
 
@@ -118,47 +181,102 @@ def test_a_date_that_lost_its_images_loses_its_old_rows(
 ) -> None:
     layout, _ = three_dates
     extract(layout, DATES, weights)
-    for key in list_keys(s3, settings.bucket, layout.raw_date_key(DATES[2])):
+    for key in list_keys(s3, layout.bucket, layout.raw_date_key(DATES[0])):
         s3.delete_object(Bucket=settings.bucket, Key=key)
-    run = extract(layout, [DATES[2]], weights)
-    assert run.features_per_date == {DATES[2]: 0}
-    assert read_features(spark, layout, [DATES[2]]).count() == 0
+    run = extract(layout, [DATES[0]], weights)
+    assert run.features_per_date == {DATES[0]: 0}
+    assert run.rejects_per_date == {DATES[0]: 0}
+    assert run.staged.counts == {DATES[0]: 0}
+    # Its features and its rejects are gone; the other dates keep theirs.
+    assert read_table(spark, layout, tables.FEATURES, [DATES[0]]).count() == 0
     assert read_features(spark, layout).count() == 16
+    expected = manifest_images(spark, layout, DATES)
+    accounted = every_image_accounted(
+        expected, read_features(spark, layout), rejects_of(spark, layout)
+    )
+    assert accounted.passed, accounted.details
 
 
-def test_pca_fit_save_and_reduce(spark, s3, settings, three_dates, weights, extract) -> None:
+def test_pca_fit_save_publish_and_reduce(
+    spark, s3, settings, three_dates, weights, extract
+) -> None:
     layout, _ = three_dates
     extract(layout, DATES, weights)
-    pca = fit_and_save_pca(spark, layout, s3, k=10, weights_sha256=weights.sha256)
+    snapshot = features_snapshot(spark, layout)
+    pca = fit_pca_version(spark, layout, s3, k=10, weights_sha256=weights.sha256)
 
     assert pca.rows == 24 and len(pca.explained_variance) == 10
+    assert pca.rows_per_date == {d: 8 for d in DATES}  # feature rows: rejects aside
     variance = pca.explained_variance
     assert all(a >= b for a, b in zip(variance, variance[1:], strict=False))
     assert 0 < sum(pca.explained_variance) <= 1 + 1e-9
+    assert latest_version(layout, s3) is None  # saved, not published
+    publish_pca(layout, s3, pca.version)
     assert latest_version(layout, s3) == pca.version
-    metadata = get_json(s3, settings.bucket, layout.pca_metadata_key(pca.version))
+    metadata = read_pca_metadata(layout, s3, pca.version)
     assert metadata["rows"] == 24 and metadata["k"] == 10
+    assert metadata["features_snapshot"] == pca.features_snapshot == snapshot
+    assert metadata["features_table"] == f"{layout.namespace}.{tables.FEATURES}"
     assert load_pca(layout, pca.version).getK() == 10
 
     counts = write_reduced(spark, layout, s3, DATES, pca.version)
     assert counts == {d: 8 for d in DATES}
-    reduced = read_dataset(spark, layout, "reduced")
+    reduced = read_table(spark, layout, tables.REDUCED)
     assert reduced.count() == 24
     assert reduced.where(F.size("pca_features") != 10).count() == 0
     assert {r.pca_version for r in reduced.select("pca_version").distinct().collect()} == {
         pca.version
     }
-    assert set(reduced.columns) == {
-        "path",
-        "label",
-        "upload_date",
-        "weights_sha256",
-        "pca_version",
-        "pca_features",
-    }
+    assert reduced.columns == [*CARRIED_COLUMNS, "pca_version", "pca_features"]
+    # Each reduced row names the upload it comes from, as its feature row does.
+    carried = sorted(tuple(r) for r in reduced.select(*CARRIED_COLUMNS).collect())
+    assert carried == sorted(
+        tuple(r) for r in read_features(spark, layout).select(*CARRIED_COLUMNS).collect()
+    )
     assert {r.weights_sha256 for r in reduced.select("weights_sha256").distinct().collect()} == {
         weights.sha256
     }
+
+
+def test_a_refit_switches_every_date_of_the_reduced_table_in_one_snapshot(
+    spark, s3, settings, three_dates, weights, extract
+) -> None:
+    """The reduced table holds one PCA version: staging one date with a new version stages the
+    other dates with it too, and one commit publishes them all."""
+    layout, _ = three_dates
+    extract(layout, DATES, weights)
+    first = fit_pca_version(spark, layout, s3, k=4, weights_sha256=weights.sha256).version
+    publish_pca(layout, s3, first)
+    write_reduced(spark, layout, s3, DATES, first)
+    commits = commits_on_main(spark, layout, tables.REDUCED)
+    second = fit_pca_version(spark, layout, s3, k=3, weights_sha256=weights.sha256).version
+    publish_pca(layout, s3, second)
+
+    run = stage_reduced(spark, layout, s3, [DATES[1]], second)
+
+    assert run.switched == [DATES[0], DATES[2]]
+    assert run.version == second and run.features_snapshot == features_snapshot(spark, layout)
+    assert run.staged.dates == tuple(DATES)
+    assert run.staged.counts == run.features_per_date == {d: 8 for d in DATES}
+    staged = tables.read_staged(spark, run.staged)
+    assert {r.pca_version for r in staged.select("pca_version").distinct().collect()} == {second}
+    assert reduced_matches_features(run.features_per_date, staged, 3, second).passed
+    published = read_table(spark, layout, tables.REDUCED)  # still the first, whole, until then
+    assert {r.pca_version for r in published.select("pca_version").distinct().collect()} == {first}
+
+    publish_staged(spark, layout, s3, run.staged)
+
+    reduced = read_table(spark, layout, tables.REDUCED)
+    assert {
+        (r.upload_date, r.pca_version, r.k)
+        for r in reduced.select(
+            PARTITION_COLUMN, "pca_version", F.size("pca_features").alias("k")
+        ).collect()
+    } == {(d, second, 3) for d in DATES}
+    assert reduced.count() == 24
+    assert commits_on_main(spark, layout, tables.REDUCED) == commits + 1
+    # Nothing to switch any more.
+    assert stage_reduced(spark, layout, s3, [DATES[1]], second).switched == []
 
 
 def test_cumulative_explained_variance() -> None:
@@ -302,8 +420,8 @@ def count_raw_gets(fault_proxy, layout) -> list[str]:
 
 def published_outcome(spark, layout, dates: list[str]) -> tuple[dict, dict, object]:
     """path -> feature row, path -> reject row, and the accounting check against the manifests."""
-    features = read_dataset(spark, layout, "features", dates)
-    rejects = read_dataset(spark, layout, "rejects", dates)
+    features = read_features(spark, layout, dates)
+    rejects = rejects_of(spark, layout, dates)
     accounted = every_image_accounted(manifest_images(spark, layout, dates), features, rejects)
     return (
         {r.path: r for r in features.collect()},
@@ -312,10 +430,16 @@ def published_outcome(spark, layout, dates: list[str]) -> tuple[dict, dict, obje
     )
 
 
+@pytest.fixture
+def proxied(through_proxy, fresh_layout):
+    """The fault proxy's bucket, with this test's own Iceberg namespace."""
+    return replace(through_proxy, namespace=fresh_layout.namespace)
+
+
 def test_odd_files_end_as_one_reject_each_and_refused_ones_are_never_fetched(
-    spark, s3, settings, through_proxy, fault_proxy, weights, extract
+    spark, s3, settings, proxied, fault_proxy, weights, extract
 ) -> None:
-    layout = through_proxy
+    layout = proxied
     good = {
         "kiwi/a.jpg": jpeg("green"),
         "kiwi/b.jpg": jpeg("yellow"),
@@ -346,7 +470,7 @@ def test_odd_files_end_as_one_reject_each_and_refused_ones_are_never_fetched(
     assert set(rejects) == {paths[n] for n in odd}
     assert set(features) | set(rejects) == set(paths.values())  # the manifest, path for path
     assert {features[paths[n]].label for n in good} == {"kiwi", "_misc", ".hidden"}
-    reasons = {name: rejects[paths[name]].reason for name in odd}
+    reasons = {name: rejects[paths[name]].reject_reason for name in odd}
     assert reasons["kiwi/empty.jpg"] == "empty file (0 bytes)"
     assert reasons["kiwi/huge.jpg"] == (
         f"file too large: {len(oversized)} bytes, over the limit of {max_bytes}"
@@ -364,9 +488,9 @@ def test_odd_files_end_as_one_reject_each_and_refused_ones_are_never_fetched(
 
 
 def test_files_deleted_or_overwritten_after_the_manifest_are_rejects(
-    spark, s3, settings, through_proxy, fault_proxy, weights
+    spark, s3, settings, proxied, fault_proxy, weights
 ) -> None:
-    layout = through_proxy
+    layout = proxied
     files = {
         "kiwi/kept.jpg": jpeg("green"),
         "kiwi/deleted.jpg": jpeg("yellow"),
@@ -386,8 +510,8 @@ def test_files_deleted_or_overwritten_after_the_manifest_are_rejects(
     features, rejects, accounted = published_outcome(spark, layout, [ODD_DATE])
     assert accounted.passed, accounted.details
     assert set(features) == {paths["kiwi/kept.jpg"]}
-    assert rejects[paths["kiwi/deleted.jpg"]].reason.startswith("no longer in S3")
-    changed = rejects[paths["kiwi/overwritten.jpg"]].reason
+    assert rejects[paths["kiwi/deleted.jpg"]].reject_reason.startswith("no longer in S3")
+    changed = rejects[paths["kiwi/overwritten.jpg"]].reject_reason
     assert "ETag" in changed and changed.startswith("changed after the manifest")
     # The listed size, not the new object's: the reject describes what the manifest held.
     assert rejects[paths["kiwi/overwritten.jpg"]].size_bytes == len(files["kiwi/overwritten.jpg"])
