@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -172,13 +173,20 @@ class Staged:
         )
 
 
+# spark.wap.id is a property of the session, which the runs of one process share (Dagster's
+# in-process runs, threads): one write at a time while it is set, else another thread's write
+# is staged under this WAP id, or committed straight to `main` once this one unsets it.
+_SESSION_WRITES = threading.Lock()
+
+
 @contextlib.contextmanager
 def _wap(spark: SparkSession, wap_id: str) -> Iterator[None]:
-    spark.conf.set("spark.wap.id", wap_id)
-    try:
-        yield
-    finally:
-        spark.conf.unset("spark.wap.id")
+    with _SESSION_WRITES:
+        spark.conf.set("spark.wap.id", wap_id)
+        try:
+            yield
+        finally:
+            spark.conf.unset("spark.wap.id")
 
 
 def new_wap_id() -> str:
@@ -297,16 +305,30 @@ def discard(spark: SparkSession, staged: Staged) -> None:
 
 def expire(spark: SparkSession, target: Table, snapshot_ids: Sequence[int]) -> dict[str, int]:
     """Expire these snapshots (those already gone are skipped) and delete the files no
-    remaining snapshot references; what was deleted, by kind."""
-    present = [s for s in snapshot_ids if snapshot_exists(spark, target, s)]
-    if not present:
-        return {}
-    ids = ", ".join(str(s) for s in present)
-    row = spark.sql(
-        f"CALL {CATALOG}.system.expire_snapshots(table => '{target.identifier}', "
-        f"snapshot_ids => array({ids}))"
-    ).collect()[0]
-    return {k: int(v) for k, v in row.asDict().items()}
+    remaining snapshot references; what was deleted, by kind.
+
+    Iceberg's expiry reads the metadata of every snapshot that left the table between its
+    load and its commit: one that a concurrent expiry (another run's discard, an erasure,
+    maintenance) removed meanwhile makes it fail, after its own commit. It is asked again on
+    the refreshed table; files whose deletion was lost so are orphans (remove_orphan_files)."""
+    for attempt in range(PUBLISH_ATTEMPTS):
+        present = [s for s in snapshot_ids if snapshot_exists(spark, target, s)]
+        if not present:
+            return {}
+        ids = ", ".join(str(s) for s in present)
+        try:
+            row = spark.sql(
+                f"CALL {CATALOG}.system.expire_snapshots(table => '{target.identifier}', "
+                f"snapshot_ids => array({ids}))"
+            ).collect()[0]
+        except Py4JJavaError as error:
+            # Spark may wrap it as a suppressed failure: the whole trace is searched.
+            vanished = "NotFoundException" in str(error)
+            if vanished and attempt < PUBLISH_ATTEMPTS - 1:
+                continue
+            raise
+        return {k: int(v) for k, v in row.asDict().items()}
+    return {}  # not reached: the last attempt returns or raises
 
 
 # --- history -------------------------------------------------------------------------------
@@ -368,7 +390,8 @@ def delete_where(spark: SparkSession, target: Table, condition: str) -> dict[str
             count = spark.sql(f"SELECT count(*) AS n FROM {name} WHERE {condition}").first()
             try:
                 if count and count["n"]:
-                    spark.sql(f"DELETE FROM {name} WHERE {condition}")
+                    with _SESSION_WRITES:  # on `main`, not staged under a run's WAP id
+                        spark.sql(f"DELETE FROM {name} WHERE {condition}")
                 removed[branch] = int(count["n"]) if count else 0
                 break
             except Py4JJavaError as error:
@@ -427,12 +450,19 @@ def compact(spark: SparkSession, target: Table, target_file_mb: int) -> dict[str
 def holding(
     spark: SparkSession, target: Table, condition: str, candidates: Sequence[Snapshot]
 ) -> list[int]:
-    """The snapshots among `candidates` in which some row matches `condition`."""
-    return [
-        s.snapshot_id
-        for s in candidates
-        if spark.sql(
-            f"SELECT 1 FROM {target.qualified} VERSION AS OF {s.snapshot_id} "
-            f"WHERE {condition} LIMIT 1"
-        ).collect()
-    ]
+    """The snapshots among `candidates` in which some row matches `condition` (one expired
+    meanwhile, a run's discarded stage, holds nothing any more)."""
+    found = []
+    for s in candidates:
+        try:
+            rows = spark.sql(
+                f"SELECT 1 FROM {target.qualified} VERSION AS OF {s.snapshot_id} "
+                f"WHERE {condition} LIMIT 1"
+            ).collect()
+        except Exception:
+            if snapshot_exists(spark, target, s.snapshot_id):
+                raise
+            continue
+        if rows:
+            found.append(s.snapshot_id)
+    return found

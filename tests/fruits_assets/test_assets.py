@@ -10,8 +10,10 @@ import pytest
 
 from fruits_assets import names as n
 from fruits_assets.assets import image_features, raw_images
-from spark.pipeline import read_features
+from spark import tables
+from spark.pipeline import read_features, read_table, reject_rows
 from spark.storage import list_keys
+from spark.tables import FEATURES, REDUCED
 
 pytestmark = pytest.mark.slow
 D1, D2, D3 = "2026-11-02", "2026-11-03", "2026-11-04"
@@ -25,12 +27,19 @@ ALL_CHECKS_PASSED = {
 }
 
 
+@pytest.fixture
+def asset_config(asset_config, fresh_layout) -> dict:
+    """The runs' tables in this test's own Iceberg namespace (as `asset_layout` reads them)."""
+    asset_config["namespace"] = fresh_layout.namespace
+    return asset_config
+
+
 def materialized(result, asset: dg.AssetKey) -> list:
     return [m for m in result.get_asset_materialization_events() if m.asset_key == asset]
 
 
 def test_one_date_materializes_and_passes_every_check(
-    asset_layout, upload_sample, run_assets, check_outcomes
+    asset_layout, upload_sample, run_assets, check_outcomes, spark
 ) -> None:
     upload_sample(asset_layout, [D1], per_date=40)  # + 2 broken: a 4.8% reject rate, under 5%
     instance = dg.DagsterInstance.ephemeral()
@@ -60,6 +69,21 @@ def test_one_date_materializes_and_passes_every_check(
     assert checks[n.EVERY_IMAGE_ACCOUNTED.name]["expected"].value == 42
     assert checks[n.EXPLAINED_VARIANCE.name]["explained"].value >= 0.7
     assert metadata[n.SPARK_UI].value.startswith("http://127.0.0.1:")
+    # Lineage: each table's materialization names the snapshot of `main` it published (also
+    # its data version); the PCA and the reduced rows name the features snapshot they read.
+    features_table = tables.table(asset_layout, FEATURES)
+    reduced_table = tables.table(asset_layout, REDUCED)
+    features_main = tables.current_snapshot(spark, features_table)
+    assert metadata[n.TABLE].value == features_table.qualified
+    assert metadata[n.TABLE_LOCATION].value == features_table.location
+    assert metadata[n.SNAPSHOT_ID].value == features_main
+    assert features[0].materialization.tags["dagster/data_version"] == str(features_main)
+    assert pca[n.FEATURES_SNAPSHOT].value == features_main
+    assert reduced[n.FEATURES_SNAPSHOT].value == features_main
+    assert reduced[n.TABLE].value == reduced_table.qualified
+    assert reduced[n.SNAPSHOT_ID].value == tables.current_snapshot(spark, reduced_table)
+    assert reduced[n.SWITCHED_DATES].value == []
+    assert reduced[n.ROW_COUNT].value == 40
 
     # Progress in the run log, one grep-able logfmt line per partition and stage.
     logged = [e.user_message for e in instance.all_logs(result.run_id)]
@@ -84,6 +108,9 @@ def test_a_range_of_dates_is_one_run_and_one_spark_job(
     assert metadata[n.MODEL_BUILDS].value <= 2
     assert metadata[n.ROW_COUNT].value == 18
     assert {r.data[n.UPLOAD_DATE] for r in metadata[n.PER_DATE].value.records} == {D1, D2, D3}
+    # ...and one commit: every date's materialization names the same snapshot.
+    snapshots = {m.materialization.metadata[n.SNAPSHOT_ID].value for m in features}
+    assert snapshots == {tables.current_snapshot(spark, tables.table(asset_layout, FEATURES))}
 
 
 def test_rematerializing_a_date_is_idempotent(
@@ -105,7 +132,6 @@ def test_an_image_deleted_after_the_manifest_ends_as_a_reject(
     asset_layout, upload_sample, run_assets, check_outcomes, s3, settings, spark, asset_config
 ) -> None:
     from fruits_assets.assets import image_features, raw_images
-    from spark.pipeline import read_dataset
 
     asset_config["max_reject_rate"] = 0.5  # 1 of 6
     upload_sample(asset_layout, [D1], per_date=6, broken=False)
@@ -116,8 +142,9 @@ def test_an_image_deleted_after_the_manifest_ends_as_a_reject(
     result = run_assets([D1], assets=[image_features])
     assert result.success
     assert check_outcomes(result)[n.EVERY_IMAGE_ACCOUNTED] is True
-    [reject] = read_dataset(spark, asset_layout, "rejects").collect()
-    assert reject.path == f"s3://{settings.bucket}/{gone}" and "no longer in S3" in reject.reason
+    [reject] = reject_rows(read_table(spark, asset_layout, FEATURES)).collect()
+    assert reject.path == f"s3://{settings.bucket}/{gone}"
+    assert "no longer in S3" in reject.reject_reason and reject.features is None
 
 
 def test_a_bucket_outside_the_eu_fails_before_anything_is_written(
@@ -171,7 +198,7 @@ def test_sample_labels_reach_the_manifest(asset_layout, upload_sample, run_asset
 
 
 def test_s3_down_at_start_fails_in_one_line_naming_the_endpoint(
-    asset_layout, upload_sample, run_assets, s3, settings, unused_port, asset_config
+    asset_layout, upload_sample, run_assets, s3, settings, unused_port, asset_config, spark
 ) -> None:
     upload_sample(asset_layout, [D1], per_date=2)
     down = f"http://127.0.0.1:{unused_port}"
@@ -184,13 +211,15 @@ def test_s3_down_at_start_fails_in_one_line_naming_the_endpoint(
     assert f"cannot reach S3 at {down}" in message and "\n" not in message.strip()
     written = list_keys(s3, settings.bucket, asset_layout.key(""))
     assert [k for k in written if "/raw/" not in k] == []  # nothing published
+    assert not tables.exists(spark, tables.table(asset_layout, FEATURES))  # nor any table
 
 
 def test_two_runs_of_one_date_at_once_are_harmless(
     asset_layout, upload_sample, run_assets, check_outcomes, spark
 ) -> None:
     """deployments/dagster.yaml queues the second run of a date; even without it, both runs
-    succeed and the date ends with one whole version (spark.publish)."""
+    succeed and the date ends with one whole version (spark.tables: the second cherry-pick is
+    refused and staged again on the first's `main`)."""
     upload_sample(asset_layout, [D1], per_date=12, broken=False)
     assets = [raw_images, image_features]
     with ThreadPoolExecutor(2) as pool:

@@ -13,17 +13,14 @@ from fruits_assets import names as n
 from fruits_assets.definitions import defs
 from fruits_assets.feature_quality import feature_quality
 from fruits_assets.names import FEATURE_QUALITY, PROBE_KEEPS_ACCURACY
-from spark.layout import FEATURES
-from spark.pipeline import FEATURE_COLUMNS, fit_and_save_pca, publish_staged, write_reduced
-from spark.publish import stage
+from spark import tables
+from spark.pca import publish_pca
+from spark.pipeline import fit_pca_version, publish_staged, write_reduced
+from spark.tables import FEATURES
 
 D1 = "2026-11-02"
 DIGEST = hashlib.sha256(b"probe weights").hexdigest()
 LABELS = ("apple", "banana", "cherry")
-SCHEMA = (
-    "path string, upload_date string, label string, size_bytes bigint, features array<float>, "
-    "weights_source string, weights_sha256 string"
-)
 
 
 def rows_with_quiet_labels(
@@ -39,17 +36,26 @@ def rows_with_quiet_labels(
             vector[:2] = rng.normal(0, 10, 2)
             if c < len(labels):
                 vector[10 + 10 * c : 20 + 10 * c] += 1.0
-            rows.append(
-                (f"s3a://b/raw/{label}/{i}.jpg", D1, label, 1000, [float(x) for x in vector])
-            )
-    return [(*r, "random:1", DIGEST) for r in rows]
+            path = f"s3a://b/raw/{label}/{i}.jpg"
+            rows.append((path, D1, label, f"etag-{label}-{i}", "2026-11-02T08:00:00+00:00",
+                         1000, [float(x) for x in vector]))  # fmt: skip
+    return [(*r, "random:1", DIGEST, None) for r in rows]  # no reject_reason: feature rows
+
+
+@pytest.fixture
+def asset_config(asset_config, fresh_layout) -> dict:
+    """The runs' tables in this test's own Iceberg namespace (as `asset_layout` reads them)."""
+    asset_config["namespace"] = fresh_layout.namespace
+    return asset_config
 
 
 def publish_with_k2(layout, spark, s3, rows: list[tuple]) -> str:
     """Published features of one date, a PCA of k=2 published on them, and their reduction."""
-    frame = spark.createDataFrame(rows, SCHEMA).select(FEATURE_COLUMNS)
-    publish_staged(spark, layout, s3, stage(spark, {layout.dataset(FEATURES): frame}, [D1]))
-    version = fit_and_save_pca(spark, layout, s3, k=2, weights_sha256=DIGEST).version
+    frame = spark.createDataFrame(rows, tables.SCHEMAS[FEATURES])
+    staged = tables.stage(spark, tables.table(layout, FEATURES), frame, [D1])
+    publish_staged(spark, layout, s3, staged)
+    version = fit_pca_version(spark, layout, s3, k=2, weights_sha256=DIGEST).version
+    publish_pca(layout, s3, version)
     write_reduced(spark, layout, s3, [D1], version)
     return version
 

@@ -6,8 +6,20 @@ from dataclasses import replace
 import pytest
 
 from bootstrap.aws.iam import READ, WRITE, allows, policy
-from spark.layout import RAW, WRITTEN_PREFIXES, Layout
-from spark.pipeline import fit_and_save_pca, write_reduced
+from spark import tables
+from spark.layout import (
+    ERASURES,
+    MANIFESTS,
+    PCA_MODELS,
+    RAW,
+    TOMBSTONES,
+    WAREHOUSE,
+    WEIGHTS,
+    WRITTEN_PREFIXES,
+    Layout,
+)
+from spark.pca import publish_pca
+from spark.pipeline import fit_pca_version, write_reduced
 from spark.settings import Settings
 from spark.storage import list_keys
 
@@ -32,11 +44,20 @@ def test_no_wildcard_beyond_the_pipeline_prefixes(settings) -> None:
 
 def test_the_policy_follows_the_layout(settings) -> None:
     document = policy(staged(settings))
-    layout = Layout(settings.bucket, settings.prefix)
+    layout = Layout.of(settings)
+    # What the pipeline writes: manifests, the Iceberg warehouse (data and metadata of every
+    # table), PCA models, weights, erasure records and tombstones; no locks any more.
+    pipeline_outputs = {MANIFESTS, WAREHOUSE, PCA_MODELS, WEIGHTS, ERASURES, TOMBSTONES}
+    assert set(WRITTEN_PREFIXES) == pipeline_outputs
     for prefix in WRITTEN_PREFIXES:
-        assert allows(
-            document, "s3:PutObject", settings.bucket, layout.key(prefix, "x/part-0.parquet")
-        )
+        for action in WRITE:
+            assert allows(document, action, settings.bucket, layout.key(prefix, "x/part-0.parquet"))
+    for name in (tables.FEATURES, tables.REDUCED):
+        table = layout.key(WAREHOUSE, layout.namespace, name)
+        for key in ("data/upload_date=2026-11-20/00000-0-a.parquet", "metadata/v2.metadata.json"):
+            assert allows(document, "s3:PutObject", settings.bucket, f"{table}/{key}")
+            assert allows(document, "s3:DeleteObject", settings.bucket, f"{table}/{key}")
+    assert not allows(document, "s3:PutObject", settings.bucket, layout.key("locks", "a.lock"))
     raw_key = layout.raw_image_key("2026-11-20", "kiwi", "a.jpg")
     assert allows(document, "s3:GetObject", settings.bucket, raw_key)
     assert not allows(document, "s3:PutObject", settings.bucket, raw_key)  # raw/ is read-only
@@ -91,7 +112,8 @@ def test_every_key_a_run_writes_is_allowed(
 ) -> None:
     upload_sample(fresh_layout, ["2026-11-15"], per_date=3)
     extract(fresh_layout, ["2026-11-15"], weights)
-    version = fit_and_save_pca(spark, fresh_layout, s3, k=2, weights_sha256=weights.sha256).version
+    version = fit_pca_version(spark, fresh_layout, s3, k=2, weights_sha256=weights.sha256).version
+    publish_pca(fresh_layout, s3, version)
     write_reduced(spark, fresh_layout, s3, ["2026-11-15"], version)
     document = policy(replace(settings, prefix=fresh_layout.prefix))
     raw = fresh_layout.raw_prefix()
@@ -99,6 +121,13 @@ def test_every_key_a_run_writes_is_allowed(
         k for k in list_keys(s3, settings.bucket, fresh_layout.key()) if not k.startswith(raw)
     ]
     assert len(written) > 5
+    # Both tables' data and metadata, under the warehouse; nothing outside the prefixes.
+    for name in (tables.FEATURES, tables.REDUCED):
+        table = fresh_layout.key(WAREHOUSE, fresh_layout.namespace, name)
+        assert any(k.startswith(f"{table}/data/") for k in written), name
+        assert any(k.startswith(f"{table}/metadata/") for k in written), name
+    prefixes = tuple(fresh_layout.key(p) + "/" for p in WRITTEN_PREFIXES)
+    assert [k for k in written if not k.startswith(prefixes)] == []
     denied = [k for k in written if not allows(document, "s3:PutObject", settings.bucket, k)]
     assert denied == []
 
@@ -115,9 +144,12 @@ def enforced(enforced_iam):
 
 
 @pytest.mark.slow
-def test_the_pipeline_runs_with_the_instance_policy_only(enforced, tmp_path, repo_root) -> None:
-    """One real run of the four assets (Spark, S3A, the workers' boto3, the driver's boto3),
-    every S3 request signed by a user that holds only `bootstrap.aws.iam instance`."""
+def test_the_pipeline_runs_with_the_instance_policy_only(
+    enforced, tmp_path, repo_root, settings, local_catalog
+) -> None:
+    """One real run of the four assets (Spark, S3A and Iceberg's file IO, the workers' boto3,
+    the driver's boto3), every S3 request signed by a user that holds only `bootstrap.aws.iam
+    instance`; the tables in the tests' catalog."""
     import os
     import subprocess
 
@@ -130,6 +162,7 @@ def test_the_pipeline_runs_with_the_instance_policy_only(enforced, tmp_path, rep
     env |= {
         "FRUITS_DEPLOYMENT": "local", "FRUITS_S3_ENDPOINT": target.s3_endpoint,
         "FRUITS_BUCKET": target.bucket, "FRUITS_PREFIX": target.prefix,
+        "FRUITS_CATALOG_URI": settings.catalog_uri, "FRUITS_NAMESPACE": "t_iam_instance_policy",
         "FRUITS_SPARK_MASTER": "local[2]", "AWS_ACCESS_KEY_ID": key,
         "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": target.region,
         "DAGSTER_HOME": str(prepare_dagster_home(tmp_path / "dagster_home")),
@@ -140,8 +173,11 @@ def test_the_pipeline_runs_with_the_instance_policy_only(enforced, tmp_path, rep
     )  # fmt: skip
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     s3 = enforced.s3("instance")
-    layout = Layout(target.bucket, target.prefix)
-    assert list_keys(s3, target.bucket, layout.key("reduced"))  # written under the policy
+    layout = Layout(target.bucket, target.prefix, "t_iam_instance_policy")
+    for name in (tables.FEATURES, tables.REDUCED):  # written under the policy
+        table = layout.key(WAREHOUSE, layout.namespace, name)
+        assert list_keys(s3, target.bucket, f"{table}/data/"), name
+        assert list_keys(s3, target.bucket, f"{table}/metadata/"), name
     # ...and nothing beyond it.
     raw = layout.raw_image_key(D, "x", "new.jpg")
     assert enforced.refused(lambda: s3.put_object(Bucket=target.bucket, Key=raw, Body=b"x"))
@@ -179,8 +215,14 @@ def test_the_host_stages_steps_and_reads_logs_with_its_policy_only(enforced, tmp
     assert enforced.refused(
         lambda: s3.put_object(Bucket=target.staging_bucket, Key=bootstrap, Body=b"x")
     )
-    features = Layout(target.bucket, target.prefix).key("features", "x.parquet")
+    features = table_file(target)
     assert enforced.refused(lambda: s3.put_object(Bucket=target.bucket, Key=features, Body=b"x"))
+
+
+def table_file(target: Settings) -> str:
+    """A data file of the features table: the pipeline's output, the cluster's to write."""
+    layout = Layout.of(target)
+    return layout.key(WAREHOUSE, layout.namespace, tables.FEATURES, "data", "x.parquet")
 
 
 def test_the_operator_stages_bootstrap_artifacts_with_its_policy_only(
@@ -195,7 +237,7 @@ def test_the_operator_stages_bootstrap_artifacts_with_its_policy_only(
     # one-wheel stand-in for the real wheelhouse.
     wheel_file(tmp_path, "fruits-probe", "1.0")
     assert len(wheelhouse.stage(s3, bootstrap_uri(target), tmp_path)) == 3
-    features = Layout(target.bucket, target.prefix).key("features", "x.parquet")
+    features = table_file(target)
     assert enforced.refused(lambda: s3.put_object(Bucket=target.bucket, Key=features, Body=b"x"))
     step = f"{target.staging_prefix}/{D}/image_features/events.pkl"
     assert enforced.refused(lambda: s3.get_object(Bucket=target.staging_bucket, Key=step))
