@@ -26,7 +26,7 @@ END = "<!-- bench:end -->"
 FIGURES = [
     ("decode + model alone on the bytes in memory, LiteRT, 2 processes x 1 thread",
      "{decode_model_ceiling_ips:.0f} img/s, {decode_model_cpu_ms_per_image:.2f} ms CPU/img"),
-    ("pipeline: S3 bytes -> 1280 features in Parquet on S3, local[2]",
+    ("pipeline: S3 bytes -> 1280 features in an Iceberg table on S3, local[2]",
      "{pipeline_ips:.0f} img/s, {pipeline_cpu_ms_per_image:.2f} ms CPU/img"),
     ("... ratio to decode + model alone", "{ratio_to_ceiling:.2f}"),
     ("... requests by type", "{requests_text}"),
@@ -34,7 +34,11 @@ FIGURES = [
     ("... with 100 ms per S3 request / without", "{latency_100ms_ratio:.2f}"),
     ("... seconds added by 30 ms, by 100 ms per request; the run without",
      "{latency_30ms_added_s:.1f} s; {latency_100ms_added_s:.1f} s; {seconds:.1f} s"),
-    ("... S3 requests besides the images' GETs (serial, each delayed)", "{requests_besides_gets}"),
+    ("... fixed S3 requests (besides one GET per image: serial, each delayed); x 30 ms",
+     "{requests_besides_gets}; {fixed_requests_30ms_s:.1f} s"),
+    ("... the same, before the Iceberg tables (Parquet + pointers + locks, "
+     "`make bench` of {pointer_design_bench_date})",
+     "{pointer_design_fixed_requests}; {pointer_design_fixed_requests_30ms_s:.1f} s"),
     ("BASELINE: the common public pattern (model rebuilt per task from broadcast weights, "
      "Keras `predict`, `repartition(24)`, default Arrow batch, binaryFile)",
      "{baseline_ips:.1f} img/s, {baseline_requests_per_image:.2f} requests and "

@@ -42,7 +42,12 @@ import pandas as pd
 
 from bench.measure import DRIVER, JVM, WORKERS, Roles, Window, listening_pid
 from bench.proxy import LatencyProxy
-from bench.targets import RESULTS, TARGETS
+from bench.targets import (
+    POINTER_DESIGN_BENCH_DATE,
+    POINTER_DESIGN_FIXED_REQUESTS,
+    RESULTS,
+    TARGETS,
+)
 from bootstrap import cli
 from bootstrap.aws.buckets import ensure_pipeline_bucket
 from bootstrap.local import local_catalog
@@ -471,11 +476,15 @@ def measure_all(
         results[f"latency_{delay}ms_ratio"] = figures["ips"] / main["ips"]
         results[f"latency_{delay}ms_seconds"] = figures["seconds"]
         results[f"latency_{delay}ms_added_s"] = figures["seconds"] - main["seconds"]
-    # Requests other than the images' GETs are made one after another by the driver and the
-    # JVM (manifest, Parquet, publication): each delay adds to the run's wall time.
-    results["requests_besides_gets"] = sum(main["requests_by_type"].values()) - main[
-        "requests_by_type"
-    ].get("GET", 0)
+    # Requests other than the images' GETs (one each) are made one after another by the driver
+    # and the JVM (manifest, table commit, metadata): each delay adds to the run's wall time.
+    results["requests_besides_gets"] = sum(main["requests_by_type"].values()) - main["images"]
+    results |= {
+        "fixed_requests_30ms_s": results["requests_besides_gets"] * 0.03,
+        "pointer_design_fixed_requests": POINTER_DESIGN_FIXED_REQUESTS,
+        "pointer_design_fixed_requests_30ms_s": POINTER_DESIGN_FIXED_REQUESTS * 0.03,
+        "pointer_design_bench_date": POINTER_DESIGN_BENCH_DATE,
+    }
     if pca_rows:
         largest = max(pca_rows)
         results |= {
@@ -513,8 +522,10 @@ def print_results(results: dict[str, Any]) -> None:
         f"ratio to ceiling {r['ratio_to_ceiling']:.2f}",
         f"30 ms per request added {r['latency_30ms_added_s']:.1f} s to a "
         f"{r['seconds']:.1f} s run; {r['requests_besides_gets']} requests besides the images' "
-        f"GETs (mostly serial: committing and publishing the Parquet) x 30 ms = "
-        f"{r['requests_besides_gets'] * 0.03:.1f} s",
+        f"GETs (mostly serial: the manifest, the table's commit and metadata) x 30 ms = "
+        f"{r['fixed_requests_30ms_s']:.1f} s; the pointer design's: "
+        f"{r['pointer_design_fixed_requests']} x 30 ms = "
+        f"{r['pointer_design_fixed_requests_30ms_s']:.1f} s ({r['pointer_design_bench_date']})",
         f"100 ms per request: ratio {r['latency_100ms_ratio']:.2f}, "
         f"{r['latency_100ms_added_s']:.1f} s added",
         f"baseline {r['baseline_ips']:.1f} img/s ({r['baseline_requests_per_image']:.2f} "

@@ -14,3 +14,9 @@ TARGETS = [
     ("worker_peak_rss_mb", "<=", 1536, "6. peak RSS of a Python worker, MB"),
     ("run_peak_rss_mb", "<=", 6144, "6. peak RSS of the whole run, MB"),
 ]
+
+# The "before" of the fixed requests (S3 requests of a feature run besides one GET per image):
+# the Parquet + pointer + lock design's figure in its last `make bench` (bench/results.json of
+# that date); that code is gone, so the Iceberg tables' figure is compared with this record.
+POINTER_DESIGN_FIXED_REQUESTS = 156
+POINTER_DESIGN_BENCH_DATE = "2026-11-26"
