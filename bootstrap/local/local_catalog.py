@@ -20,14 +20,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from bootstrap import cli
+from bootstrap.local.processes import BackgroundServer
 from fruits_assets.deployments import current_settings
 from spark.catalog import JdbcAddress
 from spark.settings import PROJECT_ROOT, ConfigError
@@ -64,19 +62,19 @@ class LocalCatalog:
         return self.state_dir / f"catalog_{self.address.port}"
 
     @property
+    def server(self) -> BackgroundServer:
+        return BackgroundServer(f"catalog_{self.address.port}", self.state_dir)
+
+    @property
     def pid_file(self) -> Path:
-        return self.state_dir / f"catalog_{self.address.port}.pid"
+        return self.server.pid_file
 
     @property
     def log_file(self) -> Path:
-        return self.state_dir / f"catalog_{self.address.port}.log"
+        return self.server.log_file
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if _alive(pid) else None
+        return self.server.pid()
 
     def responds(self) -> bool:
         with (
@@ -95,63 +93,20 @@ class LocalCatalog:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self._initdb()
-        with self.log_file.open("ab") as log:
-            # A session of its own, so that stop() ends the server and all its children.
-            process = subprocess.Popen(
-                [
-                    str(server_binaries() / "postgres"),
-                    "-D",
-                    str(self.data_dir),
-                    "-p",
-                    str(self.address.port),
-                    "-c",
-                    f"listen_addresses={self.address.host}",
-                    "-c",
-                    f"unix_socket_directories={self.data_dir}",
-                    # A catalog of pointers: durability is the local S3 server's, in memory.
-                    "-c",
-                    "fsync=off",
-                ],  # fmt: skip
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                **_as_server_user(),
-            )
-        self.pid_file.write_text(str(process.pid))
-        deadline = time.monotonic() + timeout_s
-        while not self._create_database():
-            if process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(
-                    f"local catalog did not start on port {self.address.port}; see {self.log_file}"
-                )
-            time.sleep(0.2)
-        return process.pid
+        command = [
+            str(server_binaries() / "postgres"),
+            "-D", str(self.data_dir),
+            "-p", str(self.address.port),
+            "-c", f"listen_addresses={self.address.host}",
+            "-c", f"unix_socket_directories={self.data_dir}",
+            # A catalog of pointers: durability is the local S3 server's, in memory.
+            "-c", "fsync=off",
+        ]  # fmt: skip
+        return self.server.spawn(command, self._create_database, timeout_s, **_as_server_user())
 
     def stop(self) -> bool:
-        """Stop the server and every process it started; False when it was not running."""
-        pid = self.pid()
-        self.pid_file.unlink(missing_ok=True)
-        if pid is None:
-            return False
-        children: list[psutil.Process] = []
-        # PostgreSQL's backends leave the server's process group: follow them by parent.
-        with contextlib.suppress(psutil.NoSuchProcess):
-            children = psutil.Process(pid).children(recursive=True)
-        try:
-            os.killpg(pid, signal.SIGINT)  # PostgreSQL's fast shutdown ends its children too
-            for _ in range(100):
-                if not _alive(pid):
-                    return True
-                time.sleep(0.1)
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        for child in children:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                child.kill()
-        return True
+        """Stop the server and its backends; False when it was not running."""
+        return self.server.stop(signal.SIGINT)  # PostgreSQL's fast shutdown
 
     def _initdb(self) -> None:
         self.data_dir.mkdir(parents=True)
@@ -211,17 +166,6 @@ def _as_server_user() -> dict[str, Any]:
             f"running as root needs the system user {SERVER_USER!r}: run `make install`"
         ) from None
     return {"user": entry.pw_name, "group": entry.pw_gid}
-
-
-def _alive(pid: int) -> bool:
-    """True while `pid` runs; reaps it first when it is our own exited child."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def from_uri(catalog_uri: str | None, state_dir: Path = STATE_DIR) -> LocalCatalog:

@@ -9,12 +9,7 @@ moto keeps objects in memory: they are gone once the server stops.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -22,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from bootstrap import cli
+from bootstrap.local.processes import BackgroundServer
 from fruits_assets.deployments import current_settings
 from spark.layout import Layout
 from spark.settings import PROJECT_ROOT, ConfigError, Settings
@@ -49,19 +45,19 @@ class LocalS3:
         return urlparse(self.endpoint).port or 80
 
     @property
+    def server(self) -> BackgroundServer:
+        return BackgroundServer(f"local_s3_{self.port}", self.state_dir)
+
+    @property
     def pid_file(self) -> Path:
-        return self.state_dir / f"local_s3_{self.port}.pid"
+        return self.server.pid_file
 
     @property
     def log_file(self) -> Path:
-        return self.state_dir / f"local_s3_{self.port}.log"
+        return self.server.log_file
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if _alive(pid) else None
+        return self.server.pid()
 
     def responds(self) -> bool:
         """Whether anything answers HTTP there (cheaply: not moto's full state dump)."""
@@ -79,55 +75,13 @@ class LocalS3:
             return pid
         if self.responds():
             raise ConfigError(f"something else already serves {self.endpoint}")
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         moto_server = Path(sys.executable).with_name("moto_server")
-        with self.log_file.open("ab") as log:
-            # A session of its own, so that stop() ends the server and all its children.
-            process = subprocess.Popen(
-                [str(moto_server), "-H", self.host, "-p", str(self.port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.pid_file.write_text(str(process.pid))
-        deadline = time.monotonic() + timeout_s
-        while not self.responds():
-            if process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(
-                    f"local S3 server did not start on {self.endpoint}; see {self.log_file}"
-                )
-            time.sleep(0.1)
-        return process.pid
+        command = [str(moto_server), "-H", self.host, "-p", str(self.port)]
+        return self.server.spawn(command, self.responds, timeout_s)
 
     def stop(self) -> bool:
         """Stop the server's whole process group; False when it was not running."""
-        pid = self.pid()
-        self.pid_file.unlink(missing_ok=True)
-        if pid is None:
-            return False
-        try:
-            os.killpg(pid, signal.SIGTERM)
-            for _ in range(50):
-                if not _alive(pid):
-                    return True
-                time.sleep(0.1)
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        return True
-
-
-def _alive(pid: int) -> bool:
-    """True while `pid` runs; reaps it first when it is our own exited child."""
-    with contextlib.suppress(ChildProcessError):  # not our child: its parent reaps it
-        os.waitpid(pid, os.WNOHANG)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        return self.server.stop()
 
 
 def from_settings(settings: Settings, state_dir: Path = STATE_DIR) -> LocalS3:
