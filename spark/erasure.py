@@ -4,8 +4,9 @@
    before this erasure drops it when it publishes (spark.pipeline.publish_staged), so it
    cannot come back; a later upload at the same path is a new image.
 2. Each table DELETEs the image's rows on every branch (copy-on-write: the files that held
-   them are replaced), then expires the snapshots that still reach the old files, and removes
-   the unreferenced files older than the write grace. Staged snapshots younger than the grace
+   them are replaced), then expires the snapshots that still reach the old files, removes the
+   unreferenced files older than the write grace, and deletes whatever file that held the
+   image no snapshot references any more. Staged snapshots younger than the grace
    belong to runs still writing: they drop the image when they publish (1.), and table
    maintenance removes what a crashed one left; the record lists them.
 3. The raw object is deleted and the date's manifest rewritten.
@@ -95,17 +96,14 @@ def erase_image(
         target = tables.table(layout, name)
         if not tables.exists(spark, target):
             continue
-        removed = tables.delete_where(spark, target, condition)
-        in_flight = tables.holding(
-            spark,
-            target,
-            condition,
-            [
-                s
-                for s in tables.snapshots(spark, target)
-                if not s.on_main and s.committed_at >= grace
-            ],
+        history = tables.snapshots(spark, target)
+        # Staged by runs still writing (younger than the grace): they drop it when they
+        # publish. Every other snapshot goes; the files that held the image with it.
+        writing = [s for s in history if not s.on_main and s.committed_at >= grace]
+        held = tables.files_holding(
+            spark, target, condition, [s for s in history if s not in writing]
         )
+        removed = tables.delete_where(spark, target, condition)
         expired = tables.expire_unreferenced(
             spark, target, older_than=dt.datetime.now(dt.UTC), keep_staged_after=grace
         )
@@ -113,7 +111,11 @@ def erase_image(
             "rows_removed": removed,
             "files_deleted": expired,
             "orphan_files_deleted": tables.remove_orphan_files(spark, target, grace),
-            "staged_in_flight": in_flight,
+            # Copies the expiry did not delete (its deletions are best effort).
+            "copies_deleted": tables.delete_unreferenced(
+                spark, target, set().union(*held.values())
+            ),
+            "staged_in_flight": tables.holding(spark, target, condition, writing),
         }
     s3.delete_object(Bucket=bucket, Key=key)
     write_manifests(s3, layout, [date])

@@ -86,7 +86,7 @@ def stage_features(
     engine: str = TFLITE,
     progress: Report | None = None,
     expected: dict[str, int] | None = None,
-    target_file_mb: int = 128,
+    target_file_mb: int | None = None,
 ) -> FeatureRun:
     """The manifest entries of `dates` -> one staged snapshot of the features table, one row
     per entry: its features, or its reject reason.
@@ -259,7 +259,7 @@ def stage_reduced(
     version: str,
     *,
     progress: Report | None = None,
-    target_file_mb: int = 128,
+    target_file_mb: int | None = None,
 ) -> ReducedRun:
     """Features of `dates` -> staged reduced rows with the PCA model `version`, refused when
     the features come from other weights than the model was fitted on. The reduced table

@@ -31,6 +31,7 @@ from py4j.protocol import Py4JJavaError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from spark import fs
 from spark.catalog import CATALOG
 from spark.layout import PARTITION_COLUMN, Layout
 
@@ -60,6 +61,7 @@ PROPERTIES = {
     "commit.retry.num-retries": "20",
     "commit.retry.min-wait-ms": "100",
 }
+FILE_SIZE = "write.target-file-size-bytes"
 # How often publish() stages again after Iceberg refused its cherry-pick.
 PUBLISH_ATTEMPTS = 5
 # Iceberg's messages for a write that must be redone on the current `main`.
@@ -98,16 +100,24 @@ def table(layout: Layout, name: str) -> Table:
     return Table(name, layout.namespace, layout.table_uri(name))
 
 
-def ensure_table(spark: SparkSession, target: Table, target_file_mb: int = 128) -> None:
-    """Create the namespace and the table when missing (idempotent, safe concurrently)."""
+def ensure_table(spark: SparkSession, target: Table, target_file_mb: int | None = None) -> None:
+    """Create the namespace and the table when missing (idempotent, safe concurrently); with
+    `target_file_mb`, the size its writes aim at, changed in place when the field changed."""
     spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {CATALOG}.{target.namespace}")
-    properties = PROPERTIES | {"write.target-file-size-bytes": str(target_file_mb << 20)}
-    listed = ", ".join(f"'{k}'='{v}'" for k, v in properties.items())
+    size = {FILE_SIZE: str(target_file_mb << 20)} if target_file_mb else {}
+    listed = ", ".join(f"'{k}'='{v}'" for k, v in (PROPERTIES | size).items())
     spark.sql(
         f"CREATE TABLE IF NOT EXISTS {target.qualified} ({SCHEMAS[target.name]}) USING iceberg "
         f"PARTITIONED BY ({PARTITION_COLUMN}) LOCATION '{target.location}' "
         f"TBLPROPERTIES ({listed})"
     )
+    if size:
+        current = spark.sql(f"SHOW TBLPROPERTIES {target.qualified} ('{FILE_SIZE}')").first()
+        if current is None or current["value"] != size[FILE_SIZE]:
+            spark.sql(
+                f"ALTER TABLE {target.qualified} SET TBLPROPERTIES "
+                f"('{FILE_SIZE}'='{size[FILE_SIZE]}')"
+            )
 
 
 def exists(spark: SparkSession, target: Table) -> bool:
@@ -199,7 +209,7 @@ def stage(
     rows: DataFrame,
     dates: Sequence[str],
     *,
-    target_file_mb: int = 128,
+    target_file_mb: int | None = None,
 ) -> Staged:
     """Stage `rows` as the new content of the partitions of `dates`: one snapshot off `main`,
     named by a WAP id. A requested date with no rows is emptied (its images are gone)."""
@@ -268,28 +278,30 @@ def publish(
     """Cherry-pick the staged snapshot onto `main`; returns what was published and `main`'s
     new snapshot id. `keep(rows)` drops the rows that must not be published any more (uploads
     erased meanwhile); it is asked again before each try."""
+    refused = ""
     for _ in range(PUBLISH_ATTEMPTS):
         rows = read_staged(spark, staged).select("path", "etag", "last_modified")
         if keep(rows).count() != rows.count():
             staged = restage(spark, staged, keep)
         try:
-            spark.sql(
+            picked = spark.sql(
                 f"CALL {CATALOG}.system.cherrypick_snapshot("
                 f"'{staged.table.identifier}', {staged.snapshot_id})"
-            ).collect()
+            ).first()
         except Py4JJavaError as error:
             if not _is_conflict(error):
                 raise
+            refused = str(error.java_exception).splitlines()[0]
             staged = restage(spark, staged, keep)
             continue
-        published = current_snapshot(spark, staged.table)
-        assert published is not None
+        # The procedure's own answer: `main` may have moved again since.
+        published = int(picked["current_snapshot_id"]) if picked else staged.snapshot_id
         if published != staged.snapshot_id:  # a copy was committed: the staged one goes
             discard(spark, staged)
         return staged, published
     raise RuntimeError(
         f"{staged.table.qualified}: dates {list(staged.dates)} kept changing on main; "
-        f"{PUBLISH_ATTEMPTS} cherry-picks were refused, nothing was published"
+        f"{PUBLISH_ATTEMPTS} cherry-picks were refused, nothing was published (last: {refused})"
     )
 
 
@@ -447,22 +459,41 @@ def compact(spark: SparkSession, target: Table, target_file_mb: int) -> dict[str
     return {k: int(v) for k, v in row.asDict().items() if isinstance(v, int)}
 
 
-def holding(
+def files_holding(
     spark: SparkSession, target: Table, condition: str, candidates: Sequence[Snapshot]
-) -> list[int]:
-    """The snapshots among `candidates` in which some row matches `condition` (one expired
-    meanwhile, a run's discarded stage, holds nothing any more)."""
-    found = []
+) -> dict[int, set[str]]:
+    """Per snapshot among `candidates`, the data files with a row matching `condition` (a
+    snapshot expired meanwhile, a run's discarded stage, holds none any more)."""
+    found: dict[int, set[str]] = {}
     for s in candidates:
         try:
             rows = spark.sql(
-                f"SELECT 1 FROM {target.qualified} VERSION AS OF {s.snapshot_id} "
-                f"WHERE {condition} LIMIT 1"
+                f"SELECT DISTINCT _file FROM {target.qualified} VERSION AS OF {s.snapshot_id} "
+                f"WHERE {condition}"
             ).collect()
-        except Exception:
+        except Py4JJavaError:
             if snapshot_exists(spark, target, s.snapshot_id):
                 raise
             continue
-        if rows:
-            found.append(s.snapshot_id)
+        found[s.snapshot_id] = {r["_file"] for r in rows}
     return found
+
+
+def holding(
+    spark: SparkSession, target: Table, condition: str, candidates: Sequence[Snapshot]
+) -> list[int]:
+    """The snapshots among `candidates` in which some row matches `condition`."""
+    return [s for s, files in files_holding(spark, target, condition, candidates).items() if files]
+
+
+def delete_unreferenced(spark: SparkSession, target: Table, files: set[str]) -> list[str]:
+    """Delete those of `files` that no snapshot of the table references any more: copies an
+    expiry left behind (its deletions are best effort), whatever their age."""
+    referenced = {
+        r["file_path"]
+        for r in spark.sql(f"SELECT file_path FROM {target.qualified}.all_files").collect()
+    }
+    gone = sorted(f for f in files - referenced if fs.exists(spark, f))
+    for file in gone:
+        fs.delete(spark, file)
+    return gone

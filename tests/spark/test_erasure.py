@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import defaultdict
 
 import pyarrow.parquet as pq
@@ -276,20 +277,26 @@ def jpeg(color: str) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.parametrize("same_bytes", [False, True], ids=["other-bytes", "same-bytes"])
 def test_a_new_upload_at_an_erased_path_is_a_new_image(
-    spark, s3, fresh_layout, upload_sample, weights, extract
+    spark, s3, fresh_layout, upload_sample, weights, extract, same_bytes
 ) -> None:
     layout = fresh_layout
     upload_sample(layout, [D1], per_date=3, broken=False)
     extract(layout, [D1], weights)
     path = raw_paths(s3, layout, D1)[0]
+    erased_key = path.split(f"{layout.bucket}/", 1)[1]
+    erased_bytes = s3.get_object(Bucket=layout.bucket, Key=erased_key)["Body"].read()
+    time.sleep(1.1)  # S3 keeps upload times to the second: the next upload is a later one
     record = erase_image(spark, layout, s3, path, write_grace_hours=0)
     assert record["rows_removed"] == {"features": 1}
     assert {erased for erased, _ in tombstoned(s3, layout, [D1])} == {path_digest(path)}
 
-    # The same path, other bytes, uploaded after the erasure: not the upload the tombstone names.
+    # The same path uploaded again after the erasure, even with the same bytes (the same ETag):
+    # not the upload the tombstone names.
     key = path.split(f"{layout.bucket}/", 1)[1]
-    s3.put_object(Bucket=layout.bucket, Key=key, Body=jpeg("purple"))
+    body = erased_bytes if same_bytes else jpeg("purple")
+    s3.put_object(Bucket=layout.bucket, Key=key, Body=body)
     etag = s3.head_object(Bucket=layout.bucket, Key=key)["ETag"].strip('"')
     run = extract(layout, [D1], weights)
 
