@@ -29,7 +29,8 @@ from spark.probe import (
 from spark.settings import ConfigError
 
 SCHEMA = (
-    "path string, label string, upload_date string, weights_sha256 string, features array<float>"
+    "path string, label string, upload_date string, weights_sha256 string, features array<float>, "
+    "etag string, last_modified string"
 )
 LABELS = ("apple", "banana", "cherry")
 DIM = 1280
@@ -46,7 +47,7 @@ def clusters(per_label: int, seed: int = 7, unlabelled: int = 6, signal: float =
             rows.append((f"s3a://b/raw/{label}/{n}.jpg", label, vector))
     for n in range(unlabelled):
         rows.append((f"s3a://b/raw/{n}.jpg", UNLABELLED, rng.normal(0, 0.5, DIM)))
-    return [(p, lab, "2026-03-01", "w", [float(x) for x in v]) for p, lab, v in rows]
+    return [(p, lab, "2026-03-01", "w", [float(x) for x in v], "e", "t") for p, lab, v in rows]
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +138,9 @@ def test_a_label_seen_only_in_the_held_out_rows_is_tested_not_refused(spark, sep
     paths = spark.createDataFrame(candidates, "path string")
     (new,) = paths.where(held_out(F.col("path"))).limit(1).collect()
     vector = [float(x) for x in np.random.default_rng(1).normal(0, 0.5, DIM)]
-    durian = spark.createDataFrame([(new.path, "durian", "2026-03-01", "w", vector)], SCHEMA)
+    durian = spark.createDataFrame(
+        [(new.path, "durian", "2026-03-01", "w", vector, "e", "t")], SCHEMA
+    )
     with_durian = features.unionByName(durian)
     model = fit_pca(features, 10)
     result = run_probe(with_durian, reduce_features(model, with_durian, "v1"), 10, ks=())

@@ -14,14 +14,18 @@ BASE = {
     "FRUITS_WEIGHTS": "s3://b/weights.h5",
     "FRUITS_STAGING_BUCKET": "s",
 }
-LOCAL = {"deployment": "local", "region": "eu-west-3", "bucket": "b"}
+# A local configuration: its catalog is a database (jdbc: catalog_uri is required).
+LOCAL = {
+    "deployment": "local",
+    "region": "eu-west-3",
+    "bucket": "b",
+    "catalog_uri": "jdbc:postgresql://127.0.0.1:9071/fruits?user=fruits",
+}
 
 
 def config(**fields) -> Settings:
     """Settings as a test sets them: the resource's fields, no environment."""
-    return FruitsConfig(
-        **({"deployment": "local", "region": "eu-west-3", "bucket": "b"} | fields)
-    ).settings()
+    return FruitsConfig(**(LOCAL | fields)).settings()
 
 
 def test_eu_regions_pass_and_others_fail_with_one_line() -> None:
@@ -104,3 +108,15 @@ def test_the_demo_refuses_dates_outside_the_partitions(capsys) -> None:
 
     assert main(["--dates", "2020-01-01"]) == 2
     assert "outside the partitions" in capsys.readouterr().err
+
+
+def test_the_catalog_settings_are_checked_in_one_line() -> None:
+    with pytest.raises(ConfigError, match="FRUITS_CATALOG_URI must be set"):
+        config(catalog_uri=None)
+    with pytest.raises(ConfigError, match="FRUITS_CATALOG_TYPE must be one of"):
+        config(catalog_type="hive")
+    with pytest.raises(ConfigError, match="FRUITS_NAMESPACE must be a lower-case identifier"):
+        config(namespace="Fruits-Prod")
+    with pytest.raises(ConfigError, match="FRUITS_TARGET_FILE_MB must be positive"):
+        config(target_file_mb=0)
+    assert config(catalog_type="glue", catalog_uri=None).catalog_type == "glue"
