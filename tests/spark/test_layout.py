@@ -1,6 +1,6 @@
 import pytest
 
-from spark.layout import Layout, label_of, split_uri
+from spark.layout import Layout, label_of, split_uri, upload_digest
 
 
 def test_every_area_has_its_prefix() -> None:
@@ -10,18 +10,28 @@ def test_every_area_has_its_prefix() -> None:
         layout.raw_image_key("2026-11-20", "kiwi", "a.jpg")
         == "fruits/raw/upload_date=2026-11-20/kiwi/a.jpg"
     )
-    assert layout.features_uri() == "s3://bucket/fruits/features"
-    assert layout.rejects_uri() == "s3://bucket/fruits/rejects"
-    assert layout.reduced_uri() == "s3://bucket/fruits/reduced"
+    assert layout.warehouse_uri() == "s3://bucket/fruits/warehouse"
+    assert layout.table_uri("features") == "s3://bucket/fruits/warehouse/fruits/features"
+    assert (
+        Layout("bucket", "p", "prod").table_uri("reduced") == "s3://bucket/p/warehouse/prod/reduced"
+    )
     assert layout.pca_model_uri("v1") == "s3://bucket/fruits/models/pca/v1"
     assert layout.pca_metadata_key("v1") == "fruits/models/pca/v1/metadata.json"
-    assert layout.partition_uri(layout.features_uri(), "2026-11-20").endswith(
-        "features/upload_date=2026-11-20"
+    assert layout.manifest_key("2026-11-20") == (
+        "fruits/manifests/upload_date=2026-11-20/manifest.parquet"
     )
 
 
+def test_tombstones_name_the_upload_not_the_path() -> None:
+    layout = Layout("b", "p")
+    key = layout.tombstone_key("2026-11-20", "s3://b/p/raw/x.jpg", upload_digest("e", "t"))
+    assert key.startswith("p/audit/tombstones/upload_date=2026-11-20/")
+    assert "x.jpg" not in key
+    assert upload_digest("e", "t") != upload_digest("e", "t2")  # a later upload is another
+
+
 def test_layout_without_prefix() -> None:
-    assert Layout("b").features_uri() == "s3://b/features"
+    assert Layout("b").table_uri("features") == "s3://b/warehouse/fruits/features"
     assert Layout("b").raw_prefix() == "raw/"
 
 
