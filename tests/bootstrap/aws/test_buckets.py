@@ -60,10 +60,8 @@ def test_staging_scratch_expires_and_what_nodes_reread_never_does(
     assert expiry_days(rules, f"{staging}/logs/j-1/steps/s-1/stderr.gz") == LOG_RETENTION_DAYS
     assert expiry_days(rules, "elsewhere/file") is None
     data_rules = s3.get_bucket_lifecycle_configuration(Bucket=settings.bucket)["Rules"]
-    # The data itself never expires, only what failed writes left staged.
-    assert all(
-        r["Filter"]["Prefix"].endswith("/_staging/") for r in data_rules if "Expiration" in r
-    )
+    # Nothing in the data bucket expires by age (table maintenance removes unreferenced files).
+    assert [r for r in data_rules if "Expiration" in r] == []
     assert any("AbortIncompleteMultipartUpload" in r for r in data_rules)
 
 
@@ -80,13 +78,15 @@ def test_preflight_names_a_missing_bucket_or_a_dead_endpoint(s3, settings) -> No
         preflight(s3_client(dead), dead)
 
 
-def test_abandoned_staged_writes_expire(s3, settings) -> None:
-    from bootstrap.aws.buckets import ensure_pipeline_bucket
+def test_no_table_file_expires_by_age(s3, settings) -> None:
+    """A lifecycle rule cannot see which files a table references: what abandoned writes left
+    goes through table maintenance (fruits_assets.maintenance), never by age."""
+    from bootstrap.aws.buckets import ensure_pipeline_bucket, expiry_days
 
     ensure_pipeline_bucket(settings)
     rules = s3.get_bucket_lifecycle_configuration(Bucket=settings.bucket)["Rules"]
-    expiring = {r["Filter"]["Prefix"]: r["Expiration"]["Days"] for r in rules if "Expiration" in r}
-    assert expiring == {
-        f"{settings.prefix}/{dataset}/_staging/": 2
-        for dataset in ("features", "rejects", "reduced")
-    }
+    table_file = f"{settings.prefix}/warehouse/fruits/features/data/upload_date=x/00000.parquet"
+    assert expiry_days(rules, table_file) is None
+    assert (
+        expiry_days(rules, f"{settings.prefix}/warehouse/fruits/features/metadata/v1.json") is None
+    )
