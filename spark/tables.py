@@ -471,7 +471,7 @@ def files_holding(
                 f"SELECT DISTINCT _file FROM {target.qualified} VERSION AS OF {s.snapshot_id} "
                 f"WHERE {condition}"
             ).collect()
-        except Py4JJavaError:
+        except Exception:  # py4j's or PySpark's own, when the snapshot went meanwhile
             if snapshot_exists(spark, target, s.snapshot_id):
                 raise
             continue

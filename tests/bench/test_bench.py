@@ -2,6 +2,7 @@
 every figure with sane values. Not timed: no assertion on a speed."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -25,12 +26,14 @@ KEYS = {
 
 
 def test_the_benchmark_smoke_run_reports_every_figure(
-    tmp_path, repo_root, test_env, local_s3
+    tmp_path, repo_root, test_env, local_s3, fresh_layout
 ) -> None:
     output = tmp_path / "results.json"
+    # Its own tables: the tests' catalog is shared by the other tests of this process.
+    env = {**os.environ, "FRUITS_NAMESPACE": fresh_layout.namespace}
     result = subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke", "--no-e2e", "--output", str(output)],
-        cwd=repo_root, capture_output=True, text=True, timeout=900,
+        cwd=repo_root, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     r = json.loads(output.read_text())

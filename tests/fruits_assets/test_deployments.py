@@ -19,6 +19,7 @@ STAGING_DEFAULTS = {
     "prefix": "staging",
     "weights": "s3://fruits-staging/models/weights.h5",
     "pca_k": 50,
+    "catalog_type": "glue",
 }
 
 
@@ -94,6 +95,6 @@ def test_settings_are_built_once_per_run() -> None:
     def reads_twice(fruits: FruitsConfig) -> bool:
         return fruits.settings() is fruits.settings()
 
-    fruits = FruitsConfig(deployment="local", region="eu-west-3", bucket="b")
+    fruits = FruitsConfig(deployment="local", region="eu-west-3", bucket="b", catalog_type="glue")
     result = dg.materialize([reads_twice], resources={"fruits": fruits})
     assert result.output_for_node("reads_twice") is True

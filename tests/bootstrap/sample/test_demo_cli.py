@@ -28,7 +28,12 @@ def dagster_materialize(env: dict[str, str], repo_root: Path) -> subprocess.Comp
 @pytest.fixture
 def cli_env(fresh_layout, tmp_path, spark) -> dict[str, str]:
     home = prepare_dagster_home(tmp_path / "dagster_home")
-    return {**os.environ, "FRUITS_PREFIX": fresh_layout.prefix, "DAGSTER_HOME": str(home)}
+    return {
+        **os.environ,
+        "FRUITS_PREFIX": fresh_layout.prefix,
+        "FRUITS_NAMESPACE": fresh_layout.namespace,  # tables of its own in the tests' catalog
+        "DAGSTER_HOME": str(home),
+    }
 
 
 def test_the_cli_materializes_the_sample_in_one_run(
