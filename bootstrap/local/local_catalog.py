@@ -65,14 +65,6 @@ class LocalCatalog:
     def server(self) -> BackgroundServer:
         return BackgroundServer(f"catalog_{self.address.port}", self.state_dir)
 
-    @property
-    def pid_file(self) -> Path:
-        return self.server.pid_file
-
-    @property
-    def log_file(self) -> Path:
-        return self.server.log_file
-
     def pid(self) -> int | None:
         return self.server.pid()
 
@@ -113,7 +105,7 @@ class LocalCatalog:
         user = _as_server_user()
         if user:
             os.chown(self.data_dir, pwd.getpwnam(user["user"]).pw_uid, int(user["group"]))
-        with self.log_file.open("ab") as log:
+        with self.server.log_file.open("ab") as log:
             subprocess.run(
                 [
                     str(server_binaries() / "initdb"),

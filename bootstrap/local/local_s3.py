@@ -48,14 +48,6 @@ class LocalS3:
     def server(self) -> BackgroundServer:
         return BackgroundServer(f"local_s3_{self.port}", self.state_dir)
 
-    @property
-    def pid_file(self) -> Path:
-        return self.server.pid_file
-
-    @property
-    def log_file(self) -> Path:
-        return self.server.log_file
-
     def pid(self) -> int | None:
         return self.server.pid()
 
