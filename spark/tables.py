@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from py4j.protocol import Py4JJavaError
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -103,13 +104,19 @@ def table(layout: Layout, name: str) -> Table:
 def ensure_table(spark: SparkSession, target: Table, target_file_mb: int | None = None) -> None:
     """Create the namespace and the table when missing (idempotent, safe concurrently); with
     `target_file_mb`, the size its writes aim at, changed in place when the field changed."""
-    spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {CATALOG}.{target.namespace}")
     size = {FILE_SIZE: str(target_file_mb << 20)} if target_file_mb else {}
     listed = ", ".join(f"'{k}'='{v}'" for k, v in (PROPERTIES | size).items())
-    spark.sql(
+    _create_unless_raced(
+        spark,
+        f"CREATE NAMESPACE IF NOT EXISTS {CATALOG}.{target.namespace}",
+        lambda: bool(spark.catalog.databaseExists(f"{CATALOG}.{target.namespace}")),
+    )
+    _create_unless_raced(
+        spark,
         f"CREATE TABLE IF NOT EXISTS {target.qualified} ({SCHEMAS[target.name]}) USING iceberg "
         f"PARTITIONED BY ({PARTITION_COLUMN}) LOCATION '{target.location}' "
-        f"TBLPROPERTIES ({listed})"
+        f"TBLPROPERTIES ({listed})",
+        lambda: exists(spark, target),
     )
     if size:
         current = spark.sql(f"SHOW TBLPROPERTIES {target.qualified} ('{FILE_SIZE}')").first()
@@ -118,6 +125,18 @@ def ensure_table(spark: SparkSession, target: Table, target_file_mb: int | None 
                 f"ALTER TABLE {target.qualified} SET TBLPROPERTIES "
                 f"('{FILE_SIZE}'='{size[FILE_SIZE]}')"
             )
+
+
+def _create_unless_raced(spark: SparkSession, statement: str, created: Callable[[], bool]) -> None:
+    """Run a CREATE ... IF NOT EXISTS; when another run created the same object between its
+    check and its commit (two partitions of a first backfill), the catalog refuses the loser
+    (a unique-key violation in JDBC, AlreadyExists in Glue): the object exists, which is all
+    the caller needs."""
+    try:
+        spark.sql(statement)
+    except (Py4JJavaError, AnalysisException):
+        if not created():
+            raise
 
 
 def exists(spark: SparkSession, target: Table) -> bool:

@@ -2,6 +2,7 @@
 staged write that lost a race is staged again, never published over what it did not see."""
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from pyspark.sql import functions as F
@@ -156,3 +157,21 @@ def objects(s3, layout) -> list[tuple[str, bytes]]:
 
 def data_files(s3, layout) -> int:
     return sum(1 for key, _ in objects(s3, layout) if key.endswith(".parquet"))
+
+
+def test_runs_creating_the_same_table_at_once_all_go_on(spark, fresh_layout) -> None:
+    """The first backfill of a deployment runs its partitions at once: each creates the tables
+    it writes; the catalog refuses all but one, and the others must go on with that table."""
+    for name in (tables.FEATURES, tables.REDUCED):
+        target = tables.table(fresh_layout, name)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(tables.ensure_table, [spark] * 4, [target] * 4, [64] * 4))
+        assert tables.exists(spark, target)
+    # A create refused for another reason than a race is not swallowed.
+    missing = tables.table(fresh_layout, tables.REDUCED)
+    with pytest.raises(Exception, match="(?i)parse|syntax"):
+        tables._create_unless_raced(spark, "CREATE TABLE nonsense (", lambda: False)
+    # One refused because the object now exists is.
+    tables._create_unless_raced(
+        spark, f"CREATE TABLE {missing.qualified} (x int) USING iceberg", lambda: True
+    )
