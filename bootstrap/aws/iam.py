@@ -53,6 +53,10 @@ GLUE_TABLES = [
     "glue:UpdateTable",
 ]
 PRINCIPALS = ("instance", "host", "operator")
+EMR_CLEANUP_ROLE = (
+    "arn:aws:iam::*:role/aws-service-role/elasticmapreduce.amazonaws.com*/"
+    "AWSServiceRoleForEMRCleanup*"
+)
 PROJECT_TAG = {"Key": "project", "Value": "fruits"}
 
 
@@ -206,8 +210,15 @@ def operator_policy(settings: Settings) -> dict[str, Any]:
             "DescribeCluster", "ListSteps", "AddJobFlowSteps", "ListBootstrapActions",
             "TerminateJobFlows",
         )], _cluster_arns(settings)),
-        _allow("PassTheTwoRoles", ["iam:PassRole"], role_arns,
-               StringEquals={"iam:PassedToService": "elasticmapreduce.amazonaws.com"}),
+        # RunJobFlow passes the service role to EMR and the instance role to EC2 (so does
+        # AddRoleToInstanceProfile), as AWS's AmazonEMRFullAccessPolicy_v2 grants them.
+        _allow("PassTheServiceRoleToEmr", ["iam:PassRole"], [role_arns[0]],
+               StringLike={"iam:PassedToService": "elasticmapreduce.amazonaws.com*"}),
+        _allow("PassTheInstanceRoleToEc2", ["iam:PassRole"], [role_arns[1]],
+               StringLike={"iam:PassedToService": "ec2.amazonaws.com*"}),
+        # EMR's cleanup role, which the account's first cluster creates.
+        _allow("EmrCleanupServiceLinkedRole", ["iam:CreateServiceLinkedRole"], [EMR_CLEANUP_ROLE],
+               StringEquals={"iam:AWSServiceName": "elasticmapreduce.amazonaws.com"}),
         _allow("ManageTheTwoRoles", [f"iam:{a}" for a in (
             "GetRole", "CreateRole", "TagRole", "UpdateAssumeRolePolicy", "PutRolePolicy",
             "GetRolePolicy", "DeleteRolePolicy", "ListRolePolicies", "ListAttachedRolePolicies",
@@ -220,7 +231,7 @@ def operator_policy(settings: Settings) -> dict[str, Any]:
         )], ["*"], StringEquals=region),
         _allow("TagAndCheckNetwork", [f"ec2:{a}" for a in (
             "CreateTags", "DescribeSubnets", "DescribeSecurityGroups", "DescribeRouteTables",
-            "DescribeVpcEndpoints",
+            "DescribeVpcEndpoints", "DescribeVpcs",
         )], ["*"], StringEquals=region),
         _allow("Buckets", ["s3:ListAllMyBuckets"], ["*"]),
         _allow("BucketSetUp", [f"s3:{a}" for a in bucket_setup],
@@ -229,6 +240,9 @@ def operator_policy(settings: Settings) -> dict[str, Any]:
     ]  # fmt: skip
     if settings.staging_bucket:
         statements.append(_allow("StageBootstrapArtifacts", WRITE, staged))
+    if settings.catalog_type == "glue":  # doctor checks the tables' database
+        statements.append(_allow("CheckTheGlueDatabase", ["glue:GetDatabase"],
+                                 _glue_arns(settings)[:2]))  # fmt: skip
     return _document(statements)
 
 
@@ -237,6 +251,78 @@ POLICIES = {"instance": instance_policy, "host": host_policy, "operator": operat
 
 def policy(settings: Settings, principal: str = "instance") -> dict[str, Any]:
     return POLICIES[principal](settings)
+
+
+# --- evaluating policies with their conditions ------------------------------------------------
+Context = dict[str, str | list[str]]  # condition keys of a request -> their values
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _like(value: str, pattern: str) -> bool:
+    return fnmatch.fnmatchcase(value, pattern)
+
+
+def _bool(value: str, pattern: str) -> bool:
+    return value.lower() == pattern.lower()
+
+
+# Each operator: how one request value is compared with one policy value (case-sensitive, as
+# IAM compares values; keys are case-insensitive).
+OPERATORS = {
+    "StringEquals": str.__eq__, "StringLike": _like, "ArnEquals": str.__eq__,
+    "ArnLike": _like, "Bool": _bool,
+}  # fmt: skip
+NEGATED = {
+    "StringNotEquals": "StringEquals",
+    "StringNotLike": "StringLike",
+    "ArnNotLike": "ArnLike",
+}
+
+
+def _condition_holds(operator: str, key: str, wanted: Any, context: Context) -> bool:
+    if_exists = operator.endswith("IfExists")
+    base = operator.removesuffix("IfExists")
+    found = {k.lower(): v for k, v in context.items()}.get(key.lower())
+    if found is None:  # a missing key fails a condition, unless ...IfExists (or negated)
+        return if_exists or base in NEGATED
+    positive = NEGATED.get(base, base)
+    if positive not in OPERATORS:
+        raise ValueError(f"condition operator {operator} is not evaluated here")
+    compare = OPERATORS[positive]
+    matched = any(compare(str(v), str(w)) for v in _listed(found) for w in _listed(wanted))
+    return matched != (base in NEGATED)
+
+
+def _statement_applies(
+    statement: dict[str, Any], action: str, resource: str, context: Context
+) -> bool:
+    actions = [a.lower() for a in _listed(statement.get("Action", []))]
+    if not any(_like(action.lower(), a) for a in actions):
+        return False
+    if not any(_like(resource, r) for r in _listed(statement.get("Resource", []))):
+        return False
+    return all(
+        _condition_holds(operator, key, wanted, context)
+        for operator, keys in statement.get("Condition", {}).items()
+        for key, wanted in keys.items()
+    )  # fmt: skip
+
+
+def decide(
+    documents: list[dict[str, Any]], action: str, resource: str, context: Context | None = None
+) -> str:
+    """IAM's decision on one request under identity policies: "Deny" (an explicit Deny),
+    "Allow", or "ImplicitDeny". Conditions are evaluated against `context` (the request's
+    condition keys: iam:PassedToService, aws:RequestedRegion, aws:ResourceTag/..., ...)."""
+    context = context or {}
+    statements = [s for d in documents for s in _listed(d["Statement"])]
+    applying = [s["Effect"] for s in statements if _statement_applies(s, action, resource, context)]
+    if "Deny" in applying:
+        return "Deny"
+    return "Allow" if "Allow" in applying else "ImplicitDeny"
 
 
 def allows(document: dict[str, Any], action: str, bucket: str, key: str) -> bool:

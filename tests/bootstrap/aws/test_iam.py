@@ -2,10 +2,11 @@
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from bootstrap.aws.iam import READ, WRITE, allows, policy
+from bootstrap.aws.iam import READ, WRITE, allows, decide, policy
 from spark import tables
 from spark.layout import (
     ERASURES,
@@ -74,7 +75,8 @@ RESOURCELESS = {
     "elasticmapreduce:DescribeSecurityConfiguration", "kms:CreateKey", "kms:CreateAlias",
     "kms:ListAliases", "kms:DescribeKey", "kms:GetKeyPolicy", "kms:PutKeyPolicy",
     "kms:TagResource", "ec2:CreateTags", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
-    "ec2:DescribeRouteTables", "ec2:DescribeVpcEndpoints", "s3:ListAllMyBuckets",
+    "ec2:DescribeRouteTables", "ec2:DescribeVpcEndpoints", "ec2:DescribeVpcs",
+    "s3:ListAllMyBuckets",
 }  # fmt: skip
 
 
@@ -101,8 +103,8 @@ def test_each_principal_gets_only_what_it_needs(settings, principal, capsys) -> 
         )
     if principal == "operator":
         passing = [s for s in document["Statement"] if "iam:PassRole" in s["Action"]]
-        two = [f"arn:aws:iam::*:role/{r}" for r in (roles.SERVICE_ROLE, roles.INSTANCE_ROLE)]
-        assert [s["Resource"] for s in passing] == [two]
+        two = [[f"arn:aws:iam::*:role/{r}"] for r in (roles.SERVICE_ROLE, roles.INSTANCE_ROLE)]
+        assert [s["Resource"] for s in passing] == two
     assert main(["nobody"]) == 2
 
 
@@ -241,3 +243,119 @@ def test_the_operator_stages_bootstrap_artifacts_with_its_policy_only(
     assert enforced.refused(lambda: s3.put_object(Bucket=target.bucket, Key=features, Body=b"x"))
     step = f"{target.staging_prefix}/{D}/image_features/events.pkl"
     assert enforced.refused(lambda: s3.get_object(Bucket=target.staging_bucket, Key=step))
+
+
+# --- the policies evaluated with their conditions (bootstrap.aws.iam.decide) --------------------
+ACCOUNT = "123456789012"
+FIXTURES = Path(__file__).with_name("fixtures")
+
+
+def managed(name: str) -> dict:
+    """The published text of an AWS managed policy (fixtures/aws_managed_policies.json)."""
+    return json.loads((FIXTURES / "aws_managed_policies.json").read_text())["policies"][name][
+        "document"
+    ]
+
+
+def ours(role_arn: str) -> str:
+    """Our role for one of AWS's default role names in the managed policies."""
+    from bootstrap.aws import roles
+
+    name = {"EMR_DefaultRole_V2": roles.SERVICE_ROLE, "EMR_EC2_DefaultRole": roles.INSTANCE_ROLE}
+    return f"arn:aws:iam::{ACCOUNT}:role/{name[role_arn.rsplit('/', 1)[1]]}"
+
+
+def test_the_evaluator_reads_conditions_as_iam_does() -> None:
+    document = {"Statement": [
+        {"Effect": "Allow", "Action": "ec2:*", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:ResourceTag/team": "fruits"}}},
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*",
+         "Condition": {"StringLikeIfExists": {"s3:prefix": "raw/*"}}},
+        {"Effect": "Deny", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/secret*"},
+    ]}  # fmt: skip
+    tagged = {"aws:ResourceTag/team": "fruits"}
+    assert decide([document], "ec2:CreateTags", "arn:aws:ec2:r:a:vpc/v", tagged) == "Allow"
+    assert decide([document], "EC2:CreateTags", "x", {"AWS:ResourceTag/team": "f"}) != "Allow"
+    assert decide([document], "ec2:CreateTags", "x", {}) == "ImplicitDeny"  # key missing
+    assert decide([document], "s3:GetObject", "arn:aws:s3:::b/a") == "Allow"  # ...IfExists
+    assert decide([document], "s3:GetObject", "arn:aws:s3:::b/secret.txt") == "Deny"
+
+
+def test_the_operator_passes_each_role_to_the_service_aws_s_own_policy_does(settings) -> None:
+    """RunJobFlow passes the service role to EMR and the instance role to EC2 (and
+    AddRoleToInstanceProfile passes it to EC2): AmazonEMRFullAccessPolicy_v2 says which."""
+    document = policy(staged(settings), "operator")
+    reference = managed("AmazonEMRFullAccessPolicy_v2")
+    passing = [
+        s for s in reference["Statement"]
+        if s["Action"] == "iam:PassRole" and "AutoScaling" not in s["Resource"]
+    ]  # fmt: skip
+    assert len(passing) == 2
+    services = {s["Condition"]["StringLike"]["iam:PassedToService"] for s in passing}
+    for statement in passing:
+        to = statement["Condition"]["StringLike"]["iam:PassedToService"].rstrip("*")
+        aws_role = statement["Resource"].replace("*", ACCOUNT)
+        context = {"iam:PassedToService": to}
+        assert decide([reference], "iam:PassRole", aws_role, context) == "Allow"
+        assert decide([document], "iam:PassRole", ours(aws_role), context) == "Allow", to
+        (elsewhere,) = {s.rstrip("*") for s in services} - {to}
+        refused = decide(
+            [document], "iam:PassRole", ours(aws_role), {"iam:PassedToService": elsewhere}
+        )
+        assert refused == "ImplicitDeny", (aws_role, elsewhere)
+
+
+def test_the_operator_may_create_emr_s_cleanup_role_as_aws_s_own_policy_may(settings) -> None:
+    document = policy(staged(settings), "operator")
+    role = (
+        f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/elasticmapreduce.amazonaws.com/"
+        "AWSServiceRoleForEMRCleanup"
+    )
+    context = {"iam:AWSServiceName": "elasticmapreduce.amazonaws.com"}
+    for reference in (managed("AmazonEMRFullAccessPolicy_v2"), document):
+        assert decide([reference], "iam:CreateServiceLinkedRole", role, context) == "Allow"
+    other = {"iam:AWSServiceName": "ec2.amazonaws.com"}
+    assert decide([document], "iam:CreateServiceLinkedRole", role, other) == "ImplicitDeny"
+
+
+def operator_calls(target: Settings) -> list[tuple[str, str, dict]]:
+    """Every call the bootstrap tools make as the operator, with the condition keys AWS gives
+    them (roles, doctor, stage, create)."""
+    from bootstrap.aws import roles
+
+    region = target.region
+    asked = {"aws:RequestedRegion": region}
+    service, instance = (f"arn:aws:iam::{ACCOUNT}:role/{r}"
+                         for r in (roles.SERVICE_ROLE, roles.INSTANCE_ROLE))  # fmt: skip
+    profile = f"arn:aws:iam::{ACCOUNT}:instance-profile/{roles.INSTANCE_PROFILE}"
+    key = f"arn:aws:kms:{region}:{ACCOUNT}:key/1234abcd"
+    calls = [
+        ("iam:CreateRole", service, {}), ("iam:PutRolePolicy", instance, {}),
+        ("iam:AttachRolePolicy", service, {}), ("iam:CreateInstanceProfile", profile, {}),
+        ("iam:AddRoleToInstanceProfile", profile, {}),
+        ("iam:PassRole", instance, {"iam:PassedToService": "ec2.amazonaws.com"}),
+        ("kms:CreateKey", "*", asked), ("kms:PutKeyPolicy", key, asked),
+        ("ec2:CreateTags", f"arn:aws:ec2:{region}:{ACCOUNT}:vpc/vpc-1", asked),
+        ("ec2:DescribeVpcs", "*", asked), ("ec2:DescribeVpcEndpoints", "*", asked),
+        ("elasticmapreduce:CreateSecurityConfiguration", "*", asked),
+        ("elasticmapreduce:RunJobFlow", "*",
+         asked | {"aws:RequestTag/for-use-with-amazon-emr-managed-policies": "true"}),
+        ("iam:PassRole", service, {"iam:PassedToService": "elasticmapreduce.amazonaws.com"}),
+        ("iam:CreateServiceLinkedRole",
+         f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/elasticmapreduce.amazonaws.com/"
+         "AWSServiceRoleForEMRCleanup", {"iam:AWSServiceName": "elasticmapreduce.amazonaws.com"}),
+        ("s3:PutObject", f"arn:aws:s3:::{target.staging_bucket}/emr_staging/bootstrap/x", {}),
+    ]  # fmt: skip
+    if target.catalog_type == "glue":
+        database = f"arn:aws:glue:{region}:{ACCOUNT}:database/{target.namespace}"
+        calls.append(("glue:GetDatabase", database, asked))
+    return calls
+
+
+def test_every_call_of_the_operator_is_allowed_with_its_conditions(settings) -> None:
+    target = replace(staged(settings), catalog_type="glue")
+    document = policy(target, "operator")
+    refused = [call for call in operator_calls(target) if decide([document], *call) != "Allow"]
+    assert refused == []
+    elsewhere = {"aws:RequestedRegion": "us-east-1"}
+    assert decide([document], "elasticmapreduce:RunJobFlow", "*", elsewhere) == "ImplicitDeny"
