@@ -15,7 +15,7 @@ from fruits_assets.observability import label_spark_jobs
 from fruits_assets.partitions import PARTITIONS_START
 from spark.layout import Layout
 from spark.session import session_conf, start_session, use_settings_catalog
-from spark.settings import Settings
+from spark.settings import PROBE_FRAME_NUMBERS, Settings
 from spark.storage import s3_client
 
 STEP_LAUNCHER = "pyspark_step_launcher"
@@ -120,6 +120,20 @@ class FruitsConfig(dg.ConfigurableResource):
     )
     target_file_mb: int = Field(
         default=128, description="Size of the tables' data files, written and compacted to."
+    )
+    probe_min_test_rows: int = Field(
+        default=100,
+        description="feature_quality's verdict is 'inconclusive' below this many held-out rows.",
+    )
+    probe_min_test_rows_per_label: int = Field(
+        default=5,
+        description="feature_quality's verdict is 'inconclusive' when a label has fewer "
+        "held-out rows than this.",
+    )
+    probe_group_pattern: str = Field(
+        default=PROBE_FRAME_NUMBERS,
+        description="Regex removed from each file's stem to group the frames of one object "
+        "(label folder + what remains): a group is held out whole. '$': each file alone.",
     )
 
     _settings: Settings | None = PrivateAttr(default=None)

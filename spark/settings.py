@@ -42,6 +42,11 @@ def cluster_id_on_node(environ: Mapping[str, str]) -> str | None:
 ENGINES = ("tflite", "keras")
 # Iceberg catalogs (spark.catalog): JDBC on PostgreSQL locally, the Glue Data Catalog on AWS.
 CATALOG_TYPES = ("jdbc", "glue")
+# feature_quality's probe groups the frames of one object (Fruits-360: a rotating fruit, one
+# file per frame) by removing this from each file's stem: trailing numbers after a separator
+# ("r_12_100" -> "r", "0_100" -> "", "apple_0_0001" -> "apple"), so that no object has frames on
+# both sides of the held-out split. "$" removes nothing: every file is its own group.
+PROBE_FRAME_NUMBERS = r"(?:^|[\W_]+)\d+(?:[\W_]+\d+)*$"
 
 
 class ConfigError(ValueError):
@@ -91,6 +96,11 @@ class Settings:
     snapshot_retention_hours: float
     write_grace_hours: float
     target_file_mb: int
+    # feature_quality's probe (spark.probe): below these held-out rows, overall or for any
+    # label, its verdict is "inconclusive"; the pattern that groups an object's frames.
+    probe_min_test_rows: int = 100
+    probe_min_test_rows_per_label: int = 5
+    probe_group_pattern: str = PROBE_FRAME_NUMBERS
 
     def __post_init__(self) -> None:
         require_eu_region(self.region)
@@ -137,6 +147,15 @@ class Settings:
                 "FRUITS_SNAPSHOT_RETENTION_HOURS and FRUITS_WRITE_GRACE_HOURS must not be "
                 "negative, FRUITS_TARGET_FILE_MB must be positive"
             )
+        if min(self.probe_min_test_rows, self.probe_min_test_rows_per_label) < 1:
+            raise ConfigError(
+                "FRUITS_PROBE_MIN_TEST_ROWS and FRUITS_PROBE_MIN_TEST_ROWS_PER_LABEL must be "
+                "positive"
+            )
+        try:
+            re.compile(self.probe_group_pattern)
+        except re.error as error:
+            raise ConfigError(f"FRUITS_PROBE_GROUP_PATTERN is not a regex: {error}") from None
         if self.arrow_batch_size < 1:
             raise ConfigError(
                 f"FRUITS_ARROW_BATCH_SIZE must be positive, got {self.arrow_batch_size}"
