@@ -23,9 +23,10 @@ def evaluate(fruits: FruitsConfig, cursor: str | None, instance=None):
 
 
 def test_requests_exactly_the_new_or_changed_dates(
-    fresh_layout, upload_sample, fruits_config, s3, settings
+    fresh_layout, upload_sample, fruits_config, s3, settings, monkeypatch
 ) -> None:
     fruits = fruits_config(prefix=fresh_layout.prefix)
+    set_today(monkeypatch, "2026-11-08")  # D2 and D3 are the dates still settling
     upload_sample(fresh_layout, [D1, D2], per_date=2, broken=False)
 
     first = evaluate(fruits, None)
@@ -35,13 +36,78 @@ def test_requests_exactly_the_new_or_changed_dates(
     assert unchanged.run_requests == []
 
     upload_sample(fresh_layout, [D3], per_date=2, broken=False)  # a new date
-    s3.put_object(  # and a changed one
-        Bucket=settings.bucket, Key=fresh_layout.raw_image_key(D1, "kiwi", "late.jpg"), Body=b"new"
+    s3.put_object(  # and a late upload into a date already requested
+        Bucket=settings.bucket, Key=fresh_layout.raw_image_key(D2, "kiwi", "late.jpg"), Body=b"new"
     )
     later = evaluate(fruits, unchanged.cursor)
-    assert sorted(r.partition_key for r in later.run_requests) == [D1, D3]
-    assert set(json.loads(later.cursor)) == {D1, D2, D3}
+    assert sorted(r.partition_key for r in later.run_requests) == [D2, D3]
+    assert set(json.loads(later.cursor)["dates"]) == {D1, D2, D3}
     assert len({r.run_key for r in later.run_requests}) == 2
+
+
+def test_a_late_upload_into_an_older_date_is_requested_within_one_audit_round(
+    fresh_layout, fruits_config, s3, settings, monkeypatch
+) -> None:
+    fruits = fruits_config(prefix=fresh_layout.prefix)
+    dates = [f"2026-11-{day:02d}" for day in range(1, 11)]
+    for date in dates:
+        s3.put_object(Bucket=settings.bucket, Key=fresh_layout.raw_image_key(date, "a", "1.jpg"))
+    set_today(monkeypatch, "2026-11-20")  # every date is settled: only the audit re-lists them
+    cursor = evaluate(fruits, None).cursor
+    s3.put_object(Bucket=settings.bucket, Key=fresh_layout.raw_image_key(D1, "b", "late.jpg"))
+
+    seen: list[list[str]] = []
+    for _ in range(len(dates)):  # one audit round: a date per tick
+        result = evaluate(fruits, cursor)
+        cursor = result.cursor
+        seen.append(requested(result))
+    assert [d for tick in seen for d in tick] == [D1]  # requested once, in the round
+
+
+def test_a_cursor_from_before_the_audit_requests_nothing_again(
+    fresh_layout, upload_sample, fruits_config
+) -> None:
+    """Cursors were a flat {date: fingerprint}: the same fingerprints, nothing re-requested."""
+    fruits = fruits_config(prefix=fresh_layout.prefix)
+    upload_sample(fresh_layout, [D1, D2], per_date=1, broken=False)
+    flat = json.loads(evaluate(fruits, None).cursor)["dates"]
+    assert requested(evaluate(fruits, json.dumps(flat))) == []
+
+
+def test_requests_per_tick_stay_flat_as_objects_accumulate(
+    fresh_layout, fruits_config, s3, settings, monkeypatch
+) -> None:
+    """A steady tick lists the date folders, the settling dates and one audited date: the same
+    requests whether the history holds 60 objects or 2,100 (a listing of all raw/ takes 3 LIST
+    pages there)."""
+    from bench.sensor_scale import RequestCounter, dates_ending, populate, settle, steady_tick
+
+    dates = dates_ending("2026-11-30", 30)
+    valid = set(dates)
+    counter = RequestCounter(s3)
+    ticks = []
+    for total in (60, 2_100):
+        populate(s3, fresh_layout, dates, total, start=ticks[-1]["objects"] if ticks else 0)
+        cursor = settle(s3, fresh_layout, valid, sensors.UploadCursor())
+        ticks.append({"objects": total, **steady_tick(s3, counter, fresh_layout, valid, cursor)})
+    # 1 LIST of the date folders + 2 settling dates + 1 audited date, a page each
+    expected = 1 + sensors.SETTLE_DAYS + sensors.AUDIT_DATES_PER_TICK
+    assert [t["requests"] for t in ticks] == [expected, expected]
+    assert all(t["requested"] == [] for t in ticks)
+
+
+def test_a_first_tick_over_a_long_history_lists_a_bounded_number_of_dates(
+    fresh_layout, s3, settings
+) -> None:
+    from bench.sensor_scale import RequestCounter, dates_ending, populate
+
+    dates = dates_ending("2026-12-31", 40)
+    populate(s3, fresh_layout, dates, 40)
+    counter = RequestCounter(s3)
+    scan = sensors.scan_uploads(s3, fresh_layout, sensors.UploadCursor(), set(dates), 2, 1, 25)
+    assert len(scan.requested) == 25 and counter.total == 1 + 25
+    rest = sensors.scan_uploads(s3, fresh_layout, scan.cursor, set(dates), 2, 1, 25)
+    assert set(scan.requested) | set(rest.requested) == set(dates)
 
 
 def test_dates_outside_the_partitions_are_not_requested(
@@ -71,7 +137,7 @@ def test_a_future_date_is_requested_once_it_is_in_range(
     set_today(monkeypatch, D2)  # D3 lies in the future
     first = evaluate(fruits, None)
     assert requested(first) == [D1]
-    assert set(json.loads(first.cursor)) == {D1}  # D3 stays "changed"
+    assert set(json.loads(first.cursor)["dates"]) == {D1}  # D3 stays "changed"
 
     set_today(monkeypatch, D3)  # today is not a partition yet: the day must be over
     assert requested(evaluate(fruits, first.cursor)) == []
@@ -79,7 +145,7 @@ def test_a_future_date_is_requested_once_it_is_in_range(
     set_today(monkeypatch, "2026-11-08")
     later = evaluate(fruits, first.cursor)
     assert requested(later) == [D3]
-    assert set(json.loads(later.cursor)) == {D1, D3}
+    assert set(json.loads(later.cursor)["dates"]) == {D1, D3}
     assert requested(evaluate(fruits, later.cursor)) == []  # requested once only
 
 
@@ -90,10 +156,10 @@ def test_a_date_before_the_start_stays_unrequested_and_out_of_the_cursor(
     upload_sample(fresh_layout, ["2020-01-01", D1], per_date=1, broken=False)
 
     first = evaluate(fruits, None)
-    assert json.loads(first.cursor).keys() == {D1}
+    assert json.loads(first.cursor)["dates"].keys() == {D1}
     second = evaluate(fruits, first.cursor)
     assert requested(second) == []
-    assert json.loads(second.cursor) == json.loads(first.cursor)
+    assert json.loads(second.cursor)["dates"] == json.loads(first.cursor)["dates"]
 
 
 def test_skipped_dates_in_an_older_cursor_are_requested_once_in_range(
@@ -103,10 +169,10 @@ def test_skipped_dates_in_an_older_cursor_are_requested_once_in_range(
     fruits = fruits_config(prefix=fresh_layout.prefix)
     upload_sample(fresh_layout, [D1, D3], per_date=1, broken=False)
     set_today(monkeypatch, D2)
-    requested_only = json.loads(evaluate(fruits, None).cursor)
+    requested_only = json.loads(evaluate(fruits, None).cursor)["dates"]
     old_style = requested_only | {D3: "fingerprint recorded while D3 was skipped"}
     older = evaluate(fruits, json.dumps(old_style))  # still skipped, and dropped from the cursor
-    assert requested(older) == [] and set(json.loads(older.cursor)) == {D1}
+    assert requested(older) == [] and set(json.loads(older.cursor)["dates"]) == {D1}
 
     set_today(monkeypatch, "2026-11-08")
     assert requested(evaluate(fruits, older.cursor)) == [D3]
@@ -124,7 +190,7 @@ def test_a_date_removed_from_s3_keeps_its_entry(
         s3.delete_object(Bucket=settings.bucket, Key=obj["Key"])
     after = evaluate(fruits, first.cursor)
     assert requested(after) == []
-    assert json.loads(after.cursor) == json.loads(first.cursor)
+    assert json.loads(after.cursor)["dates"] == json.loads(first.cursor)["dates"]
 
 
 def test_pca_refit_is_on_demand_by_default(local_s3, fruits_config) -> None:
@@ -166,9 +232,7 @@ def test_reduced_features_follow_new_features_and_new_models() -> None:
     assert first.total_requested == 0  # nothing upstream exists yet
 
     for date in (D1, D2):
-        instance.report_runless_asset_event(
-            dg.AssetMaterialization(IMAGE_FEATURES, partition=date)
-        )
+        instance.report_runless_asset_event(dg.AssetMaterialization(IMAGE_FEATURES, partition=date))
     instance.report_runless_asset_event(dg.AssetMaterialization(PCA_MODEL))
     second = dg.evaluate_automation_conditions(
         defs=defs, instance=instance, asset_selection=selection, cursor=first.cursor
