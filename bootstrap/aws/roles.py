@@ -10,14 +10,20 @@ and puts back what drifted, so running it twice changes nothing:
   it: any other policy found on it is removed);
 - the customer key KMS_ALIAS for local-disk and EBS encryption, whose key policy lets both
   roles use it (and EBS create grants for the volumes);
-- the tag MANAGED_POLICY_TAG on the given subnets and security groups: the v2 managed policy
-  only acts on resources that carry it (EMR tags the cluster through its request's Tags).
+- the tag MANAGED_POLICY_TAG on the given subnets, their VPCs and the given security groups:
+  the v2 managed policy only acts on resources that carry it (EMR tags the cluster through its
+  request's Tags). `create` passes no security groups, so EMR creates its default ones, which
+  AmazonEMRServicePolicy_v2 allows only in a VPC carrying the tag.
+
+A key policy naming a role IAM has just created is refused until the role has propagated
+(KMS says MalformedPolicyDocumentException): PutKeyPolicy is retried, as AWS documents.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bootstrap.aws.iam import PROJECT_TAG, instance_policy
@@ -175,8 +181,37 @@ def _key(kms: Any, account: str, report: Report) -> str:
         )["KeyMetadata"]["Arn"]
         kms.create_alias(AliasName=KMS_ALIAS, TargetKeyId=arn)
         report(f"KMS key {KMS_ALIAS}: created ({arn})")
-    kms.put_key_policy(KeyId=arn, PolicyName="default", Policy=json.dumps(key_policy(account)))
+    put_key_policy(kms, arn, key_policy(account))
     return arn
+
+
+# Seconds between PutKeyPolicy tries while IAM propagates new roles (about 2 minutes in all).
+KEY_POLICY_RETRIES_S = (2, 4, 8, 15, 15, 30, 30, 30)
+
+
+def put_key_policy(
+    kms: Any,
+    arn: str,
+    policy: dict[str, Any],
+    sleep: Callable[[float], None] = time.sleep,
+    waits: Iterable[float] = KEY_POLICY_RETRIES_S,
+) -> None:
+    """PutKeyPolicy, tried again while KMS does not see the roles the policy names yet."""
+    for wait in [*waits, None]:
+        try:
+            kms.put_key_policy(KeyId=arn, PolicyName="default", Policy=json.dumps(policy))
+            return
+        except kms.exceptions.MalformedPolicyDocumentException:
+            if wait is None:
+                raise
+            sleep(wait)
+
+
+def vpcs_of(ec2: Any, subnet_ids: Iterable[str]) -> list[str]:
+    subnet_ids = list(subnet_ids)
+    if not subnet_ids:
+        return []
+    return sorted({s["VpcId"] for s in ec2.describe_subnets(SubnetIds=subnet_ids)["Subnets"]})
 
 
 def ensure_roles(
@@ -202,9 +237,9 @@ def ensure_roles(
     _instance_profile(iam, report)
     arn = _key(kms, account, report)
     report(f"KMS key {KMS_ALIAS}: key policy lets {SERVICE_ROLE} and {INSTANCE_ROLE} use it")
-    resources = [*subnet_ids, *security_group_ids]
+    ec2 = session.client("ec2", region_name=settings.region)
+    resources = [*subnet_ids, *vpcs_of(ec2, subnet_ids), *security_group_ids]
     if resources:
-        ec2 = session.client("ec2", region_name=settings.region)
         ec2.create_tags(Resources=resources, Tags=[MANAGED_POLICY_TAG])
         report(f"tagged {', '.join(resources)} {MANAGED_POLICY_TAG['Key']}=true")
     return arn

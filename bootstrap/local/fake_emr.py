@@ -60,6 +60,10 @@ from spark.session import ICEBERG_RUNTIME_JAR, s3a_conf, s3a_jars
 from spark.settings import Settings
 
 EMR_SPARK_ENV = "/etc/spark/conf/spark-env.sh"
+# The published texts of the AWS managed policies the design relies on (source and date inside).
+MANAGED_POLICIES = Path(__file__).with_name("aws_managed_policies.json")
+SERVICE_POLICY = "AmazonEMRServicePolicy_v2"
+ACCOUNT = "123456789012"  # the account of the ARNs the fake builds (moto's default)
 # Two executors of one core each, in JVMs of their own, as YARN would run them.
 SPARK_MASTER = "local-cluster[2,1,1024]"
 _ids = itertools.count(1)
@@ -84,6 +88,11 @@ class FakeEmrTiming:
     terminating_s: float = 1.0
     log_push_delay_s: float = 300.0  # EMR pushes step logs to S3 about every 5 minutes
     idle_scale: float = 1.0  # real seconds per second of the AutoTerminationPolicy
+
+
+def managed_policy(name: str) -> dict[str, Any]:
+    """An AWS managed policy's document, as published (MANAGED_POLICIES)."""
+    return json.loads(MANAGED_POLICIES.read_text())["policies"][name]["document"]
 
 
 class EmrApiError(Exception):
@@ -242,9 +251,13 @@ class FakeEmr:
         spark_master: str = SPARK_MASTER,
         timing: FakeEmrTiming = FakeEmrTiming(),
         instance_credentials: dict[str, str] | None = None,
+        network: Any | None = None,
     ) -> None:
         self.settings = settings
         self.state_dir = state_dir
+        # An EC2 client of the account (moto's): with it the service role provisions in the
+        # cluster's VPC under AmazonEMRServicePolicy_v2, as EMR does (default_groups_refusal).
+        self.network = network
         # What the nodes run with (bootstrap actions, steps, log pushes): bootstrap.local.fake_node.
         self.instance_credentials = instance_credentials
         self.spark_master = spark_master
@@ -395,7 +408,10 @@ class FakeEmr:
         with self.lock:
             self.lock.wait_for(lambda: self.stopping or cluster.state in ENDED,
                                timeout=self.timing.starting_s)  # fmt: skip
-            if cluster.state not in ENDED:
+            refusal = None if cluster.state in ENDED else self._provisioning_refusal(cluster)
+            if refusal is not None:
+                self._terminate(cluster, ("VALIDATION_ERROR", refusal), errors=True)
+            elif cluster.state not in ENDED:
                 cluster.enter("BOOTSTRAPPING")
         if cluster.state == "BOOTSTRAPPING":
             try:
@@ -409,6 +425,12 @@ class FakeEmr:
                     cluster.enter("WAITING")
             self._run_steps(cluster)
         self._shut_down(cluster)
+
+    def _provisioning_refusal(self, cluster: Cluster) -> str | None:
+        """What EMR's service role is refused while provisioning (None without a network)."""
+        if self.network is None:
+            return None
+        return default_groups_refusal(self.network, cluster.request, self.settings.region)
 
     def _bootstrap_nodes(self, cluster: Cluster) -> None:
         """Provision the cluster's node (a clean Python 3.11, job-flow.json) and run the
@@ -628,6 +650,54 @@ class FakeEmr:
                 os.killpg(process.pid, signal.SIGTERM)
 
 
+def cluster_vpc(ec2: Any, request: dict[str, Any]) -> str | None:
+    """The VPC the cluster starts in: its first subnet's, else the region's default VPC."""
+    instances = request.get("Instances", {})
+    subnets = instances.get("Ec2SubnetIds") or [instances.get("Ec2SubnetId")]
+    if subnets[0]:
+        return ec2.describe_subnets(SubnetIds=subnets[:1])["Subnets"][0]["VpcId"]
+    default = [{"Name": "isDefault", "Values": ["true"]}]
+    vpcs = ec2.describe_vpcs(Filters=default)["Vpcs"]
+    return vpcs[0]["VpcId"] if vpcs else None
+
+
+def default_groups_refusal(ec2: Any, request: dict[str, Any], region: str) -> str | None:
+    """Why the service role may not create the cluster's default security groups, or None.
+
+    Without EmrManagedMasterSecurityGroup and EmrManagedSlaveSecurityGroup in the request EMR
+    creates them, as the service role: AmazonEMRServicePolicy_v2 allows ec2:CreateSecurityGroup
+    on the VPC only when the VPC carries for-use-with-amazon-emr-managed-policies=true, and on
+    the new group only with that tag in the request (EMR adds it)."""
+    from bootstrap.aws.iam import decide
+    from bootstrap.aws.roles import MANAGED_POLICY_TAG
+
+    instances = request.get("Instances", {})
+    if instances.get("EmrManagedMasterSecurityGroup") and instances.get(
+        "EmrManagedSlaveSecurityGroup"
+    ):
+        return None
+    vpc_id = cluster_vpc(ec2, request)
+    if vpc_id is None:
+        return "No default VPC in the region and no subnet in the request."
+    tags = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0].get("Tags", [])
+    context = {f"aws:ResourceTag/{t['Key']}": t["Value"] for t in tags}
+    context[f"aws:RequestTag/{MANAGED_POLICY_TAG['Key']}"] = MANAGED_POLICY_TAG["Value"]
+    policy = managed_policy(SERVICE_POLICY)
+    arns = [
+        f"arn:aws:ec2:{region}:{ACCOUNT}:vpc/{vpc_id}",
+        f"arn:aws:ec2:{region}:{ACCOUNT}:security-group/*",
+    ]
+    refused = [
+        a for a in arns if decide([policy], "ec2:CreateSecurityGroup", a, context) != "Allow"
+    ]
+    if not refused:
+        return None
+    return (
+        f"The EMR service role {request.get('ServiceRole')} is not authorized to perform "
+        f"ec2:CreateSecurityGroup on {refused[0]} (the cluster's default security groups)."
+    )
+
+
 def _root_cause(stderr: bytes) -> str:
     """FailureDetails' reason: as EMR, the last error the step's stderr names."""
     lines = stderr.decode(errors="replace").splitlines()
@@ -666,10 +736,12 @@ class FakeEmrServer:
         port: int = 0,
         timing: FakeEmrTiming = FakeEmrTiming(),
         instance_credentials: dict[str, str] | None = None,
+        network: Any | None = None,
     ) -> None:
         self.emr = FakeEmr(
-            settings, state_dir, timing=timing, instance_credentials=instance_credentials
-        )
+            settings, state_dir, timing=timing, instance_credentials=instance_credentials,
+            network=network,
+        )  # fmt: skip
         handler = type("Handler", (_Handler,), {"emr": self.emr})
         self.http = ThreadingHTTPServer(("127.0.0.1", port), handler)
         # A short poll: shutdown() (each test's teardown) waits for one.

@@ -2,11 +2,11 @@
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from bootstrap.aws.iam import READ, WRITE, allows, decide, policy
+from bootstrap.local.fake_emr import managed_policy as managed
 from spark import tables
 from spark.layout import (
     ERASURES,
@@ -247,14 +247,6 @@ def test_the_operator_stages_bootstrap_artifacts_with_its_policy_only(
 
 # --- the policies evaluated with their conditions (bootstrap.aws.iam.decide) --------------------
 ACCOUNT = "123456789012"
-FIXTURES = Path(__file__).with_name("fixtures")
-
-
-def managed(name: str) -> dict:
-    """The published text of an AWS managed policy (fixtures/aws_managed_policies.json)."""
-    return json.loads((FIXTURES / "aws_managed_policies.json").read_text())["policies"][name][
-        "document"
-    ]
 
 
 def ours(role_arn: str) -> str:

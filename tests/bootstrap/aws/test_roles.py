@@ -11,6 +11,7 @@ import pytest
 from bootstrap.aws import roles
 from bootstrap.aws.emr_cluster import ClusterOptions, cluster_request, kms_key, main
 from bootstrap.aws.iam import instance_policy
+from bootstrap.local.fake_emr import default_groups_refusal
 from fruits_assets.deployments import current_settings
 
 EC2_MANAGED_ROLE = "arn:aws:iam::aws:policy/service-role/AmazonElasticMapReduceforEC2Role"
@@ -117,3 +118,83 @@ def test_roles_outside_the_eu_is_refused_in_one_line() -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "outside the EU" in result.stderr
+
+
+def test_emr_may_create_its_default_security_groups_in_the_vpc_roles_tagged(
+    created, network
+) -> None:
+    """create passes no security groups: EMR creates its default ones as the service role,
+    which AmazonEMRServicePolicy_v2 allows only in a VPC tagged for the managed policies."""
+    ec2 = boto3.client("ec2")
+    tags = ec2.describe_vpcs(VpcIds=[network.vpc_id])["Vpcs"][0]["Tags"]
+    assert roles.MANAGED_POLICY_TAG in tags
+    options = ClusterOptions(subnet_ids=(network.subnet_id,))
+    request = cluster_request(created, options, {})
+    assert "EmrManagedMasterSecurityGroup" not in request["Instances"]
+    assert default_groups_refusal(ec2, request, created.region) is None
+    untagged = [{"Key": roles.MANAGED_POLICY_TAG["Key"]}]
+    ec2.delete_tags(Resources=[network.vpc_id], Tags=untagged)
+    try:
+        refusal = default_groups_refusal(ec2, request, created.region)
+        assert f"ec2:CreateSecurityGroup on arn:aws:ec2:{created.region}" in refusal
+        assert f"vpc/{network.vpc_id}" in refusal
+    finally:
+        assert main(["roles", "--subnet-id", network.subnet_id]) == 0
+
+
+def test_the_fake_emr_ends_a_cluster_in_an_untagged_vpc_as_emr_does(
+    created, network, tmp_path
+) -> None:
+    """The fake's service role provisions under AmazonEMRServicePolicy_v2: in an untagged VPC
+    the cluster ends TERMINATED_WITH_ERRORS (VALIDATION_ERROR) before any node starts."""
+    import time
+
+    from bootstrap.local.fake_emr import FakeEmr, FakeEmrTiming
+
+    ec2 = boto3.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.1.1.0/24")["Subnet"]["SubnetId"]
+    fake = FakeEmr(created, tmp_path, timing=FakeEmrTiming(starting_s=0.05), network=ec2)
+    request = {"Name": "x", "Instances": {"Ec2SubnetIds": [subnet],
+               "KeepJobFlowAliveWhenNoSteps": True}, "ServiceRole": roles.SERVICE_ROLE}  # fmt: skip
+    try:
+        cluster_id = fake.call("RunJobFlow", request)["JobFlowId"]
+        deadline = time.monotonic() + 10
+        while fake.clusters[cluster_id].state != "TERMINATED_WITH_ERRORS":
+            assert time.monotonic() < deadline, fake.clusters[cluster_id].history
+            time.sleep(0.05)
+        reason = fake.call("DescribeCluster", {"ClusterId": cluster_id})["Cluster"]["Status"]
+        assert reason["StateChangeReason"]["Code"] == "VALIDATION_ERROR"
+        assert "ec2:CreateSecurityGroup" in reason["StateChangeReason"]["Message"]
+        assert "BOOTSTRAPPING" not in [state for state, _ in fake.clusters[cluster_id].history]
+    finally:
+        fake.stop()
+
+
+def test_put_key_policy_is_retried_while_iam_propagates_new_roles() -> None:
+    """KMS refuses a key policy naming a role it does not see yet (MalformedPolicyDocument):
+    tried again, and the error is raised only once the waits are spent."""
+    kms = boto3.client("kms", region_name="eu-west-3")
+    refusal = kms.exceptions.MalformedPolicyDocumentException(
+        {"Error": {"Code": "MalformedPolicyDocumentException", "Message": "invalid principals"}},
+        "PutKeyPolicy",
+    )
+    calls, slept = [], []
+
+    class Propagating:
+        exceptions = kms.exceptions
+
+        def __init__(self, refusals: int) -> None:
+            self.refusals = refusals
+
+        def put_key_policy(self, **request) -> None:
+            calls.append(request)
+            if len(calls) <= self.refusals:
+                raise refusal
+
+    roles.put_key_policy(Propagating(2), "arn:k", {"Statement": []}, slept.append, (1, 2, 3))
+    assert len(calls) == 3 and slept == [1, 2]
+    calls.clear()
+    with pytest.raises(kms.exceptions.MalformedPolicyDocumentException):
+        roles.put_key_policy(Propagating(9), "arn:k", {"Statement": []}, slept.append, (1, 2))
+    assert len(calls) == 3
