@@ -95,11 +95,16 @@ def staging(settings: Settings, *parts: str) -> str:
     return staging_uri(settings.staging_bucket, settings.staging_prefix, *parts)
 
 
-def spark_environment(environ: dict[str, str]) -> dict[str, str]:
-    """What the cluster's Spark processes see: the FRUITS_* settings, minus local-only ones."""
+def spark_environment(environ: dict[str, str], region: str | None = None) -> dict[str, str]:
+    """What the cluster's Spark processes see: the FRUITS_* settings, minus local-only ones,
+    and the region for every AWS client (dagster-aws's step runner makes `boto3.client("s3")`
+    with none: it would ask us-east-1, which a private subnet's S3 gateway endpoint, regional,
+    does not reach)."""
     local_only = {"FRUITS_S3_ENDPOINT", "FRUITS_SPARK_MASTER", "FRUITS_EMR_CLUSTER_ID"}
     exported = {k: v for k, v in environ.items() if k.startswith("FRUITS_") and k not in local_only}
-    return exported | {"FRUITS_DEPLOYMENT": "emr", "PYSPARK_PYTHON": PYTHON}
+    region = region or environ.get("FRUITS_REGION")
+    regional = {"AWS_REGION": region, "AWS_DEFAULT_REGION": region} if region else {}
+    return exported | regional | {"FRUITS_DEPLOYMENT": "emr", "PYSPARK_PYTHON": PYTHON}
 
 
 def _fleet(
@@ -166,7 +171,7 @@ def cluster_request(
                 "Name": "install-python-deps",
                 "ScriptBootstrapAction": {
                     "Path": f"{bootstrap_uri(settings)}/{BOOTSTRAP_SCRIPT.name}",
-                    "Args": [bootstrap_uri(settings)],
+                    "Args": [bootstrap_uri(settings), settings.region],
                 },
             }
         ],
@@ -174,7 +179,10 @@ def cluster_request(
             {
                 "Classification": "spark-env",
                 "Configurations": [
-                    {"Classification": "export", "Properties": spark_environment(environ)}
+                    {
+                        "Classification": "export",
+                        "Properties": spark_environment(environ, settings.region),
+                    }
                 ],
             },
             {"Classification": "spark-defaults", "Properties": {"spark.pyspark.python": PYTHON}},

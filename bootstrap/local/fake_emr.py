@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap import cli
-from bootstrap.local.fake_node import BootstrapFailure, FakeNode, spark_home
+from bootstrap.local.fake_node import BootstrapFailure, FakeNode, S3Gateway, spark_home
 from fruits_assets.deployments import current_settings
 from spark.layout import split_uri
 from spark.session import ICEBERG_RUNTIME_JAR, s3a_conf, s3a_jars
@@ -258,6 +258,10 @@ class FakeEmr:
         # An EC2 client of the account (moto's): with it the service role provisions in the
         # cluster's VPC under AmazonEMRServicePolicy_v2, as EMR does (default_groups_refusal).
         self.network = network
+        # The subnet's S3 gateway endpoint, the nodes' only way to S3 (bootstrap.local.fake_node).
+        self.gateway = S3Gateway(settings.s3_endpoint, settings.region).__enter__() if (
+            settings.s3_endpoint
+        ) else None  # fmt: skip
         # What the nodes run with (bootstrap actions, steps, log pushes): bootstrap.local.fake_node.
         self.instance_credentials = instance_credentials
         self.spark_master = spark_master
@@ -295,7 +299,7 @@ class FakeEmr:
         conf_dir = self.state_dir / cluster_id
         node = FakeNode(
             conf_dir / "node", self.settings, f"i-0{cluster_id[6:].lower()}",
-            self.instance_credentials,
+            self.instance_credentials, self.gateway.endpoint if self.gateway else None,
         )  # fmt: skip
         cluster = Cluster(id=cluster_id, request=body, conf_dir=conf_dir, node=node)
         cluster.conf_dir.mkdir(parents=True)
@@ -648,6 +652,9 @@ class FakeEmr:
         for process in processes:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
+        if self.gateway is not None:
+            self.gateway.__exit__()
+            self.gateway = None
 
 
 def cluster_vpc(ec2: Any, request: dict[str, Any]) -> str | None:

@@ -14,20 +14,32 @@ whoever runs the tests, so `sudo` runs the command as it is. Spark is the cluste
 pyspark installation standing for /usr/lib/spark): pyspark is importable by the node's
 Python only through Spark's own PYTHONPATH, as on EMR.
 
+A node's environment is EMR's: the instance profile's credentials, no region and no endpoint
+preset (what the cluster's configuration exports reaches Spark's processes, through
+spark-env.sh, only). S3 is reached through the subnet's gateway endpoint (S3Gateway), which is
+regional: a request signed for another region (a client given no region signs for us-east-1)
+finds no route there.
+
     python -m bootstrap.local.fake_node aws s3 cp [--recursive] [--only-show-errors] S3_URI PATH
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
+import http.client
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -39,6 +51,9 @@ from spark.storage import s3_client
 NODE_PYTHON = "/usr/bin/python3.11"
 NO_INDEX = "http://127.0.0.1:9/no-package-index-on-a-node"
 HOST_ENV = ("LANG", "LC_ALL", "JAVA_HOME", "USER")
+# What a node gets from its instance profile (IMDS): credentials, nothing else of AWS's.
+CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+NO_ROUTE = "NoRouteToRegion"
 # (command, environment, working folder) -> (exit code, stdout, stderr)
 ProcessRunner = Callable[[list[str], dict[str, str], Path], tuple[int, bytes, bytes]]
 
@@ -58,6 +73,95 @@ def spark_home() -> Path:
     return Path(pyspark.__file__).parent
 
 
+def _signed_region(headers: Any, path: str) -> str | None:
+    """The region a SigV4 request was signed for (header or presigned query), or None."""
+    found = re.search(r"Credential=[^/,&]+/\d{8}/([a-z0-9-]+)/", headers.get("Authorization", ""))
+    found = found or re.search(r"X-Amz-Credential=[^&]*?(?:/|%2F)\d{8}(?:/|%2F)([a-z0-9-]+)", path)
+    return found[1] if found else None
+
+
+class _GatewayHandler(BaseHTTPRequestHandler):
+    upstream: str
+    region: str
+    refused: list[str]  # "<method> <path> signed for <region>", what a test reads
+
+    def _forward(self) -> None:
+        signed = _signed_region(self.headers, self.path)
+        if signed is not None and signed != self.region:
+            self._refuse(signed)
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        target = urlsplit(self.upstream)
+        connection = http.client.HTTPConnection(target.hostname, target.port, timeout=300)
+        try:
+            # The client signed this Host: it goes on unchanged, as through a gateway endpoint.
+            connection.putrequest(self.command, self.path, skip_host=True,
+                                  skip_accept_encoding=True)  # fmt: skip
+            for name, value in self.headers.items():
+                connection.putheader(name, value)
+            connection.endheaders(body)
+            answer = connection.getresponse()
+            data = answer.read()
+        finally:
+            connection.close()
+        self.send_response(answer.status, answer.reason)
+        for name, value in answer.getheaders():
+            if name.lower() not in ("transfer-encoding", "content-length", "connection"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _refuse(self, signed: str) -> None:
+        self.refused.append(f"{self.command} {self.path} signed for {signed}")
+        message = (
+            f"the node's subnet has no route to S3 in {signed}: its S3 gateway endpoint "
+            f"serves {self.region} only (a client given no region signs for us-east-1)"
+        )
+        body = (f"<Error><Code>{NO_ROUTE}</Code><Message>{message}</Message></Error>").encode()
+        self.send_response(403)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward  # noqa: N815
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+class S3Gateway:
+    """The subnet's S3 gateway endpoint, on 127.0.0.1: requests signed for `region` go on to
+    the S3 server (the local one), any other finds no route (403 NoRouteToRegion)."""
+
+    def __init__(self, upstream: str, region: str) -> None:
+        self.refused: list[str] = []
+        handler = type(
+            "Handler",
+            (_GatewayHandler,),
+            {"upstream": upstream, "region": region, "refused": self.refused},
+        )
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        serve = functools.partial(self.http.serve_forever, poll_interval=0.05)
+        self.thread = threading.Thread(target=serve, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.http.server_address[1]}"
+
+    def __enter__(self) -> S3Gateway:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+
+
 class FakeNode:
     def __init__(
         self,
@@ -65,13 +169,17 @@ class FakeNode:
         settings: Settings,
         instance_id: str = "i-0fake0master",
         credentials: dict[str, str] | None = None,
+        s3_gateway: str | None = None,
     ) -> None:
         """`credentials` (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY): the instance role's, as
-        EMR's nodes get them from the instance profile; without, this process's own."""
+        EMR's nodes get them from the instance profile; without, this process's own.
+        `s3_gateway`: the endpoint of the subnet's S3Gateway, the only way to S3 from the
+        node's processes (without, the S3 server itself)."""
         self.root = root
         self.settings = settings
         self.instance_id = instance_id
         self.credentials = credentials or {}
+        self.s3_gateway = s3_gateway or settings.s3_endpoint
 
     @property
     def python(self) -> Path:
@@ -152,9 +260,9 @@ class FakeNode:
 
     # --- what runs on the node -------------------------------------------------------------
     def environment(self) -> dict[str, str]:
-        """A node's environment: no package index; S3 (the local server) as AWS, reached with
-        the node's credentials."""
-        env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k in HOST_ENV}
+        """A node's environment: no package index, the node's credentials, no region; S3
+        through the subnet's gateway endpoint."""
+        env = {k: v for k, v in os.environ.items() if k in CREDENTIALS or k in HOST_ENV}
         env |= self.credentials
         env |= {
             "PATH": f"{self.shims}:{self.python.parent}:/usr/local/bin:/usr/bin:/bin",
@@ -164,10 +272,12 @@ class FakeNode:
             JOB_FLOW_ENV: str(self.job_flow_file),
             "PIP_NO_INDEX": "1",
             "PIP_INDEX_URL": NO_INDEX,
-            "AWS_DEFAULT_REGION": self.settings.region,
+            # No ~/.aws/config of this machine's either.
+            "AWS_CONFIG_FILE": str(self.root / "home" / "hadoop" / ".aws" / "config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(self.root / "home" / "hadoop" / ".aws" / "none"),
         }
-        if self.settings.s3_endpoint:
-            env["AWS_ENDPOINT_URL_S3"] = self.settings.s3_endpoint
+        if self.s3_gateway:  # stands for the DNS that sends S3's names to the gateway endpoint
+            env["AWS_ENDPOINT_URL_S3"] = self.s3_gateway
         return env
 
     def step_environment(self) -> dict[str, str]:
@@ -231,9 +341,13 @@ def aws_s3_cp(args: list[str]) -> int:
     """`aws s3 cp` from S3 to a local path, one object or --recursive, as the AWS CLI does it:
     on error one `fatal error:` line and exit 1."""
     recursive = "--recursive" in args
+    region = None
+    if "--region" in args:
+        at = args.index("--region")
+        region, args = args[at + 1], args[:at] + args[at + 2 :]
     source, target = [a for a in args if not a.startswith("--")]
     bucket, key = split_uri(source)
-    s3 = boto3.client("s3")
+    s3 = boto3.client("s3", region_name=region)  # none: the AWS CLI's default, us-east-1
     try:
         if not recursive:
             s3.download_file(bucket, key, target)

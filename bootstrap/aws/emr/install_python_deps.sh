@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # EMR bootstrap action, run on every node before Spark starts, with no internet needed:
-#   install_python_deps.sh s3://<staging>/bootstrap/<digest>
+#   install_python_deps.sh s3://<staging>/bootstrap/<digest> <region>
+# Every S3 copy names the region: a node in a private subnet reaches S3 only through the
+# region's gateway endpoint, and a client without a region would ask us-east-1.
 # Installs into the node's Python 3.11 (from Amazon Linux's repository if the image lacks it
 # or its pip), from the wheelhouse staged in that folder
 # (bootstrap/aws/wheelhouse.py) and with no package index, exactly the versions of
@@ -38,7 +40,7 @@ pip_error() { { grep '^ERROR' "$1" | tail -n 1; } || last_error "$1"; }
 copy_from_s3() {
   local source=$1 target=$2 errors=$3
   shift 3
-  aws s3 cp --only-show-errors "$@" "$source" "$target" 2>"$errors" >>"$LOG" ||
+  aws s3 cp --only-show-errors --region "$REGION" "$@" "$source" "$target" 2>"$errors" >>"$LOG" ||
     fail "cannot copy $source from S3: $(last_error "$errors")"
 }
 
@@ -71,8 +73,10 @@ ensure_python() {
 }
 
 main() {
-  local folder=${1:?usage: install_python_deps.sh s3://<staging>/bootstrap/<digest>}
+  local folder=${1:?usage: install_python_deps.sh s3://<staging>/bootstrap/<digest> <region>}
   folder=${folder%/}
+  REGION=${2:?usage: install_python_deps.sh s3://<staging>/bootstrap/<digest> <region>}
+  readonly REGION
   { sudo mkdir -p "$STATE_DIR" "$(dirname "$LOG")" && sudo touch "$LOG" && sudo chmod a+w "$LOG"; } \
     2>/dev/null || fail "cannot create $STATE_DIR and $LOG with sudo"
   work=$(mktemp -d 2>/dev/null) || fail "cannot create a temporary folder"

@@ -71,13 +71,18 @@ def test_the_request_shape(settings) -> None:
     assert req["LogUri"] == "s3://staging/emr_staging/logs/"
     bootstrap = req["BootstrapActions"][0]["ScriptBootstrapAction"]
     folder = f"s3://staging/emr_staging/bootstrap/{bundle_digest()}"
-    assert bootstrap == {"Path": f"{folder}/install_python_deps.sh", "Args": [folder]}
+    assert bootstrap == {
+        "Path": f"{folder}/install_python_deps.sh",
+        "Args": [folder, "eu-west-3"],  # every S3 copy on the node names the region
+    }
     assert req["SecurityConfiguration"] == OPTIONS.security_configuration
     assert (req["ServiceRole"], req["JobFlowRole"]) == (SERVICE_ROLE, INSTANCE_PROFILE)
     exported = req["Configurations"][0]["Configurations"][0]["Properties"]
     assert exported["FRUITS_DEPLOYMENT"] == "emr" and exported["FRUITS_REGION"] == "eu-west-3"
     assert "FRUITS_S3_ENDPOINT" not in exported  # local-only settings stay home
-    assert not any(k.startswith("AWS_") for k in exported)  # never credentials
+    # The region for every AWS client on the nodes (none is preset there), never credentials.
+    aws = {k: v for k, v in exported.items() if k.startswith("AWS_")}
+    assert aws == {"AWS_REGION": "eu-west-3", "AWS_DEFAULT_REGION": "eu-west-3"}
 
 
 def test_security_configuration_encrypts_at_rest_and_in_transit() -> None:

@@ -6,13 +6,14 @@ import gzip
 import json
 import subprocess
 import time
+from collections.abc import Iterator
 
 import boto3
 import pytest
 
 from bootstrap.aws.wheelhouse import BOOTSTRAP_SCRIPT
 from bootstrap.local.fake_emr import FakeEmrServer
-from bootstrap.local.fake_node import FakeNode
+from bootstrap.local.fake_node import FakeNode, S3Gateway
 from spark.settings import cluster_id_on_node
 
 REQUEST = {"Instances": {"InstanceFleets": [
@@ -22,15 +23,21 @@ REQUEST = {"Instances": {"InstanceFleets": [
 
 
 @pytest.fixture(scope="module")
-def node(settings, local_s3, tmp_path_factory) -> FakeNode:
-    node = FakeNode(tmp_path_factory.mktemp("node"), settings)
+def gateway(settings, local_s3) -> Iterator[S3Gateway]:
+    with S3Gateway(str(settings.s3_endpoint), settings.region) as gateway:
+        yield gateway
+
+
+@pytest.fixture(scope="module")
+def node(settings, gateway, tmp_path_factory) -> FakeNode:
+    node = FakeNode(tmp_path_factory.mktemp("node"), settings, s3_gateway=gateway.endpoint)
     node.provision("j-NODETEST", REQUEST, time.time())
     return node
 
 
 def bootstrap(node: FakeNode, folder: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["bash", str(BOOTSTRAP_SCRIPT), folder],
+        ["bash", str(BOOTSTRAP_SCRIPT), folder, node.settings.region],
         env=node.environment(), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
@@ -106,7 +113,7 @@ def test_a_failing_bootstrap_action_terminates_the_fake_cluster(
         "Name": "bootstrap-fails",
         "LogUri": f"s3://{settings.bucket}/fake_node/logs/",
         "BootstrapActions": [{"Name": "deps", "ScriptBootstrapAction": {
-            "Path": f"{folder}/install_python_deps.sh", "Args": [folder]}}],
+            "Path": f"{folder}/install_python_deps.sh", "Args": [folder, settings.region]}}],
     }  # fmt: skip
     with FakeEmrServer(settings, tmp_path / "emr") as server:
         emr = boto3.client("emr", region_name=settings.region, endpoint_url=server.endpoint)
@@ -118,9 +125,10 @@ def test_a_failing_bootstrap_action_terminates_the_fake_cluster(
             time.sleep(0.5)
     assert status["State"] == "TERMINATED_WITH_ERRORS"
     assert status["StateChangeReason"]["Code"] == "BOOTSTRAP_FAILURE"
-    assert "bootstrap action 1 returned a non-zero return code" in status["StateChangeReason"][
-        "Message"
-    ]
+    assert (
+        "bootstrap action 1 returned a non-zero return code"
+        in status["StateChangeReason"]["Message"]
+    )
     key = next(
         o["Key"]
         for o in s3.list_objects_v2(Bucket=settings.bucket, Prefix=f"fake_node/logs/{cluster_id}/")[
@@ -130,3 +138,24 @@ def test_a_failing_bootstrap_action_terminates_the_fake_cluster(
     )
     stderr = gzip.decompress(s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read())
     assert b"has no wheel for fruits-absent==2.1" in stderr
+
+
+def test_the_node_has_no_region_and_reaches_s3_only_in_its_own(node, gateway, s3, settings) -> None:
+    """EMR presets no region on a node: an S3 client given none signs for us-east-1, which the
+    subnet's regional gateway endpoint does not reach; naming the region reaches S3."""
+    env = node.environment()
+    assert not {k for k in env if k in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE")}
+    s3.put_object(Bucket=settings.bucket, Key="fake_node/region/probe.txt", Body=b"probe")
+    source = f"s3://{settings.bucket}/fake_node/region/probe.txt"
+
+    def copy(*region: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["aws", "s3", "cp", *region, source, str(node.root / "tmp" / "probe.txt")],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    refused = copy()
+    assert refused.returncode == 1 and refused.stderr.startswith("fatal error:"), refused.stderr
+    assert gateway.refused and gateway.refused[-1].endswith("signed for us-east-1")
+    assert copy("--region", settings.region).returncode == 0
+    assert (node.root / "tmp" / "probe.txt").read_bytes() == b"probe"
