@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -16,7 +17,7 @@ from bootstrap.aws import buckets, roles, wheelhouse
 from bootstrap.aws.iam import instance_policy
 from bootstrap.aws.wheelhouse import WHEELHOUSE
 from fruits_assets.deployments import current_settings
-from spark.layout import STAGING_BOOTSTRAP, split_uri
+from spark.layout import STAGING_BOOTSTRAP, WAREHOUSE, Layout, split_uri
 from spark.settings import ConfigError, Settings
 
 ROLES_FIX = "python -m bootstrap.aws.emr_cluster roles"
@@ -165,36 +166,105 @@ def check_staged(s3: Any, settings: Settings) -> Iterator[Finding]:
             yield f"s3://{bucket}/{key} is not staged", STAGE_FIX
     if not _staged(s3, bucket, tls_zip):
         name = tls_zip.rsplit("/", 1)[-1]
-        yield f"no TLS certificates at s3://{bucket}/{tls_zip}", f"aws s3 cp {name} s3://{bucket}/{tls_zip}"
+        yield (
+            f"no TLS certificates at s3://{bucket}/{tls_zip}",
+            f"aws s3 cp {name} s3://{bucket}/{tls_zip}",
+        )
 
 
 def check_network(
-    ec2: Any, region: str, subnet_ids: list[str], group_ids: list[str]
+    ec2: Any,
+    region: str,
+    subnet_ids: list[str],
+    group_ids: list[str],
+    interface_services: tuple[str, ...] = ("kms",),
 ) -> Iterator[Finding]:
+    """The tags of the v2 managed policies (subnets, their VPCs, the groups), and the routes
+    the nodes need from a private subnet: S3's gateway endpoint, and an interface endpoint
+    for each of `interface_services` (KMS: every node decrypts its disks at boot) unless the
+    subnet routes to the internet."""
     tag = roles.MANAGED_POLICY_TAG
     tag_fix = f"{ROLES_FIX} " + " ".join(
         [f"--subnet-id {s}" for s in subnet_ids] + [f"--security-group {g}" for g in group_ids]
     )
     subnets = ec2.describe_subnets(SubnetIds=subnet_ids)["Subnets"] if subnet_ids else []
     groups = ec2.describe_security_groups(GroupIds=group_ids)["SecurityGroups"] if group_ids else []
+    vpc_ids = sorted({s["VpcId"] for s in subnets})
+    vpcs = ec2.describe_vpcs(VpcIds=vpc_ids)["Vpcs"] if vpc_ids else []
     tagged = [(s["SubnetId"], s) for s in subnets] + [(g["GroupId"], g) for g in groups]
-    for rid, resource in tagged:
+    for rid, resource in tagged + [(v["VpcId"], v) for v in vpcs]:
         if {"Key": tag["Key"], "Value": tag["Value"]} not in resource.get("Tags", []):
-            yield f"{rid} lacks the tag {tag['Key']}=true", tag_fix
+            why = " (EMR may not create its security groups there)" if rid in vpc_ids else ""
+            yield f"{rid} lacks the tag {tag['Key']}=true{why}", tag_fix
     for subnet in subnets:
-        yield from _s3_route(ec2, region, subnet)
+        table = _route_table(ec2, subnet)
+        yield from _s3_route(ec2, region, subnet, table)
+        for service in interface_services:
+            yield from _interface_route(ec2, region, subnet, table, service, group_ids)
 
 
-def _s3_route(ec2: Any, region: str, subnet: dict[str, Any]) -> Iterator[Finding]:
-    """A gateway endpoint for S3 on the subnet's route table (its own, else the VPC's main)."""
-    vpc = subnet["VpcId"]
+def _route_table(ec2: Any, subnet: dict[str, Any]) -> dict[str, Any]:
+    """The subnet's route table: its own, else the VPC's main one."""
     own = [{"Name": "association.subnet-id", "Values": [subnet["SubnetId"]]}]
-    main = [{"Name": "vpc-id", "Values": [vpc]}, {"Name": "association.main", "Values": ["true"]}]
+    main = [
+        {"Name": "vpc-id", "Values": [subnet["VpcId"]]},
+        {"Name": "association.main", "Values": ["true"]},
+    ]
     tables = (
         ec2.describe_route_tables(Filters=own)["RouteTables"]
         or ec2.describe_route_tables(Filters=main)["RouteTables"]
     )
-    table = tables[0]["RouteTableId"] if tables else "?"
+    return tables[0] if tables else {"RouteTableId": "?", "Routes": []}
+
+
+def _routes_to_internet(table: dict[str, Any]) -> bool:
+    """A default route through a NAT or internet gateway: AWS's public endpoints are reached."""
+    return any(
+        r.get("DestinationCidrBlock") == "0.0.0.0/0"
+        and (r.get("NatGatewayId") or str(r.get("GatewayId", "")).startswith("igw-"))
+        and r.get("State", "active") == "active"
+        for r in table.get("Routes", [])
+    )
+
+
+def _interface_route(
+    ec2: Any,
+    region: str,
+    subnet: dict[str, Any],
+    table: dict[str, Any],
+    service: str,
+    group_ids: list[str],
+) -> Iterator[Finding]:
+    """An interface endpoint for `service` in the subnet's VPC, with private DNS (so the
+    service's usual name reaches it), or a route to the internet."""
+    if _routes_to_internet(table):
+        return
+    vpc, name = subnet["VpcId"], f"com.amazonaws.{region}.{service}"
+    endpoints = ec2.describe_vpc_endpoints(
+        Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "service-name", "Values": [name]}]
+    )["VpcEndpoints"]
+    if any(
+        e.get("VpcEndpointType") == "Interface"
+        and e.get("State", "").lower() == "available"
+        and e.get("PrivateDnsEnabled")
+        for e in endpoints
+    ):
+        return
+    groups = "".join(f" --security-group-ids {g}" for g in group_ids)
+    yield (
+        f"{subnet['SubnetId']} has no route to {service.upper()} (no interface endpoint "
+        f"{name} with private DNS in {vpc}, no NAT)",
+        f"aws ec2 create-vpc-endpoint --vpc-id {vpc} --vpc-endpoint-type Interface "
+        f"--service-name {name} --subnet-ids {subnet['SubnetId']}{groups} --private-dns-enabled",
+    )
+
+
+def _s3_route(
+    ec2: Any, region: str, subnet: dict[str, Any], route_table: dict[str, Any]
+) -> Iterator[Finding]:
+    """A gateway endpoint for S3 on the subnet's route table."""
+    vpc = subnet["VpcId"]
+    table = route_table["RouteTableId"]
     service = f"com.amazonaws.{region}.s3"
     endpoints = ec2.describe_vpc_endpoints(
         Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "service-name", "Values": [service]}]
@@ -212,6 +282,34 @@ def _s3_route(ec2: Any, region: str, subnet: dict[str, Any]) -> Iterator[Finding
         )
 
 
+def check_prices(region: str, prices_file: Path | None = None) -> Iterator[Finding]:
+    """The region in the price table `create` and bootstrap.aws.cost read."""
+    from bootstrap.aws.emr_cluster import PRICES_FILE  # it imports this module
+
+    prices_file = prices_file or PRICES_FILE
+    table = json.loads(prices_file.read_text())
+    if region not in table.get("regions", {}) or region not in table.get("s3_requests", {}):
+        yield (
+            f"no prices for {region} in {prices_file.name}: create cannot say its hourly cost",
+            f"add {region}'s EC2, Spot, EMR and S3 request prices to {prices_file}",
+        )
+
+
+def check_glue_database(glue: Any, settings: Settings) -> Iterator[Finding]:
+    """The tables' database in the Glue Data Catalog (catalog_type glue; spark.settings has
+    checked that the namespace is a name Glue and Athena take)."""
+    name = settings.namespace
+    try:
+        glue.get_database(Name=name)
+    except glue.exceptions.EntityNotFoundException:
+        location = Layout.of(settings).uri(WAREHOUSE, name)
+        database = json.dumps({"Name": name, "LocationUri": location})
+        yield (
+            f"Glue database {name} does not exist (Athena sees no tables before the first run)",
+            f"aws glue create-database --region {settings.region} --database-input '{database}'",
+        )
+
+
 def findings(
     session: Any, settings: Settings, subnet_ids: list[str], group_ids: list[str]
 ) -> Iterator[Finding]:
@@ -224,8 +322,15 @@ def findings(
     yield from check_key(session.client("kms", region_name=settings.region), account)
     if settings.staging_bucket:
         yield from check_staged(s3, settings)
+    glue = settings.catalog_type == "glue"
+    if glue:
+        yield from check_glue_database(
+            session.client("glue", region_name=settings.region), settings
+        )
+    yield from check_prices(settings.region)
     ec2 = session.client("ec2", region_name=settings.region)
-    yield from check_network(ec2, settings.region, subnet_ids, group_ids)
+    services = ("kms", "glue") if glue else ("kms",)  # the nodes' Iceberg catalog is Glue
+    yield from check_network(ec2, settings.region, subnet_ids, group_ids, services)
 
 
 def doctor(

@@ -26,7 +26,21 @@ def account(aws_account, network):
     s3 = boto3.client("s3")
     staging = aws_account["FRUITS_STAGING_BUCKET"]
     s3.put_object(Bucket=staging, Key=f"{STAGED}/{TLS_ZIP}", Body=b"zip of PEM files")
+    # What the runbook has the operator make in a private subnet: KMS's and Glue's interface
+    # endpoints; and the tables' Glue database.
+    for service in ("kms", "glue"):
+        add_interface_endpoint(network, service)
+    boto3.client("glue").create_database(DatabaseInput={"Name": current_settings().namespace})
     return aws_account
+
+
+def add_interface_endpoint(network, service: str) -> None:
+    ec2 = boto3.client("ec2")
+    ec2.create_vpc_endpoint(
+        VpcId=network.vpc_id, ServiceName=f"com.amazonaws.{ec2.meta.region_name}.{service}",
+        VpcEndpointType="Interface", SubnetIds=[network.subnet_id],
+        SecurityGroupIds=[network.group_id], PrivateDnsEnabled=True,
+    )  # fmt: skip
 
 
 def run_doctor(account, network, capsys) -> tuple[int, list[str]]:
@@ -98,6 +112,25 @@ def untag_subnet(env, network) -> None:
     )
 
 
+def untag_vpc(env, network) -> None:
+    boto3.client("ec2").delete_tags(
+        Resources=[network.vpc_id], Tags=[{"Key": roles.MANAGED_POLICY_TAG["Key"]}]
+    )
+
+
+def remove_kms_endpoint(env, network) -> None:
+    ec2 = boto3.client("ec2")
+    kms = f"com.amazonaws.{ec2.meta.region_name}.kms"
+    endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "service-name", "Values": [kms]}])[
+        "VpcEndpoints"
+    ]
+    ec2.delete_vpc_endpoints(VpcEndpointIds=[e["VpcEndpointId"] for e in endpoints])
+
+
+def drop_glue_database(env, network) -> None:
+    boto3.client("glue").delete_database(Name=current_settings().namespace)
+
+
 def remove_s3_endpoint(env, network) -> None:
     boto3.client("ec2").delete_vpc_endpoints(VpcEndpointIds=[network.endpoint_id])
 
@@ -119,8 +152,11 @@ BREAKS: list[tuple[Callable, str]] = [
     (empty_instance_profile, f"instance profile {roles.INSTANCE_PROFILE} lacks"),
     (key_policy_without_roles, f"does not let {roles.INSTANCE_ROLE} use it"),
     (remove_lock, f"{CLUSTER_LOCK.name} is not staged"),
-    (untag_subnet, "lacks the tag for-use-with-amazon-emr-managed-policies=true"),
+    (untag_subnet, "lacks the tag for-use-with-amazon-emr-managed-policies=true -> fix"),
     (remove_s3_endpoint, "has no route to S3 (no gateway endpoint on"),
+    (untag_vpc, "(EMR may not create its security groups there)"),
+    (remove_kms_endpoint, "has no route to KMS (no interface endpoint"),
+    (drop_glue_database, "does not exist (Athena sees no tables before the first run)"),
 ]
 # Findings that come along with another one (same cause, said from another side).
 ALONG = [
@@ -143,6 +179,15 @@ def test_each_missing_piece_is_a_finding_and_its_fix_works(account, network, cap
         argv = shlex.split(fix)
         if argv[:2] == ["python", "-m"]:
             assert MAINS[argv[2]](argv[3:]) == 0, fix
+        elif argv[:3] == ["aws", "glue", "create-database"]:
+            database = json.loads(argv[argv.index("--database-input") + 1])
+            assert database["LocationUri"].endswith(f"/warehouse/{database['Name']}"), fix
+            boto3.client("glue").create_database(DatabaseInput=database)
+        elif "Interface" in argv:
+            assert argv[:3] == ["aws", "ec2", "create-vpc-endpoint"], fix
+            assert network.vpc_id in argv and network.subnet_id in argv
+            assert "--private-dns-enabled" in argv and "com.amazonaws.eu-west-3.kms" in argv, fix
+            add_interface_endpoint(network, "kms")
         else:
             assert argv[:3] == ["aws", "ec2", "create-vpc-endpoint"], fix
             assert network.vpc_id in argv and network.route_table_id in argv
@@ -185,3 +230,31 @@ def test_create_refuses_a_tls_zip_the_instance_role_cannot_read(account, capsys)
     outside = f"s3://{account['FRUITS_STAGING_BUCKET']}/certs/{TLS_ZIP}"
     assert emr_cluster.main(["create", "--tls-certificates", outside]) == 2
     assert "outside" in capsys.readouterr().err
+
+
+def test_a_subnet_with_a_nat_needs_no_interface_endpoint(account, network, capsys) -> None:
+    """Through a NAT gateway the nodes reach KMS's and Glue's public endpoints."""
+    ec2 = boto3.client("ec2")
+    remove_kms_endpoint(account, network)
+    assert any("has no route to KMS" in line for line in run_doctor(account, network, capsys)[1])
+    public = ec2.create_subnet(VpcId=network.vpc_id, CidrBlock="10.0.2.0/24")["Subnet"]
+    nat = ec2.create_nat_gateway(SubnetId=public["SubnetId"])["NatGateway"]["NatGatewayId"]
+    route = {"RouteTableId": network.route_table_id, "DestinationCidrBlock": "0.0.0.0/0"}
+    ec2.create_route(**route, NatGatewayId=nat)
+    try:
+        assert run_doctor(account, network, capsys) == (0, ["doctor: no findings"])
+    finally:
+        ec2.delete_route(**route)
+        add_interface_endpoint(network, "kms")
+
+
+def test_a_region_without_prices_is_a_finding(tmp_path) -> None:
+    from bootstrap.aws.doctor import check_prices
+    from bootstrap.aws.emr_cluster import PRICES_FILE
+
+    table = json.loads(PRICES_FILE.read_text())
+    assert list(check_prices("eu-west-3")) == []
+    del table["regions"]["eu-west-3"]
+    (tmp_path / "prices.json").write_text(json.dumps(table))
+    ((what, fix),) = check_prices("eu-west-3", tmp_path / "prices.json")
+    assert what.startswith("no prices for eu-west-3 in prices.json") and "eu-west-3" in fix
