@@ -7,14 +7,17 @@ import hashlib
 
 import numpy as np
 import pytest
+from pyspark.ml.feature import PCAModel
 from pyspark.sql import functions as F
 
 from spark import tables
 from spark.pca import (
     CARRIED_COLUMNS,
     MixedWeightsError,
+    date_statistics,
     explained_variance,
     fit_pca,
+    fit_pca_from_statistics,
     k_for_variance,
     latest_version,
     load_pca,
@@ -23,7 +26,10 @@ from spark.pca import (
     read_pca_metadata,
     reduce_features,
     require_one_digest,
+    require_one_digest_in_statistics,
     save_pca,
+    sum_statistics,
+    unpack_upper,
 )
 from spark.settings import ConfigError, Settings
 
@@ -203,3 +209,105 @@ def test_a_variance_target_keeps_the_fewest_components_reaching_it(spark, s3, fr
     } == {(run.version, 2)}
     assert reduced.columns == [*CARRIED_COLUMNS, "pca_version", "pca_features"]
     features.unpersist()
+
+
+# --- a fit from per-date sufficient statistics ------------------------------------------------
+
+
+def spread_over_dates(spark, n: int = 300, dim: int = 12, seed: int = 5, dates: int = 3):
+    """Rows with distinct variances along random directions, around a far-off mean, over
+    `dates` upload dates: the components are well defined (no two eigenvalues alike)."""
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+    scales = np.geomspace(20.0, 0.05, dim)
+    x = 50.0 + (rng.normal(size=(n, dim)) * scales) @ basis.T
+    x = x.astype(np.float32)
+    days = [f"2026-03-{1 + i % dates:02d}" for i in range(n)]
+    return frame(spark, [(d, CURRENT, row.tolist()) for d, row in zip(days, x, strict=True)]), x
+
+
+def aligned(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """`other`'s columns with the sign that matches `reference`'s (components are up to sign)."""
+    return other * np.sign(np.sum(reference * other, axis=0))
+
+
+def assert_same_model(expected, fitted) -> None:
+    assert fitted.getK() == expected.getK()
+    want, got = expected.pc.toArray(), fitted.pc.toArray()
+    np.testing.assert_allclose(aligned(want, got), want, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(explained_variance(fitted), explained_variance(expected), atol=1e-6)
+
+
+def test_a_fit_from_per_date_statistics_equals_pca_fit_on_the_rows(spark, tmp_path) -> None:
+    features, x = spread_over_dates(spark)
+    statistics = date_statistics(features).cache()
+    per_date = {r.upload_date: r.rows for r in statistics.collect()}
+    assert per_date == {"2026-03-01": 100, "2026-03-02": 100, "2026-03-03": 100}
+
+    expected = fit_pca(features, 4)
+    fitted = fit_pca_from_statistics(spark, statistics, 4)
+    assert_same_model(expected, fitted)
+    # Their sum is the rows' own: mean and covariance in float64.
+    totals = sum_statistics(statistics)
+    rows = x.astype(np.float64)
+    assert totals.rows == 300
+    np.testing.assert_allclose(totals.mean, rows.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(totals.covariance(), np.cov(rows.T), rtol=1e-9, atol=1e-9)
+    # A PCAModel like any other: saved, loaded, and it projects as PCA.fit's does.
+    fitted.write().save(str(tmp_path / "model"))
+    loaded = PCAModel.load(str(tmp_path / "model"))
+    assert_same_model(expected, loaded)
+    ours = reduce_features(loaded, features, "v").orderBy("path").collect()
+    theirs = reduce_features(expected, features, "v").orderBy("path").collect()
+    signs = np.sign(np.sum(expected.pc.toArray() * loaded.pc.toArray(), axis=0))
+    np.testing.assert_allclose(
+        np.array([r.pca_features for r in ours]) * signs,
+        np.array([r.pca_features for r in theirs]),
+        rtol=1e-5,
+        atol=1e-3,  # float32 scores of magnitude ~100
+    )
+    statistics.unpersist()
+
+
+def test_the_variance_target_is_served_by_the_same_statistics(spark) -> None:
+    features, _ = spread_over_dates(spark, n=240, dim=10, seed=9)
+    statistics = date_statistics(features).cache()
+    for target in (0.5, 0.9, 0.999):
+        expected = fit_pca(features, 3, target)
+        assert_same_model(expected, fit_pca_from_statistics(spark, statistics, 3, target))
+    statistics.unpersist()
+
+
+def test_fewer_rows_than_dimensions_fit_as_pca_fit_does(spark) -> None:
+    # Rank 5 in 12 dimensions: the trailing eigenvalues are zero, the curve is capped there.
+    features, _ = spread_over_dates(spark, n=6, dim=12, seed=3, dates=2)
+    statistics = date_statistics(features)
+    expected = fit_pca(features, 3, 0.9999)
+    assert_same_model(expected, fit_pca_from_statistics(spark, statistics, 3, 0.9999))
+    fitted = fit_pca_from_statistics(spark, statistics, 5)
+    np.testing.assert_allclose(
+        explained_variance(fitted), explained_variance(fit_pca(features, 5)), atol=1e-6
+    )
+
+
+def test_statistics_add_up_by_date_and_skip_rejects(spark) -> None:
+    features, x = spread_over_dates(spark, n=90, dim=6, seed=1)
+    rejects = frame(spark, [("2026-03-04", CURRENT, [])]).withColumn(
+        "features", F.lit(None).cast("array<float>")
+    )
+    statistics = date_statistics(features.unionByName(rejects)).collect()
+    by_date = {r.upload_date: r for r in statistics}
+    assert by_date["2026-03-04"].rows == 0 and by_date["2026-03-04"].gram == bytearray()
+    first = x[0::3].astype(np.float64)  # the rows of 2026-03-01
+    row = by_date["2026-03-01"]
+    np.testing.assert_allclose(np.frombuffer(row.feature_sum), first.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(unpack_upper(np.frombuffer(row.gram)), first.T @ first, rtol=1e-12)
+
+
+def test_statistics_refuse_a_second_weights_digest(spark) -> None:
+    rows = [("2026-03-01", CURRENT, [1.0, 2.0])] * 3 + [("2026-03-02", OLD, [1.0, 0.0])] * 2
+    statistics = date_statistics(frame(spark, rows))
+    with pytest.raises(
+        MixedWeightsError, match="Re-materialize image_features for dates 2026-03-02"
+    ):
+        require_one_digest_in_statistics(statistics, CURRENT)
