@@ -9,7 +9,7 @@ UI_PORT ?= 3000
 LOCAL_S3 ?= 1
 LOCAL_CATALOG ?= 1
 
-.PHONY: install install-demo demo test ui bench stop lock
+.PHONY: install install-demo demo test check ui bench stop lock
 
 install:
 	bash bootstrap/local/setup.sh test
@@ -27,15 +27,21 @@ test: install
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -ra -n $(TEST_WORKERS) --dist loadfile --durations=15
 
-# The Dagster UI (webserver + daemon) on http://127.0.0.1:$(UI_PORT), over the local S3 server
-# and the local Iceberg catalog.
+# The fast loop while editing (a few minutes): ruff, Dagster's own check of the definitions and
+# the tests not marked slow. `make test` (what CI runs) is the whole suite.
+check: install
+	$(PYTHON) -m ruff check .
+	.venv/bin/dg check defs
+	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+
+# The Dagster UI (`dg dev`: webserver + daemon) on http://127.0.0.1:$(UI_PORT), over the local S3
+# server and the local Iceberg catalog; SIGTERM or SIGINT to its process group stops it.
 ui: install-demo
 	if [ "$${FRUITS_DEPLOYMENT:-local}" = local ] && [ "$(LOCAL_S3)" = 1 ]; then \
 		$(PYTHON) -m bootstrap.local.local_s3 start; fi
 	if [ "$${FRUITS_DEPLOYMENT:-local}" = local ] && [ "$(LOCAL_CATALOG)" = 1 ]; then \
 		$(PYTHON) -m bootstrap.local.local_catalog start; fi
-	$(PYTHON) -m bootstrap.local.dagster_home
-	.venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
+	$(PYTHON) -m bootstrap.local.dagster_ui --port $(UI_PORT)
 
 # Speed and memory figures on this machine (a long run): the targets met or not, then
 # bench/results.json and docs/performance.md rewritten from it.

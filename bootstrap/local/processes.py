@@ -30,14 +30,16 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def stop_group(process: subprocess.Popen, timeout_s: float = 90) -> None:
+def stop_group(process: subprocess.Popen, timeout_s: float = 90) -> signal.Signals | None:
     """SIGTERM to the group `process` leads (start_new_session=True), then SIGKILL to whatever
-    is left after `timeout_s`."""
+    is left after `timeout_s`. Returns the last signal sent (None: the group had ended)."""
     pgid = process.pid
+    sent = None
     for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10)):
         if not group_alive(pgid):
             break
         os.killpg(pgid, sig)
+        sent = sig
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             process.poll()  # reaps the leader, our own child; init reaps the rest
@@ -45,6 +47,7 @@ def stop_group(process: subprocess.Popen, timeout_s: float = 90) -> None:
                 break
             time.sleep(0.2)
     process.wait(timeout=10)
+    return sent
 
 
 def alive(pid: int) -> bool:

@@ -7,6 +7,7 @@ The UI runs over the session's test S3 server and catalog (tests/conftest.py: `l
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -18,11 +19,13 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import Page, Route, sync_playwright
 
-from bootstrap.local.processes import default_signals, group_alive, stop_group
+from bootstrap.local.processes import group_alive, stop_group
 from spark.layout import Layout
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; bootstrap/local/setup.sh installs it
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+# SIGTERM to `make ui`'s process group stops it within this (a run's Spark may be stopping).
+STOP_WITHIN_S = 30
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".fruits" / "artifacts" / "ui"
 
 
@@ -83,14 +86,16 @@ def dagster_ui(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=default_signals,
+            # As a script's background job gets it (`make ui &`): SIGINT ignored.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
     try:
         _wait_until_serving(url, process, log, timeout_s=300)
         yield url
     finally:
-        stop_group(process)
+        last_signal = stop_group(process, timeout_s=STOP_WITHIN_S)
     assert not group_alive(process.pid), "processes of `make ui` outlived it"
+    assert last_signal == signal.SIGTERM, f"`make ui` ignored SIGTERM for {STOP_WITHIN_S} s"
     assert not listening(unused_port), f"something still listens on {url}"
 
 

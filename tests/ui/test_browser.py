@@ -80,7 +80,7 @@ def stop_sensor(page: Page, base: str, name: str) -> None:
     )
     checkbox = page.locator("input[type=checkbox]")
     switch = row.locator("input[type=checkbox]").last
-    expect(switch).to_be_checked()
+    expect(switch).to_be_checked(timeout=60_000)  # disabled until the instance's state loads
     row.locator("label").filter(has=checkbox).last.click()  # the input itself is hidden
     expect(switch).not_to_be_checked()
     page.reload()

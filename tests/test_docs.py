@@ -1,0 +1,78 @@
+"""The claims of the README and docs/*.md that a test can check, checked against the code: the
+module tables name every module of their folder and nothing else, and every count of assets
+matches the definitions. (Commands and measured figures: tests/test_readme.py.)"""
+
+import re
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from fruits_assets import assets as pipeline_assets
+from fruits_assets.definitions import defs
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+# The pages whose table lists the modules of each folder, one row per folder.
+MODULE_TABLES = [REPO / "README.md", REPO / "docs" / "pipeline.md"]
+FOLDERS = ["fruits_assets", "spark", "bootstrap/local", "bootstrap/aws", "bootstrap/sample"]
+WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+NUMBERS = {word: i for i, word in enumerate(WORDS)}
+# Backticked words of the module rows that are no module: a job, the catalog, a command.
+NOT_MODULES = {"erase_image", "table_maintenance", "lake", "make", "fruits"}
+ASSET_COUNT = re.compile(r"\b(" + "|".join(NUMBERS) + r") (?:(pipeline|Spark) )?assets\b", re.I)
+
+
+def modules_of(folder: str) -> set[str]:
+    """The folder's modules and packages, as a reader names them (no `.py`, no `__init__`)."""
+    root = REPO / folder
+    found = {p.stem for p in root.glob("*.py") if p.stem != "__init__"}
+    found |= {p.parent.name for p in root.glob("*/__init__.py")}
+    return found
+
+
+def table_row(doc: Path, folder: str) -> str:
+    rows = [line for line in doc.read_text().splitlines() if line.startswith(f"| `{folder}/` |")]
+    assert len(rows) == 1, f"{doc.name}: one table row for {folder}/"
+    return rows[0]
+
+
+def named_in(row: str) -> set[str]:
+    """The module names a row cites in backticks (`name`, `name.py`, `name/`)."""
+    cited = re.findall(r"`([a-z_][a-z0-9_]*)(?:\.py|/)?`", row.split("|", 2)[2])
+    return set(cited)
+
+
+@pytest.mark.parametrize("doc", MODULE_TABLES, ids=lambda doc: doc.name)
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_each_module_table_names_every_module_of_its_folder(doc: Path, folder: str) -> None:
+    modules = modules_of(folder)
+    named = named_in(table_row(doc, folder))
+    assert modules - named == set(), f"{doc.name}: {folder}/ modules missing from its row"
+    assert named - modules <= NOT_MODULES, f"{doc.name}: {folder}/ names modules that are gone"
+
+
+def asset_counts() -> dict[str | None, int]:
+    graph = defs.resolve_asset_graph()
+    nodes = [graph.get(key) for key in graph.get_all_asset_keys()]
+    in_pipeline = [a for a in vars(pipeline_assets).values() if isinstance(a, dg.AssetsDefinition)]
+    return {
+        None: len(nodes),
+        "pipeline": len(in_pipeline),
+        "spark": sum(
+            "pyspark_step_launcher" in node.assets_def.required_resource_keys for node in nodes
+        ),
+    }
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda doc: doc.name)
+def test_every_count_of_assets_matches_the_definitions(doc: Path) -> None:
+    """ "five assets" is all of them, "four pipeline assets" those of fruits_assets/assets.py,
+    "four Spark assets" those that take the step launcher (they run as EMR steps on EMR)."""
+    counts = asset_counts()
+    wrong = [
+        match.group(0)
+        for match in ASSET_COUNT.finditer(doc.read_text())
+        if NUMBERS[match.group(1).lower()] != counts[(match.group(2) or "").lower() or None]
+    ]
+    assert wrong == [], f"{doc.name}: counts of assets that the definitions contradict ({counts})"
