@@ -3,8 +3,12 @@
 The launcher is dagster_aws's EmrPySparkStepLauncher, changed only where a real cluster needs it:
 - it ships a zip of this project's packages only (never .venv, .git or data), uploaded to the
   staging prefix under its content hash before each step;
+- it finds its cluster when each step launches: the newest cluster of the region tagged
+  PROJECT_TAG that is up (so a new cluster needs no restart of anything on the Dagster host),
+  unless FRUITS_EMR_CLUSTER_ID pins one;
 - it refuses, in one line naming the command that starts one, a cluster that has ended
-  (auto-termination after an idle hour) or does not exist, before any work;
+  (auto-termination after an idle hour), does not exist, or is not the project's (untagged:
+  the host's policy gets AccessDenied), before any work;
 - a step that succeeded is never failed for its logs: EMR pushes them to S3 about every
   5 minutes, so logs that do not come within the wait are a warning; a failed step reports
   EMR's FailureDetails (the error EMR found in its logs) and its stderr when it comes;
@@ -40,6 +44,12 @@ CODE_SUFFIXES = (".py",)
 # The command that starts a cluster (bootstrap/ is not shipped to the cluster: named, not imported).
 START_CLUSTER = "python -m bootstrap.aws.emr_cluster create"
 ENDED_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
+UP_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
+# The tag of the project's clusters (bootstrap.aws.iam.PROJECT_TAG: the host may use no other).
+PROJECT_TAG = {"Key": "project", "Value": "fruits"}
+# What EMR answers for a cluster id it does not know, and IAM for one the host may not use.
+UNKNOWN_CLUSTER = ("InvalidRequestException", "ValidationException")
+NOT_THE_PROJECTS = ("AccessDeniedException", "AccessDenied")
 
 
 def code_files(root: Path = PROJECT_ROOT) -> list[Path]:
@@ -85,11 +95,14 @@ class ProjectPackageStepLauncher(EmrPySparkStepLauncher):
 
     def __init__(self, *args, poll_interval_s: float = 15, log_wait_s: int = 360, **kwargs) -> None:  # noqa: ANN002, ANN003
         super().__init__(*args, **kwargs)
+        self.pinned_cluster_id = self.cluster_id  # "": the tagged cluster, found at each launch
         self.poll_interval_s = poll_interval_s  # dagster_aws's interval: EMR throttles DescribeStep
         self.log_wait_s = log_wait_s
         self.emr_job_runner = BoundedLogWaitJobRunner(self.region_name, log_wait_s)
 
     def launch_step(self, step_context):  # noqa: ANN001, ANN201 (the base class's signature)
+        self.cluster_id = self.pinned_cluster_id or self.find_project_cluster()
+        step_context.log.info(f"EMR cluster {self.cluster_id}")
         self.require_live_cluster()
         with tempfile.TemporaryDirectory() as tmp:
             package = Path(tmp) / "code.zip"
@@ -103,25 +116,49 @@ class ProjectPackageStepLauncher(EmrPySparkStepLauncher):
         step_context.log.info(f"code package {self.s3_job_package_path}")
         yield from super().launch_step(step_context)
 
+    def find_project_cluster(self) -> str:
+        """The newest cluster of the region that is up and tagged PROJECT_TAG (ListClusters
+        answers newest first; clusters the host may not describe are not the project's)."""
+        emr = self.emr_job_runner.make_emr_client()
+        for page in emr.get_paginator("list_clusters").paginate(ClusterStates=list(UP_STATES)):
+            for summary in page["Clusters"]:
+                try:
+                    cluster = emr.describe_cluster(ClusterId=summary["Id"])["Cluster"]
+                except ClientError as error:
+                    if error.response["Error"]["Code"] in NOT_THE_PROJECTS:
+                        continue
+                    raise
+                if PROJECT_TAG in cluster.get("Tags", []):
+                    return summary["Id"]
+        raise dg.Failure(
+            description=f"no EMR cluster tagged {PROJECT_TAG['Key']}={PROJECT_TAG['Value']} is "
+            f"up in {self.region_name}: start one with `{START_CLUSTER}`",
+            allow_retries=False,
+        )
+
     def require_live_cluster(self) -> None:
-        """DescribeCluster before anything: an ended or unknown cluster fails in one line."""
+        """DescribeCluster before anything: an ended, unknown or foreign cluster fails in one
+        line."""
         try:
             status = self.emr_job_runner.describe_cluster(self.cluster_id)["Cluster"]["Status"]
         except ClientError as error:
-            if error.response["Error"]["Code"] not in (
-                "InvalidRequestException",
-                "ValidationException",
-            ):
+            code = error.response["Error"]["Code"]
+            if code in UNKNOWN_CLUSTER:
+                state = f"not found in {self.region_name}"
+            elif code in NOT_THE_PROJECTS:
+                tag = f"{PROJECT_TAG['Key']}={PROJECT_TAG['Value']}"
+                state = f"not the project's (not tagged {tag}, or not in {self.region_name})"
+            else:
                 raise
-            state = f"not found in {self.region_name}"
         else:
             if status["State"] not in ENDED_STATES:
                 return
             reason = status.get("StateChangeReason", {}).get("Message")
             state = status["State"] + (f" ({reason})" if reason else "")
+        pin = " (FRUITS_EMR_CLUSTER_ID pins it: unset it for the tagged one)"
         raise dg.Failure(
             description=f"EMR cluster {self.cluster_id} is {state}: start one with "
-            f"`{START_CLUSTER}` and set FRUITS_EMR_CLUSTER_ID to the id it prints",
+            f"`{START_CLUSTER}`{pin if self.pinned_cluster_id else ''}",
             allow_retries=False,
         )
 
@@ -188,7 +225,11 @@ class EmrStepLauncherResource(ConfigurableResourceFactory[StepLauncher]):
     variables must be set in the cluster's environment (bootstrap.aws.emr_cluster does it).
     """
 
-    cluster_id: str = Field(description="The EMR cluster the steps run on.")
+    cluster_id: str = Field(
+        default="",
+        description="The EMR cluster the steps run on; empty: the newest cluster tagged "
+        "project=fruits that is up in the region, found when each step launches.",
+    )
     region_name: str = Field(description="AWS region of the cluster (EU only: GDPR).")
     staging_bucket: str = Field(description="Bucket of the code packages and step files.")
     staging_prefix: str = Field(description="Key prefix in the staging bucket.")
@@ -233,10 +274,13 @@ def emr_step_launcher(fruits: FruitsConfig, environ: Mapping[str, str]) -> EmrSt
     """The launcher for the `fruits` configuration's region and staging location.
 
     On a cluster node (where Dagster builds the resources again) the cluster is the node's
-    own, from job-flow.json; on the host, the one FRUITS_EMR_CLUSTER_ID names.
+    own, from job-flow.json; on the host, the one FRUITS_EMR_CLUSTER_ID pins when set, else
+    the project's tagged cluster, found at each step's launch (no EnvVar frozen in the
+    Dagster processes' environment: a new cluster needs no restart).
     """
+    pinned = dg.EnvVar("FRUITS_EMR_CLUSTER_ID") if environ.get("FRUITS_EMR_CLUSTER_ID") else ""
     return EmrStepLauncherResource(
-        cluster_id=cluster_id_on_node(environ) or dg.EnvVar("FRUITS_EMR_CLUSTER_ID"),
+        cluster_id=cluster_id_on_node(environ) or pinned,
         region_name=fruits.region,
         staging_bucket=fruits.staging_bucket,
         staging_prefix=fruits.staging_prefix,

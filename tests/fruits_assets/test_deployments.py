@@ -84,7 +84,9 @@ def test_emr_reads_per_account_values_and_the_cluster_as_env_vars() -> None:
     fruits, launcher = resources["fruits"], resources[STEP_LAUNCHER]
     assert isinstance(fruits.bucket, dg.EnvVar) and fruits.bucket.env_var_name == "FRUITS_BUCKET"
     assert isinstance(launcher, EmrStepLauncherResource)
-    assert launcher.cluster_id.env_var_name == "FRUITS_EMR_CLUSTER_ID"
+    assert launcher.cluster_id == ""  # the tagged cluster, found at each step's launch
+    pinned = resources_for("emr", environ={"FRUITS_EMR_CLUSTER_ID": "j-PIN"})[STEP_LAUNCHER]
+    assert pinned.cluster_id.env_var_name == "FRUITS_EMR_CLUSTER_ID"
     assert launcher.staging_bucket.env_var_name == "FRUITS_STAGING_BUCKET"
     assert launcher.staging_prefix == fruits.staging_prefix == "emr_staging"
     assert (launcher.log_wait_s, launcher.poll_interval_s) == (360, 15)

@@ -19,6 +19,7 @@ from dagster_aws.emr import EmrError
 
 from fruits_assets.deployments import resources_for
 from fruits_assets.emr import (
+    PROJECT_TAG,
     EmrStepLauncherResource,
     build_code_package,
     code_files,
@@ -56,10 +57,10 @@ def test_the_packaged_code_imports_from_the_zip_alone(tmp_path, repo_root) -> No
 
 
 def test_emr_resources_use_env_vars_and_refuse_non_eu(monkeypatch) -> None:
+    monkeypatch.setenv("FRUITS_EMR_CLUSTER_ID", "j-1")  # a pin (unset: the tagged cluster)
     resources = resources_for("emr")
     launcher = resources["pyspark_step_launcher"]
     assert isinstance(launcher, EmrStepLauncherResource)
-    monkeypatch.setenv("FRUITS_EMR_CLUSTER_ID", "j-1")
     monkeypatch.setenv("FRUITS_REGION", "us-east-1")
     monkeypatch.setenv("FRUITS_STAGING_BUCKET", "staging")
     monkeypatch.setenv("FRUITS_STAGING_PREFIX", "emr_staging")
@@ -218,8 +219,8 @@ def test_a_run_aimed_at_an_ended_or_missing_cluster_fails_first_in_one_line(
         message = failure.user_failure_data.description
         assert message.startswith(f"EMR cluster {target} is {state}")
         assert message.endswith(
-            "start one with `python -m bootstrap.aws.emr_cluster create` and set "
-            "FRUITS_EMR_CLUSTER_ID to the id it prints"
+            "start one with `python -m bootstrap.aws.emr_cluster create` "
+            "(FRUITS_EMR_CLUSTER_ID pins it: unset it for the tagged one)"
         )
         assert "\n" not in message
     assert emr.list_steps(ClusterId=cluster_id)["Steps"] == []
@@ -265,3 +266,59 @@ def test_terminating_the_dagster_run_cancels_its_emr_step(
     assert run.returncode != 0
     assert step_reaches(emr, cluster_id, steps[0].id, "CANCELLED", timeout_s=5)
     assert f"interrupted: cancelling EMR step {steps[0].id}: SUBMITTED" in output
+
+
+def test_each_launch_finds_the_project_s_newest_tagged_cluster(
+    quick_emr, launcher_on, settings, fresh_layout
+) -> None:
+    """No cluster id travels through the Dagster host's environment: each launch looks for the
+    newest cluster tagged project=fruits that is up, so a new cluster needs no restart."""
+    import boto3
+
+    emr = boto3.client("emr", region_name=settings.region)
+
+    def run(tags: list[dict]) -> str:
+        return emr.run_job_flow(
+            Name="fruits-test", ReleaseLabel="emr-7.12.0", Tags=tags,
+            Instances={"KeepJobFlowAliveWhenNoSteps": True},
+            JobFlowRole="fruits-emr-instance", ServiceRole="fruits-emr-service",
+        )["JobFlowId"]  # fmt: skip
+
+    launcher = launcher_on("")  # as resources_for("emr") builds it without a pin
+    with pytest.raises(dg.Failure) as none:
+        launcher.find_project_cluster()
+    assert none.value.description == (
+        f"no EMR cluster tagged project=fruits is up in {settings.region}: "
+        "start one with `python -m bootstrap.aws.emr_cluster create`"
+    )
+    first = run([PROJECT_TAG])
+    run([{"Key": "project", "Value": "other"}])  # newer, but not the project's
+    assert launcher.find_project_cluster() == first
+    emr.terminate_job_flows(JobFlowIds=[first])
+    second = run([PROJECT_TAG, {"Key": "data-residency", "Value": "eu"}])
+    assert launcher.find_project_cluster() == second  # the same launcher, no restart
+
+
+def test_a_cluster_the_host_may_not_use_fails_in_one_line(launcher_on, monkeypatch) -> None:
+    """The host's policy reaches only clusters tagged project=fruits: IAM's AccessDenied
+    on an untagged (or another region's) cluster becomes one line, not a stack trace."""
+    from botocore.exceptions import ClientError
+
+    launcher = launcher_on("j-FOREIGN")
+    denied = ClientError(
+        {"Error": {"Code": "AccessDeniedException", "Message": "User: arn:aws:iam::1:user/host "
+                   "is not authorized to perform: elasticmapreduce:DescribeCluster"}},
+        "DescribeCluster",
+    )  # fmt: skip
+
+    def refuse(cluster_id: str) -> dict:
+        raise denied
+
+    monkeypatch.setattr(launcher.emr_job_runner, "describe_cluster", refuse)
+    with pytest.raises(dg.Failure) as failure:
+        launcher.require_live_cluster()
+    message = failure.value.description
+    assert message.startswith(
+        "EMR cluster j-FOREIGN is not the project's (not tagged project=fruits, or not in "
+    )
+    assert "\n" not in message and "start one with" in message
