@@ -6,20 +6,34 @@
 Removes it from raw/, features/, rejects/ and reduced/ (its date's partition only), updates
 the date's manifest and writes an audit record under audit/erasures/. PCA models fitted
 before keep their components (aggregates, not the image); re-fit to drop its influence.
+
+Spark runs here, on this machine: under the `emr` deployment (no S3A here, the Glue catalog's
+Iceberg is the cluster's) the erasure runs on the cluster instead, as the Dagster job
+erase_image: this command refuses in one line, before any Spark or AWS call, naming the
+`dg launch` that does it.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
 from bootstrap import cli
 from fruits_assets.deployments import current_settings
+from fruits_assets.erasure import ERASE_JOB
 from spark.erasure import erase_image, find_by_sha256
 from spark.layout import Layout
 from spark.session import build_session
 from spark.settings import ConfigError
 from spark.storage import preflight, s3_client
+
+
+def on_emr(args: argparse.Namespace) -> str:
+    """The command that runs the same erasure as a step of the cluster (fruits_assets.erasure)."""
+    request = {"path": args.path} if args.path else {"sha256": args.sha256}
+    config = json.dumps({"ops": {"erase": {"config": request}}})
+    return f"dg launch --job {ERASE_JOB} --config-json '{config}'"
 
 
 @cli.command
@@ -30,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("--sha256", help="SHA-256 of the image's bytes")
     args = parser.parse_args(argv)
     settings = current_settings()
+    if settings.deployment == "emr":
+        raise ConfigError(
+            f"under the emr deployment the erasure runs on the cluster: {on_emr(args)}"
+        )
     s3 = s3_client(settings)
     preflight(s3, settings)
     layout = Layout.of(settings)
@@ -39,9 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(str(error)) from None
     spark = build_session(settings, "fruits-erase")
     try:
-        record = erase_image(
-            spark, layout, s3, path, write_grace_hours=settings.write_grace_hours
-        )
+        record = erase_image(spark, layout, s3, path, write_grace_hours=settings.write_grace_hours)
     finally:
         spark.stop()
     print(json.dumps(record, indent=2))
