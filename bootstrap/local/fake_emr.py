@@ -41,6 +41,7 @@ import gzip
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -93,6 +94,27 @@ class FakeEmrTiming:
 def managed_policy(name: str) -> dict[str, Any]:
     """An AWS managed policy's document, as published (MANAGED_POLICIES)."""
     return json.loads(MANAGED_POLICIES.read_text())["policies"][name]["document"]
+
+
+Caller = tuple[str | None, str | None]  # the access key id and region a request was signed with
+
+
+def _role_arn(name: str) -> str:
+    return name if name.startswith("arn:") else f"arn:aws:iam::{ACCOUNT}:role/{name}"
+
+
+def _profile_role(profile: str) -> str:
+    """The role in an instance profile (the project's profile holds the project's role; any
+    other, as EMR's default, one of its own name)."""
+    from bootstrap.aws import roles
+
+    return roles.INSTANCE_ROLE if profile == roles.INSTANCE_PROFILE else profile
+
+
+def signed_by(authorization: str) -> Caller:
+    """The access key id and region of a SigV4 Authorization header."""
+    found = re.search(r"Credential=([^/]+)/\d{8}/([a-z0-9-]+)/", authorization)
+    return (found[1], found[2]) if found else (None, None)
 
 
 class EmrApiError(Exception):
@@ -252,8 +274,12 @@ class FakeEmr:
         timing: FakeEmrTiming = FakeEmrTiming(),
         instance_credentials: dict[str, str] | None = None,
         network: Any | None = None,
+        principals: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.settings = settings
+        # Access key id -> the identity policy of whoever holds it: with them, every call is
+        # authorized as IAM would (authorize); without, none is.
+        self.principals = principals
         self.state_dir = state_dir
         # An EC2 client of the account (moto's): with it the service role provisions in the
         # cluster's VPC under AmazonEMRServicePolicy_v2, as EMR does (default_groups_refusal).
@@ -274,14 +300,62 @@ class FakeEmr:
         self.stopping = False
 
     # --- the API ---------------------------------------------------------------------------
-    def call(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
+    def call(
+        self, operation: str, body: dict[str, Any], caller: Caller | None = None
+    ) -> dict[str, Any]:
         handler = getattr(self, f"op_{operation}", None)
         if handler is None:
             raise EmrApiError(
                 "InvalidRequestException", f"the fake EMR does not implement {operation}"
             )
         with self.lock:
+            if self.principals is not None:
+                self.authorize(operation, body, caller)
             return handler(body)
+
+    # --- IAM, as EMR asks it (only with `principals`) --------------------------------------
+    def cluster_arn(self, cluster_id: str) -> str:
+        return f"arn:aws:elasticmapreduce:{self.settings.region}:{ACCOUNT}:cluster/{cluster_id}"
+
+    def authorize(self, operation: str, body: dict[str, Any], caller: Caller | None) -> None:
+        """IAM's decision on the call, with its conditions: the caller's policy (by its access
+        key), the request's region, the cluster's tags (aws:ResourceTag/...), RunJobFlow's tags
+        (aws:RequestTag/...) and the roles it passes (iam:PassRole, iam:PassedToService)."""
+        from bootstrap.aws.iam import decide
+
+        key, region = caller or (None, None)
+        if key not in (self.principals or {}):
+            raise EmrApiError("UnrecognizedClientException", "The security token is invalid.")
+        document = self.principals[key]
+        context: dict[str, Any] = {"aws:RequestedRegion": region}
+        cluster_id = (
+            body.get("ClusterId") or body.get("JobFlowId") or (body.get("JobFlowIds") or [None])[0]
+        )
+        resource = "*"
+        if cluster_id in self.clusters:
+            resource = self.cluster_arn(cluster_id)
+            tags = self.clusters[cluster_id].request.get("Tags", [])
+            context |= {f"aws:ResourceTag/{t['Key']}": t.get("Value", "") for t in tags}
+        elif cluster_id:
+            resource = self.cluster_arn(cluster_id)
+        asked = [(f"elasticmapreduce:{operation}", resource, context)]
+        if operation == "RunJobFlow":
+            tags = body.get("Tags", [])
+            context |= {f"aws:RequestTag/{t['Key']}": t.get("Value", "") for t in tags}
+            asked += [
+                ("iam:PassRole", _role_arn(body.get("ServiceRole", "")),
+                 {"iam:PassedToService": "elasticmapreduce.amazonaws.com"}),
+                ("iam:PassRole", _role_arn(_profile_role(body.get("JobFlowRole", ""))),
+                 {"iam:PassedToService": "ec2.amazonaws.com"}),
+            ]  # fmt: skip
+        for action, arn, keys in asked:
+            if decide([document], action, arn, keys) != "Allow":
+                raise EmrApiError(
+                    "AccessDeniedException",
+                    f"User: arn:aws:iam::{ACCOUNT}:user/{key} is not authorized to perform: "
+                    f"{action} on resource: {arn} because no identity-based policy allows "
+                    f"the {action} action",
+                )
 
     def cluster(self, cluster_id: str) -> Cluster:
         if cluster_id not in self.clusters:
@@ -719,7 +793,8 @@ class _Handler(BaseHTTPRequestHandler):
         target = self.headers.get("X-Amz-Target", "")
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         try:
-            status, answer = 200, self.emr.call(target.rpartition(".")[2], body)
+            caller = signed_by(self.headers.get("Authorization", ""))
+            status, answer = 200, self.emr.call(target.rpartition(".")[2], body, caller)
         except EmrApiError as error:
             status, answer = 400, {"__type": error.kind, "message": str(error)}
         payload = json.dumps(answer).encode()
@@ -744,10 +819,11 @@ class FakeEmrServer:
         timing: FakeEmrTiming = FakeEmrTiming(),
         instance_credentials: dict[str, str] | None = None,
         network: Any | None = None,
+        principals: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.emr = FakeEmr(
             settings, state_dir, timing=timing, instance_credentials=instance_credentials,
-            network=network,
+            network=network, principals=principals,
         )  # fmt: skip
         handler = type("Handler", (_Handler,), {"emr": self.emr})
         self.http = ThreadingHTTPServer(("127.0.0.1", port), handler)

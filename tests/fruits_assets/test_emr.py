@@ -299,26 +299,71 @@ def test_each_launch_finds_the_project_s_newest_tagged_cluster(
     assert launcher.find_project_cluster() == second  # the same launcher, no restart
 
 
-def test_a_cluster_the_host_may_not_use_fails_in_one_line(launcher_on, monkeypatch) -> None:
-    """The host's policy reaches only clusters tagged project=fruits: IAM's AccessDenied
-    on an untagged (or another region's) cluster becomes one line, not a stack trace."""
-    from botocore.exceptions import ClientError
+def test_a_cluster_the_host_may_not_use_fails_in_one_line(
+    settings, local_s3, fresh_layout, tmp_path, monkeypatch
+) -> None:
+    """The fake EMR holds each caller to its policy, conditions included: the host reaches only
+    clusters tagged project=fruits (an untagged one answers AccessDenied, which the launcher
+    turns into one line, and which the search for the project's cluster passes over), and the
+    operator passes only the project's roles."""
+    from dataclasses import replace
 
-    launcher = launcher_on("j-FOREIGN")
-    denied = ClientError(
-        {"Error": {"Code": "AccessDeniedException", "Message": "User: arn:aws:iam::1:user/host "
-                   "is not authorized to perform: elasticmapreduce:DescribeCluster"}},
-        "DescribeCluster",
-    )  # fmt: skip
+    import boto3
 
-    def refuse(cluster_id: str) -> dict:
-        raise denied
+    from bootstrap.aws import roles
+    from bootstrap.aws.emr_cluster import CLUSTER_TAGS
+    from bootstrap.aws.iam import policy
+    from bootstrap.local.fake_emr import FakeEmrServer, FakeEmrTiming
 
-    monkeypatch.setattr(launcher.emr_job_runner, "describe_cluster", refuse)
-    with pytest.raises(dg.Failure) as failure:
-        launcher.require_live_cluster()
-    message = failure.value.description
-    assert message.startswith(
-        "EMR cluster j-FOREIGN is not the project's (not tagged project=fruits, or not in "
-    )
-    assert "\n" not in message and "start one with" in message
+    target = replace(settings, staging_bucket=fresh_layout.bucket, staging_prefix="emr_staging")
+    keys = {"AKIDHOST": policy(target, "host"), "AKIDOPERATOR": policy(target, "operator")}
+    timing = FakeEmrTiming(starting_s=30)  # no node needed here
+    with FakeEmrServer(settings, tmp_path / "emr", timing=timing, principals=keys) as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_EMR", server.endpoint)
+
+        def emr_as(key: str):
+            return boto3.client(
+                "emr", region_name=settings.region, endpoint_url=server.endpoint,
+                aws_access_key_id=key, aws_secret_access_key="x",
+            )  # fmt: skip
+
+        def run(client, tags: list[dict], service_role: str = roles.SERVICE_ROLE) -> str:
+            return client.run_job_flow(
+                Name="fruits-test", ReleaseLabel="emr-7.12.0", Tags=tags,
+                Instances={"KeepJobFlowAliveWhenNoSteps": True},
+                ServiceRole=service_role, JobFlowRole=roles.INSTANCE_PROFILE,
+            )["JobFlowId"]  # fmt: skip
+
+        operator, host = emr_as("AKIDOPERATOR"), emr_as("AKIDHOST")
+        tagged = run(operator, CLUSTER_TAGS)
+        untagged = run(operator, [])  # newer
+        for refused in (
+            lambda: run(operator, CLUSTER_TAGS, service_role="EMR_DefaultRole_V2"),  # PassRole
+            lambda: run(host, CLUSTER_TAGS),  # the host starts no cluster
+            lambda: host.describe_cluster(ClusterId=untagged),
+        ):
+            with pytest.raises(host.exceptions.ClientError) as error:
+                refused()
+            assert error.value.response["Error"]["Code"] == "AccessDeniedException"
+        assert host.describe_cluster(ClusterId=tagged)["Cluster"]["Id"] == tagged
+
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDHOST")  # the Dagster host's process
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+        monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+
+        def launcher(cluster_id: str):
+            resource = EmrStepLauncherResource(
+                cluster_id=cluster_id, region_name=settings.region,
+                staging_bucket=target.staging_bucket, staging_prefix="emr_staging",
+            )  # fmt: skip
+            with dg.build_resources({"launcher": resource}) as built:
+                return built.launcher
+
+        with pytest.raises(dg.Failure) as failure:
+            launcher(untagged).require_live_cluster()
+        message = failure.value.description
+        assert message.startswith(
+            f"EMR cluster {untagged} is not the project's (not tagged project=fruits, or not in "
+        )
+        assert "\n" not in message and "start one with" in message
+        assert launcher("").find_project_cluster() == tagged

@@ -2,9 +2,11 @@
 EMR control plane (bootstrap.local.fake_emr) and an S3 server that enforces IAM (tests/conftest.py
 `enforced_iam`): no AWS, nothing skipped. Each principal acts with credentials that hold only
 its policy (bootstrap.aws.iam): the operator stages the weights and photos and creates the cluster
-(its S3 staging; the fake EMR's API checks no credentials), the Dagster host materializes (code
-package, step files, events, log reads, raw_images), and everything on the node runs as the
-instance role (the bootstrap action's `aws s3 cp`, the step's S3A and boto3, log pushes)."""
+(its S3 staging; the fake EMR's API holds the operator and the host to their policies, with
+their conditions), the Dagster host materializes (code package, step files, events, log reads,
+raw_images) on the cluster it finds by its tag, and everything on the node runs as the
+instance role (the bootstrap action's `aws s3 cp`, the step's S3A and boto3, log pushes), with
+EMR's environment (no region preset) and S3 only through the subnet's regional endpoint."""
 
 import os
 import subprocess
@@ -15,6 +17,7 @@ import dagster as dg
 import pytest
 
 from bootstrap.aws.emr_cluster import ClusterOptions, create
+from bootstrap.aws.iam import policy
 from bootstrap.aws.wheelhouse import canonical, lock_pins
 from bootstrap.local.dagster_home import prepare_dagster_home
 from bootstrap.local.fake_emr import FakeEmrServer, FakeEmrTiming
@@ -24,6 +27,7 @@ from spark.layout import Layout, split_uri
 
 pytestmark = pytest.mark.slow
 D1, D2 = "2026-11-13", "2026-11-14"
+CLUSTER_KEY = "TEST_EMR_CLUSTER_ID"
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +35,12 @@ def fake_emr(enforced_iam, tmp_path_factory):
     """The fake EMR on the enforcing S3 server; its nodes hold the instance role's credentials."""
     # Step logs come 2 s after a step ends (EMR: minutes), within the launcher's wait.
     timing = FakeEmrTiming(log_push_delay_s=2)
+    principals = {
+        enforced_iam.keys[p][0]: policy(enforced_iam.settings, p) for p in ("operator", "host")
+    }
     with FakeEmrServer(
         enforced_iam.settings, tmp_path_factory.mktemp("fake_emr"), timing=timing,
-        instance_credentials=enforced_iam.credentials("instance"),
+        instance_credentials=enforced_iam.credentials("instance"), principals=principals,
     ) as server:  # fmt: skip
         yield server
 
@@ -88,11 +95,13 @@ def emr_cluster(
     os.environ.update(env)  # boto3 inside create() reads the endpoints from the environment
     try:
         with enforced_iam.acting_as("operator"):
-            env["FRUITS_EMR_CLUSTER_ID"] = cluster_id = create(emr_settings, options, env)
+            cluster_id = create(emr_settings, options, env)
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    env |= enforced_iam.credentials("host")  # the Dagster host's
+    # The host finds the cluster by its tag at each launch: no FRUITS_EMR_CLUSTER_ID (the id
+    # travels to the tests below under a name nothing of the project reads).
+    env |= enforced_iam.credentials("host") | {CLUSTER_KEY: cluster_id}  # the Dagster host's
     cluster = fake_emr.emr.clusters[cluster_id]
     deadline = time.time() + 900  # a bare node installs the whole wheelhouse
     while cluster.state in ("STARTING", "BOOTSTRAPPING") and time.time() < deadline:
@@ -130,7 +139,7 @@ def test_a_backfill_runs_as_one_emr_step_and_reports_back(
     result = materialize(emr_env, repo_root)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
 
-    cluster = fake_emr.emr.clusters[emr_env["FRUITS_EMR_CLUSTER_ID"]]
+    cluster = fake_emr.emr.clusters[emr_env[CLUSTER_KEY]]
     steps = [s for s in cluster.steps if s.args[0].endswith("spark-submit")]
     assert len(steps) == 1 and steps[0].state == "COMPLETED"  # two dates, one step
     # The cluster walked through its start before the run; the step's logs came.
@@ -167,7 +176,7 @@ def test_a_failing_step_fails_the_dagster_step_with_its_stderr(
     enforced_iam.upload_photos(list(dates), per_date=2)
     # The cluster's environment is what the step sees: break its weights URI there (a key
     # the instance role may read, so the step fails for its absence, not for a refusal).
-    cluster = fake_emr.emr.clusters[emr_env["FRUITS_EMR_CLUSTER_ID"]]
+    cluster = fake_emr.emr.clusters[emr_env[CLUSTER_KEY]]
     target = enforced_iam.settings
     missing = f"s3://{target.staging_bucket}/{target.staging_prefix}/nowhere/weights.h5"
     spark_env = cluster.spark_env_file.read_text()
@@ -191,7 +200,7 @@ def test_a_failing_step_fails_the_dagster_step_with_its_stderr(
 def test_the_node_runs_the_cluster_lock_and_the_cluster_s_spark(emr_cluster, fake_emr) -> None:
     """What the bootstrap action left on the node: exactly requirements-emr.lock in a Python
     that reaches pyspark only through Spark's own PYTHONPATH, as on EMR."""
-    node = fake_emr.emr.clusters[emr_cluster["FRUITS_EMR_CLUSTER_ID"]].node
+    node = fake_emr.emr.clusters[emr_cluster[CLUSTER_KEY]].node
 
     def node_python(code: str, **env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -219,7 +228,7 @@ def test_the_node_runs_the_cluster_lock_and_the_cluster_s_spark(emr_cluster, fak
 def test_each_principal_is_refused_outside_its_policy(emr_cluster, enforced_iam, fake_emr) -> None:
     """The round trip's own server, users and staged files: what the tests above did passed
     under the policies, and a request beyond each policy is refused."""
-    cluster = fake_emr.emr.clusters[emr_cluster["FRUITS_EMR_CLUSTER_ID"]]
+    cluster = fake_emr.emr.clusters[emr_cluster[CLUSTER_KEY]]
     target = enforced_iam.settings
     layout = Layout(target.bucket, target.prefix)
     # The bootstrap action the node ran, and its stdout the node pushed to the LogUri.
