@@ -351,3 +351,36 @@ def test_every_call_of_the_operator_is_allowed_with_its_conditions(settings) -> 
     assert refused == []
     elsewhere = {"aws:RequestedRegion": "us-east-1"}
     assert decide([document], "elasticmapreduce:RunJobFlow", "*", elsewhere) == "ImplicitDeny"
+
+
+def test_with_the_glue_catalog_only_the_instance_role_reaches_glue_on_the_namespace(
+    settings,
+) -> None:
+    """Iceberg's Glue catalog runs on the nodes: the instance role gets exactly its calls on the
+    namespace's database and tables; the host (no Spark) none; the operator reads the
+    database for doctor."""
+    from bootstrap.aws.iam import GLUE_TABLES
+
+    target = replace(staged(settings), catalog_type="glue")
+    glue = {
+        p: [
+            s
+            for s in policy(target, p)["Statement"]
+            if any(a.startswith("glue:") for a in s["Action"])
+        ]
+        for p in ("instance", "host", "operator")
+    }
+    assert glue["host"] == []
+    ((instance,),) = [glue["instance"]]
+    assert set(instance["Action"]) == set(GLUE_TABLES)
+    database = f"arn:aws:glue:{target.region}:{ACCOUNT}:database/{target.namespace}"
+    for action in GLUE_TABLES:
+        for arn in (
+            database,
+            f"arn:aws:glue:{target.region}:{ACCOUNT}:table/{target.namespace}/features",
+        ):
+            assert decide([policy(target, "instance")], action, arn) == "Allow", (action, arn)
+        other = f"arn:aws:glue:{target.region}:{ACCOUNT}:database/someone_else"
+        assert decide([policy(target, "instance")], action, other) == "ImplicitDeny"
+    ((operator,),) = [glue["operator"]]
+    assert operator["Action"] == ["glue:GetDatabase"]
