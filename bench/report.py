@@ -60,16 +60,42 @@ FIGURES = [
     ("end to end: the 3 sample dates through the dagster CLI; Dagster start-up; "
      "Spark + TensorFlow start-up", "{e2e_s:.0f} s; {dagster_startup_s:.1f} s; "
      "{spark_and_tf_startup_s:.1f} s"),
+    # bench.scale, on synthetic feature rows
+    ("scale: `new_uploads` S3 requests per steady tick (seconds on moto), by objects over "
+     "{scale_sensor_dates} dates", "{sensor_text}"),
+    ("scale: PCA refit, {scale_refit_rows:,} rows over {scale_refit_dates} dates, "
+     "k = {scale_refit_k}, {scale_refit_method}", "{scale_refit_s:.1f} s"),
+    ("scale: ... the per-date statistics of those rows (once per date, with its features)",
+     "{scale_statistics_s:.1f} s"),
+    ("scale: reduced rows per second after the refit", "{scale_reduced_rows_per_s:,.0f}"),
+    ("scale: data files per date, features table, {scale_files_dates} dates written in one "
+     "run on {scale_spark_cores} cores", "{scale_files_per_date_max} at most, "
+     "{scale_files_per_date_mean:.2f} on average"),
+    ("scale: Dagster, a {scale_backfill_dates}-date backfill of the ingest assets: plan; "
+     "launch (runs queued); its code location's load",
+     "{scale_backfill_plan_s:.2f} s; {scale_backfill_launch_s:.1f} s; "
+     "{scale_backfill_code_location_load_s:.1f} s"),
 ]  # fmt: skip
 
 
 def _fields(results: dict[str, Any]) -> dict[str, Any]:
     by_type = sorted(results["requests_by_type"].items(), key=lambda kv: -kv[1])
     roles = results["cpu_ms_per_image_by_role"].items()
-    return results | {
-        "requests_text": ", ".join(f"{name} {count}" for name, count in by_type),
-        "roles_text": ", ".join(f"{role} {ms:.2f}" for role, ms in roles),
-    }
+    ticks = results.get("scale_sensor_requests_per_tick", [])
+    sensor = {
+        "sensor_text": "; ".join(
+            f"{t['objects']:,}: {t['requests']} ({t['seconds']:.2f} s)" for t in ticks
+        ),
+        "scale_sensor_dates": ticks[0]["dates"],
+    } if ticks else {}  # fmt: skip
+    return (
+        results
+        | sensor
+        | {
+            "requests_text": ", ".join(f"{name} {count}" for name, count in by_type),
+            "roles_text": ", ".join(f"{role} {ms:.2f}" for role, ms in roles),
+        }
+    )
 
 
 def render(results: dict[str, Any]) -> str:

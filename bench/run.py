@@ -14,8 +14,11 @@ each target of issue 15 as a ratio, met or not met:
    libjpeg-turbo's DCT-domain scaling (simplejpeg);
 6. memory: each Python worker's peak RSS and the whole run's, sampled per run.
 Also the tf_threads_2 variant, PCA fit time against rows and, unless --no-e2e, the Dagster
-materialization of the sample dates. Every timed window lasts at least --window-s seconds
-(30 by default; the counts are sized for that on 2 cores, and each window's length is kept).
+materialization of the sample dates; then, unless --no-scale, the scale benchmark on synthetic
+feature rows (bench.scale: sensor requests per tick, refit, reduce, files per date, a 365-date
+backfill), in a process of its own, merged into the same results. Every timed window lasts at
+least --window-s seconds (30 by default; the counts are sized for that on 2 cores, and each
+window's length is kept).
 
 Prints the figures and the targets, writes bench/results.json; `python -m bench.report`
 then rewrites docs/performance.md from it. Figures, not pass/fail tests.
@@ -559,6 +562,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window-s", type=float, help="decode + model window, seconds")
     parser.add_argument("--no-e2e", action="store_true", help="skip the Dagster end-to-end run")
     parser.add_argument("--no-pca", action="store_true", help="skip PCA's fit times")
+    parser.add_argument(
+        "--no-scale", action="store_true", help="skip the scale benchmark (bench.scale)"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
@@ -576,6 +582,11 @@ def main(argv: list[str] | None = None) -> int:
     args.output.write_text(json.dumps(results, indent=2, default=str))
     print_results(results)
     print(f"\nwritten to {args.output}")
+    if not args.no_scale:
+        # Its own process: its Spark session and memory are not this run's.
+        smoke = ["--smoke"] if args.smoke else []
+        command = [sys.executable, "-m", "bench.scale", "--output", str(args.output), *smoke]
+        subprocess.run(command, check=True)
     return 0
 
 

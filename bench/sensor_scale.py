@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from fruits_assets.sensors import UploadCursor, scan_uploads
@@ -39,12 +40,18 @@ def dates_ending(last: str, count: int) -> list[str]:
     return [(end - dt.timedelta(days=n)).isoformat() for n in range(count - 1, -1, -1)]
 
 
-def populate(s3: Any, layout: Layout, dates: list[str], objects: int, start: int = 0) -> None:
-    """Objects number start..objects-1, spread round-robin over the dates (a few bytes each)."""
+Put = Callable[[str, str, bytes], Any]  # (bucket, key, body)
+
+
+def populate(
+    s3: Any, layout: Layout, dates: list[str], objects: int, start: int = 0, put: Put | None = None
+) -> None:
+    """Objects number start..objects-1, spread round-robin over the dates (a few bytes each),
+    with `put` (by default a PutObject each)."""
+    put = put or (lambda bucket, key, body: s3.put_object(Bucket=bucket, Key=key, Body=body))
     for n in range(start, objects):
         date = dates[n % len(dates)]
-        key = layout.raw_image_key(date, f"label{n % 7}", f"{n:08d}.jpg")
-        s3.put_object(Bucket=layout.bucket, Key=key, Body=b"x")
+        put(layout.bucket, layout.raw_image_key(date, f"label{n % 7}", f"{n:08d}.jpg"), b"x")
 
 
 def settle(s3: Any, layout: Layout, valid: set[str], cursor: UploadCursor) -> UploadCursor:
@@ -73,7 +80,12 @@ def steady_tick(
 
 
 def measure(
-    s3: Any, layout: Layout, sizes: list[int], dates: int = 365, last: str = "2027-10-31"
+    s3: Any,
+    layout: Layout,
+    sizes: list[int],
+    dates: int = 365,
+    last: str = "2027-10-31",
+    put: Put | None = None,
 ) -> list[dict[str, Any]]:
     """Requests and seconds of a steady tick at each number of objects, accumulated in turn."""
     counter = RequestCounter(s3)
@@ -81,7 +93,7 @@ def measure(
     valid = set(all_dates)
     populated, rows = 0, []
     for size in sorted(sizes):
-        populate(s3, layout, all_dates, size, start=populated)
+        populate(s3, layout, all_dates, size, start=populated, put=put)
         populated = size
         cursor = settle(s3, layout, valid, UploadCursor())
         tick = steady_tick(s3, counter, layout, valid, cursor)

@@ -258,6 +258,19 @@ def refit_line(
     ), missing
 
 
+def statistics_line(results: dict[str, Any], images: int, daily: Estimate) -> Line | None:
+    """The per-date PCA statistics, computed with each date's features: their measured
+    vCPU-seconds per row, billed at the feature runs' cluster price per vCPU-hour."""
+    if "scale_statistics_s" not in results:
+        return None
+    cores = results.get("scale_cores", bench_cores(results))
+    vcpu_s_per_row = results["scale_statistics_s"] * cores / results["scale_refit_rows"]
+    vcpu_hours = images * vcpu_s_per_row / 3600
+    usd = vcpu_hours * daily.usd_per_hour / daily.vcpus
+    note = f"{vcpu_s_per_row * 1000:.2f} vCPU-ms per row (measured): {vcpu_hours:.1f} vCPU-hours"
+    return Line("EMR: per-date PCA statistics", usd, note)
+
+
 @dataclass(frozen=True)
 class Plan:
     images: int
@@ -310,6 +323,8 @@ def year_lines(
         missing.append("scale_sensor_requests_per_tick: the sensor's LISTs are left out")
     refit, refit_missing = refit_line(results, plan.images, plan.refits, prices, layout)
     lines += [refit] if refit else []
+    statistics = statistics_line(results, plan.images, daily)
+    lines += [statistics] if statistics else []
     return lines, daily, missing + refit_missing
 
 

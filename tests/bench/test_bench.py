@@ -32,7 +32,8 @@ def test_the_benchmark_smoke_run_reports_every_figure(
     # Its own tables: the tests' catalog is shared by the other tests of this process.
     env = {**os.environ, "FRUITS_NAMESPACE": fresh_layout.namespace}
     result = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--no-e2e", "--output", str(output)],
+        [sys.executable, "-m", "bench.run", "--smoke", "--no-e2e", "--no-scale", "--output",
+         str(output)],
         cwd=repo_root, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -166,7 +166,7 @@ SCALE = RESULTS | {
     "scale_sensor_requests_per_tick": [
         {"objects": 1000, "requests": 4}, {"objects": 100_000, "requests": 4}],
     "scale_refit_s": 36.0, "scale_refit_dates": 365, "scale_reduced_rows_per_s": 20_000.0,
-    "scale_cores": 2,
+    "scale_cores": 2, "scale_statistics_s": 500.0, "scale_refit_rows": 1_000_000,
 }  # fmt: skip
 
 
@@ -185,6 +185,8 @@ def test_a_year_from_the_measured_figures(tmp_path, capsys) -> None:
     assert f"{lists:,} LISTs" in out
     # 12 refits of 36 s, each followed by reducing half the year's rows on average.
     assert "12 refits" in lines["PCA refits and reduce"]
+    # Statistics: 500 s x 2 cores over 1M rows = 1 vCPU-ms per row: 10M rows, 2.78 vCPU-hours.
+    assert "1.00 vCPU-ms per row (measured): 2.8 vCPU-hours" in out
     dominant = out.split("dominant: ")[1].split(" (")[0]
     usd = {what: float(line.split("USD")[0].split()[-1]) for what, line in lines.items()}
     assert dominant == max(usd, key=usd.get)

@@ -1,0 +1,53 @@
+"""A smoke run of the scale benchmark (bench.scale): the same code paths as `make bench`, tiny
+sizes; every figure is reported, the report renders it and the cost model prices from it. Not
+timed: no assertion on a speed."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.report import render
+from bootstrap.aws.cost import main as cost
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_scale_smoke_run_reports_every_figure(
+    tmp_path, repo_root, test_env, local_s3, local_catalog, fresh_layout, capsys
+) -> None:
+    output = tmp_path / "results.json"
+    earlier = json.loads((repo_root / "bench" / "results.json").read_text())
+    output.write_text(json.dumps(earlier | {"scale_refit_s": -1.0}))  # replaced, not kept
+    env = {**os.environ, "FRUITS_NAMESPACE": fresh_layout.namespace}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.scale", "--smoke", "--output", str(output)],
+        cwd=repo_root, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    r = json.loads(output.read_text())
+    assert r["scale_smoke"] is True and r["images"] == earlier["images"]  # merged, not replaced
+
+    ticks = r["scale_sensor_requests_per_tick"]
+    assert [t["objects"] for t in ticks] == [30, 120]
+    assert len({t["requests"] for t in ticks}) == 1 and ticks[0]["requests"] >= 2  # flat
+    assert all(t["requested"] == [] for t in ticks)  # a steady tick: nothing new
+
+    assert r["scale_refit_s"] > 0 and r["scale_refit_rows"] == 600
+    assert r["scale_reduced_rows_per_s"] > 0
+    if "statistics" in r["scale_refit_method"]:
+        assert r["scale_statistics_s"] > 0
+    assert r["scale_files_dates"] == 6 and r["scale_files_per_date_max"] >= 1
+    assert r["scale_backfill_dates"] == 6 and r["scale_backfill_runs"] >= 1
+    assert r["scale_backfill_plan_s"] >= 0 and r["scale_backfill_launch_s"] > 0
+
+    section = render(r)
+    assert "`new_uploads` S3 requests per steady tick" in section
+    assert "a 6-date backfill" in section and "PCA refit, 600 rows over 6 dates" in section
+
+    assert cost(["--images", "10000000", "--bench-results", str(output)]) == 0
+    priced = capsys.readouterr().out
+    assert "S3 requests: new_uploads sensor" in priced and "dominant:" in priced
+    assert "not measured: scale_" not in priced
