@@ -258,3 +258,122 @@ def test_a_region_without_prices_is_a_finding(tmp_path) -> None:
     (tmp_path / "prices.json").write_text(json.dumps(table))
     ((what, fix),) = check_prices("eu-west-3", tmp_path / "prices.json")
     assert what.startswith("no prices for eu-west-3 in prices.json") and "eu-west-3" in fix
+
+
+# --- every call of the operator's tools, under the operator policy with its conditions ---------
+ACCOUNT = "123456789012"  # moto's
+S3_ACTIONS = {
+    "HeadBucket": "ListBucket", "ListObjectsV2": "ListBucket", "ListBuckets": "ListAllMyBuckets",
+    "GetBucketEncryption": "GetEncryptionConfiguration",
+    "PutBucketEncryption": "PutEncryptionConfiguration",
+    "GetPublicAccessBlock": "GetBucketPublicAccessBlock",
+    "PutPublicAccessBlock": "PutBucketPublicAccessBlock",
+    "GetBucketLifecycleConfiguration": "GetLifecycleConfiguration",
+    "PutBucketLifecycleConfiguration": "PutLifecycleConfiguration",
+    "HeadObject": "GetObject", "CreateMultipartUpload": "PutObject", "UploadPart": "PutObject",
+    "CompleteMultipartUpload": "PutObject",
+}  # fmt: skip
+NO_PERMISSION = {("sts", "GetCallerIdentity")}  # allowed to every caller
+
+
+def iam_requests(service: str, operation: str, params: dict, region: str) -> list[tuple]:
+    """What IAM authorizes for one API call: (action, resource, condition keys)."""
+    asked = {"aws:RequestedRegion": region}
+    arn = f"arn:aws:{{}}:{region}:{ACCOUNT}:{{}}"
+    if service == "s3":
+        action = f"s3:{S3_ACTIONS.get(operation, operation)}"
+        bucket, key = params.get("Bucket"), params.get("Key")
+        if operation == "ListBuckets":
+            return [(action, "*", asked)]
+        if key is None:
+            prefix = {"s3:prefix": params["Prefix"]} if "Prefix" in params else {}
+            return [(action, f"arn:aws:s3:::{bucket}", asked | prefix)]
+        return [(action, f"arn:aws:s3:::{bucket}/{key}", asked)]
+    if service == "iam":
+        requests = []
+        if "RoleName" in params:
+            requests.append(
+                (f"iam:{operation}", f"arn:aws:iam::{ACCOUNT}:role/{params['RoleName']}", {})
+            )
+        if "InstanceProfileName" in params:
+            profile = f"arn:aws:iam::{ACCOUNT}:instance-profile/{params['InstanceProfileName']}"
+            requests.append((f"iam:{operation}", profile, {}))
+        if operation == "AddRoleToInstanceProfile":  # passes the role to EC2
+            role = f"arn:aws:iam::{ACCOUNT}:role/{params['RoleName']}"
+            requests.append(("iam:PassRole", role, {"iam:PassedToService": "ec2.amazonaws.com"}))
+        return requests
+    if service == "kms":
+        key = params.get("KeyId", "")
+        resource = key if key.startswith("arn:") else "*"
+        return [(f"kms:{operation}", resource, asked)]
+    if service == "ec2":
+        if operation == "CreateTags":
+            kinds = {"subnet": "subnet", "vpc": "vpc", "sg": "security-group"}
+            return [
+                ("ec2:CreateTags", arn.format("ec2", f"{kinds[r.split('-')[0]]}/{r}"), asked)
+                for r in params["Resources"]
+            ]
+        return [(f"ec2:{operation}", "*", asked)]
+    if service == "glue":
+        database = arn.format("glue", f"database/{params['Name']}")
+        return [(f"glue:{operation}", database, asked)]
+    if service == "emr":
+        action = f"elasticmapreduce:{operation}"
+        if operation != "RunJobFlow":
+            cluster = params.get("ClusterId") or (params.get("JobFlowIds") or [None])[0]
+            resource = arn.format("elasticmapreduce", f"cluster/{cluster}") if cluster else "*"
+            return [(action, resource, asked)]
+        tags = {f"aws:RequestTag/{t['Key']}": t["Value"] for t in params.get("Tags", [])}
+        role = f"arn:aws:iam::{ACCOUNT}:role/{{}}"
+        return [
+            (action, "*", asked | tags),
+            ("iam:PassRole", role.format(params["ServiceRole"]),
+             {"iam:PassedToService": "elasticmapreduce.amazonaws.com"}),
+            ("iam:PassRole", role.format(roles.INSTANCE_ROLE),
+             {"iam:PassedToService": "ec2.amazonaws.com"}),
+        ]  # fmt: skip
+    raise AssertionError(f"no IAM mapping for {service}:{operation}: add one")
+
+
+def test_every_call_of_the_set_up_is_allowed_to_the_operator(
+    account, network, capsys, monkeypatch
+) -> None:
+    """buckets, roles, stage, doctor and create again (all idempotent), each API call they make
+    recorded and decided under `bootstrap.aws.iam operator` with its conditions."""
+    from botocore.client import BaseClient
+
+    from bootstrap.aws.iam import decide, policy
+
+    calls: list[tuple[str, str, dict]] = []
+    original = BaseClient._make_api_call
+
+    def recording(client, operation, params):
+        calls.append((client.meta.service_model.service_name, operation, dict(params)))
+        return original(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", recording)
+    assert buckets.main(["create"]) == 0
+    assert emr_cluster.main(["roles", "--subnet-id", network.subnet_id,
+                             "--security-group", network.group_id]) == 0  # fmt: skip
+    assert emr_cluster.main(["stage"]) == 0
+    assert run_doctor(account, network, capsys) == (0, ["doctor: no findings"])
+    assert emr_cluster.main(["create", "--subnet-id", network.subnet_id]) == 0
+    monkeypatch.setattr(BaseClient, "_make_api_call", original)
+    settings = current_settings()
+    operator = policy(settings, "operator")
+    services = {service for service, _, _ in calls}
+    assert {"iam", "kms", "ec2", "s3", "emr", "glue"} <= services
+    requests = [
+        (service, operation, request)
+        for service, operation, params in calls
+        if (service, operation) not in NO_PERMISSION
+        for request in iam_requests(service, operation, params, settings.region)
+    ]
+    asked = {request[:2] for _, _, request in requests}
+    # Among them what the policy long lacked: the instance role passed to EC2, the VPCs'
+    # tags read, the Glue database read.
+    instance = f"arn:aws:iam::{ACCOUNT}:role/{roles.INSTANCE_ROLE}"
+    assert {("iam:PassRole", instance), ("ec2:DescribeVpcs", "*")} <= asked
+    assert any(action == "glue:GetDatabase" for action, _ in asked)
+    refused = [r for r in requests if decide([operator], *r[2]) != "Allow"]
+    assert refused == []
