@@ -20,6 +20,17 @@ The control plane behaves as EMR's does, because the host's code must survive it
   sends SIGTERM to the step's process group, TERMINATE_PROCESS sends SIGKILL.
 Durations are EMR's by default and scaled down in tests (FakeEmrTiming).
 
+Where AWS refuses, so does the fake, when it is given what to judge by:
+- `principals` (access key id -> identity policy): every API call is authorized as IAM would,
+  conditions included (bootstrap.aws.iam.decide): the region it was signed for, the cluster's
+  tags, RunJobFlow's tags, and the roles RunJobFlow passes (iam:PassRole, iam:PassedToService);
+  a refusal is EMR's AccessDeniedException;
+- `network` (an EC2 client of the account, moto's): the service role provisions under the
+  published AmazonEMRServicePolicy_v2 (MANAGED_POLICIES), so a cluster whose default security
+  groups it may not create (a VPC without for-use-with-amazon-emr-managed-policies=true) ends
+  TERMINATED_WITH_ERRORS with VALIDATION_ERROR, before any node starts;
+- the nodes reach S3 only through a regional gateway endpoint (bootstrap.local.fake_node).
+
 Each cluster starts one node (bootstrap.local.fake_node): an empty Python 3.11, job-flow.json, and
 the request's real bootstrap actions run on it with no package index; steps then run with
 that node's Python. What runs on the node (bootstrap actions, steps, log pushes) uses the

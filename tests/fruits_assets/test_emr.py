@@ -367,3 +367,10 @@ def test_a_cluster_the_host_may_not_use_fails_in_one_line(
         )
         assert "\n" not in message and "start one with" in message
         assert launcher("").find_project_cluster() == tagged
+
+
+def test_the_launcher_looks_for_the_tag_the_host_policy_and_create_use() -> None:
+    from bootstrap.aws.emr_cluster import CLUSTER_TAGS
+    from bootstrap.aws.iam import PROJECT_TAG as POLICY_TAG
+
+    assert PROJECT_TAG == POLICY_TAG and PROJECT_TAG in CLUSTER_TAGS
