@@ -9,11 +9,11 @@ daemon's runs behind) would stop it. The default dispositions are restored befor
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
+from bootstrap import cli
 from bootstrap.local.dagster_home import prepare_dagster_home
 from bootstrap.local.processes import default_signals
 
@@ -26,17 +26,17 @@ def dg_dev_command(port: int) -> list[str]:
     return [dg, "dev", "-w", str(WORKSPACE), "-h", "127.0.0.1", "-p", str(port)]
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@cli.command
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.parser("bootstrap.local.dagster_ui", __doc__)
     parser.add_argument("--port", type=int, default=3000)
     args = parser.parse_args(argv)
-    home = prepare_dagster_home()
-    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(prepare_dagster_home())
     default_signals()
     command = dg_dev_command(args.port)
     os.chdir(REPO_ROOT)
-    os.execv(command[0], command)
+    os.execv(command[0], command)  # returns only by raising
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -151,7 +151,7 @@ def launch_backfill(page: Page, base: str, dates: list[str], artifacts: Path) ->
 def backfill_status(page: Page) -> str:
     """The backfill page's status, once rendered: the label and its value share a parent."""
     column = page.get_by_text("Status", exact=True).locator("xpath=..")
-    expect(column).to_contain_text(re.compile(r"Status\s*\S"))
+    expect(column).to_contain_text(re.compile(r"Status\s*\S"), timeout=30_000)  # a busy machine
     return column.inner_text().replace("Status", "", 1).strip()
 
 
