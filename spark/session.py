@@ -6,7 +6,6 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
@@ -22,18 +21,6 @@ S3A_FILESYSTEM = "org.apache.hadoop.fs.s3a.S3AFileSystem"
 ICEBERG_RUNTIME_JAR = "iceberg-spark-runtime-"
 
 
-class SessionValues(Protocol):
-    """What the session's conf depends on: Settings, or the `fruits` resource's fields when the
-    Dagster definitions load (before per-account values are resolved: local needs none)."""
-
-    deployment: str
-    region: str
-    s3_endpoint: str | None
-    spark_master: str | None
-    spark_driver_memory: str
-    arrow_batch_size: int
-
-
 def s3a_jars(jars_dir: Path = S3A_JARS_DIR) -> list[Path]:
     jars = sorted(jars_dir.glob("*.jar"))
     if not any(j.name.startswith("hadoop-aws-") for j in jars):
@@ -41,7 +28,7 @@ def s3a_jars(jars_dir: Path = S3A_JARS_DIR) -> list[Path]:
     return jars
 
 
-def s3a_conf(settings: SessionValues) -> dict[str, str]:
+def s3a_conf(settings: Settings) -> dict[str, str]:
     """Hadoop settings that make both s3:// and s3a:// URIs go through S3A.
 
     On EMR, s3:// is EMRFS and none of this applies. Credentials are not set here: S3A's
@@ -70,7 +57,7 @@ def s3a_conf(settings: SessionValues) -> dict[str, str]:
     return conf
 
 
-def spark_conf(settings: SessionValues) -> dict[str, str]:
+def spark_conf(settings: Settings) -> dict[str, str]:
     return {
         # Iceberg's procedures (cherrypick_snapshot, expire_snapshots...): static, so set at
         # start; the catalog itself is set per run (spark.catalog.use_catalog).
@@ -92,16 +79,16 @@ def require_java() -> None:
         raise ConfigError("Java not found (Spark 3.5 needs Java 17): run `make install`")
 
 
-def session_conf(values: SessionValues, app_name: str = "fruits") -> dict[str, str]:
+def session_conf(settings: Settings, app_name: str = "fruits") -> dict[str, str]:
     """Spark properties of the deployment's session. Locally: local Spark with S3A on
     loopback; elsewhere (EMR) the cluster's own settings apply and only the pipeline's are set."""
-    conf = {"spark.app.name": app_name} | spark_conf(values)
-    if values.deployment == "local":
-        conf["spark.master"] = values.spark_master or "local[2,3]"
-        conf["spark.driver.memory"] = values.spark_driver_memory
+    conf = {"spark.app.name": app_name} | spark_conf(settings)
+    if settings.deployment == "local":
+        conf["spark.master"] = settings.spark_master or "local[2,3]"
+        conf["spark.driver.memory"] = settings.spark_driver_memory
         conf["spark.driver.extraJavaOptions"] = f"-Dlog4j.configurationFile={LOCAL_LOG4J}"
         conf["spark.driver.host"] = conf["spark.driver.bindAddress"] = "127.0.0.1"
-        conf |= {f"spark.hadoop.{k}": v for k, v in s3a_conf(values).items()}
+        conf |= {f"spark.hadoop.{k}": v for k, v in s3a_conf(settings).items()}
     return conf
 
 

@@ -11,8 +11,9 @@ import datetime as dt
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEPLOYMENTS_DIR = PROJECT_ROOT / "deployments"
@@ -61,46 +62,112 @@ def require_eu_region(region: str, what: str = "region") -> str:
     return region
 
 
-@dataclass(frozen=True)
+def setting(default: Any = MISSING, description: str = "") -> Any:
+    """A field of Settings with the description the UI shows for it."""
+    return field(default=default, metadata={"description": description})
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
-    deployment: str
-    region: str
-    bucket: str
-    prefix: str
-    s3_endpoint: str | None
-    spark_master: str | None
-    spark_driver_memory: str
-    weights: str
-    weights_seed: int
-    pca_k: int
-    arrow_batch_size: int
-    tf_intra_op_threads: int
-    fetch_threads: int
-    max_image_bytes: int
-    engine: str
-    partitions_start: str
-    max_reject_rate: float
-    min_explained_variance: float
-    pca_refit_after: int
-    staging_bucket: str | None
-    staging_prefix: str
-    # feature_quality's check: the probe on the reduced features reaches this share of the
-    # accuracy on the full features.
-    min_probe_ratio: float
-    # None: PCA keeps pca_k components; a share in (0, 1]: the fewest that explain it.
-    pca_variance_target: float | None
-    # The Iceberg catalog of the tables (spark.catalog) and its table maintenance.
-    catalog_type: str
-    catalog_uri: str | None
-    namespace: str
-    snapshot_retention_hours: float
-    write_grace_hours: float
-    target_file_mb: int
-    # feature_quality's probe (spark.probe): below these held-out rows, overall or for any
-    # label, its verdict is "inconclusive"; the pattern that groups an object's frames.
-    probe_min_test_rows: int = 100
-    probe_min_test_rows_per_label: int = 5
-    probe_group_pattern: str = PROBE_FRAME_NUMBERS
+    """The pipeline's configuration, declared once: the `fruits` resource's fields (and what
+    the UI shows of them) are derived from these, FRUITS_X variables carry them across
+    processes, and the library receives them as this validated object."""
+
+    deployment: str = setting(description="The deployment these values belong to.")
+    region: str = setting(description="AWS region of the bucket and the cluster (EU only: GDPR).")
+    bucket: str = setting(description="S3 bucket of the photos, features and models.")
+    prefix: str = setting("fruits", "Key prefix of everything in the bucket.")
+    s3_endpoint: str | None = setting(None, "S3 endpoint other than AWS's (the local S3 server).")
+    spark_master: str | None = setting(
+        None, "Spark master of a local session (None: the cluster's)."
+    )
+    spark_driver_memory: str = setting(
+        "2g", "Heap of the local Spark driver (on EMR the cluster's applies)."
+    )
+    weights: str = setting(
+        "imagenet",
+        "MobileNetV2 weights: 'imagenet', 'random', a file, or an s3:// URI (required on EMR: "
+        "the cluster never downloads from the internet).",
+    )
+    weights_seed: int = setting(42, "Seed of 'random' weights.")
+    pca_k: int = setting(100, "Components kept by the PCA.")
+    # Tuning defaults (`make bench` measures the alternatives: docs, "Performance").
+    arrow_batch_size: int = setting(
+        64,
+        "Images per Arrow batch of a Python worker: amortises a batch's overhead while "
+        "bounding a worker's decoded tensors.",
+    )
+    tf_intra_op_threads: int = setting(
+        1,
+        "Inference threads per Python worker: Spark already runs one worker per core, so more "
+        "threads only compete.",
+    )
+    fetch_threads: int = setting(
+        16, "S3 GETs in flight per Python worker, to hide S3's latency behind the model."
+    )
+    max_image_bytes: int = setting(
+        50 * 1024 * 1024, "Larger photos are rejected from the manifest's size, never read."
+    )
+    engine: str = setting(
+        "tflite", "Inference engine: 'tflite' (LiteRT, the default) or 'keras' (reference)."
+    )
+    max_reject_rate: float = setting(
+        0.05, "Check reject_rate fails above this share of rejected photos."
+    )
+    min_explained_variance: float = setting(0.7, "Check explained_variance fails below this share.")
+    pca_refit_after: int = setting(
+        0, "Re-fit the PCA once this many new feature partitions arrived (0: on demand only)."
+    )
+    staging_bucket: str | None = setting(
+        None, "Bucket of EMR's code packages, logs and bootstrap files."
+    )
+    staging_prefix: str = setting("emr_staging", "Key prefix in the staging bucket.")
+    min_probe_ratio: float = setting(
+        0.97,
+        "Check probe_keeps_accuracy warns when the linear probe on the reduced features "
+        "reaches less than this share of its accuracy on the full features.",
+    )
+    pca_variance_target: float | None = setting(
+        None,
+        "None: the PCA keeps pca_k components; a share in (0, 1]: the fewest components whose "
+        "cumulative explained variance reaches it.",
+    )
+    catalog_type: str = setting(
+        "jdbc",
+        "Iceberg catalog of the tables: 'jdbc' (PostgreSQL, local) or 'glue' (the AWS Glue "
+        "Data Catalog, which Athena reads).",
+    )
+    catalog_uri: str | None = setting(
+        None, "The jdbc catalog's database: jdbc:postgresql://HOST:PORT/DATABASE?user=USER."
+    )
+    namespace: str = setting("fruits", "Namespace of the tables (the Glue database on AWS).")
+    snapshot_retention_hours: float = setting(
+        168.0,
+        "Table maintenance expires snapshots older than this (time travel reaches this far "
+        "back); the current one always stays.",
+    )
+    write_grace_hours: float = setting(
+        24.0,
+        "How long a write may run: maintenance and erasure leave younger unpublished files "
+        "and staged snapshots to the run that writes them.",
+    )
+    target_file_mb: int = setting(128, "Size of the tables' data files, written and compacted to.")
+    probe_min_test_rows: int = setting(
+        100, "feature_quality's verdict is 'inconclusive' below this many held-out rows."
+    )
+    probe_min_test_rows_per_label: int = setting(
+        5,
+        "feature_quality's verdict is 'inconclusive' when a label has fewer held-out rows "
+        "than this.",
+    )
+    probe_group_pattern: str = setting(
+        PROBE_FRAME_NUMBERS,
+        "Regex removed from each file's stem to group the frames of one object (label folder "
+        "+ what remains): a group is held out whole. '$': each file alone.",
+    )
+    # Not a field of the resource: the first daily partition is a code constant
+    # (fruits_assets.partitions), which the Dagster layer passes.
+    partitions_start: str = setting(description="The first upload date of the partitions.")
 
     def __post_init__(self) -> None:
         require_eu_region(self.region)

@@ -76,3 +76,30 @@ def test_every_count_of_assets_matches_the_definitions(doc: Path) -> None:
         if NUMBERS[match.group(1).lower()] != counts[(match.group(2) or "").lower() or None]
     ]
     assert wrong == [], f"{doc.name}: counts of assets that the definitions contradict ({counts})"
+
+
+def configuration_rows() -> dict[str, str]:
+    """docs/configuration.md's field table: each field's 'local default' cell."""
+    rows = {}
+    for line in (REPO / "docs" / "configuration.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            for name in re.findall(r"`([a-z_0-9]+)`", cells[0]):
+                rows[name] = cells[1]
+    return rows
+
+
+def test_the_configuration_page_describes_every_field_with_its_local_default() -> None:
+    from fruits_assets.deployments import local
+    from fruits_assets.resources import RESOURCE_FIELDS
+
+    rows = configuration_rows()
+    fields = {spec.name for spec in RESOURCE_FIELDS} - {"deployment"}
+    assert sorted(fields - set(rows)) == [], "fields missing from docs/configuration.md"
+    assert sorted(set(rows) - fields) == [], "docs/configuration.md names fields that are gone"
+    defaults = type(local.config({})).model_fields
+    for name, cell in rows.items():
+        shown = re.findall(r"`([^`]*)`", cell)
+        if len(shown) == 1 and "," not in cell:  # one literal value: the local default
+            default = defaults[name].default
+            assert shown[0] == (f"{default:g}" if isinstance(default, float) else str(default))

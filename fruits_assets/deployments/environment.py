@@ -16,7 +16,7 @@ from typing import Any, get_args
 
 import dagster as dg
 
-from fruits_assets.resources import FruitsConfig
+from fruits_assets.resources import FruitsConfig, configured
 from spark.settings import ConfigError
 
 # The registry names the deployment itself (FRUITS_DEPLOYMENT, read in __init__).
@@ -44,7 +44,8 @@ def fruits_config(
     deployment: str, defaults: Mapping[str, Any], environ: Mapping[str, str]
 ) -> FruitsConfig:
     """The deployment's defaults, each overridden by its FRUITS_X when set (not empty),
-    but for EnvVar fields, which Dagster reads itself."""
+    but for EnvVar fields, which Dagster reads itself. They become the fields' defaults (see
+    resources.configured), so a run that overrides some fields keeps these for the others."""
     values = {"deployment": deployment, **defaults}
     for field in FruitsConfig.model_fields:
         raw = environ.get(variable(field))
@@ -54,7 +55,7 @@ def fruits_config(
             and not isinstance(defaults.get(field), dg.EnvVar)
         ):
             values[field] = parse(field, raw)
-    return FruitsConfig(**values)
+    return configured(values)()
 
 
 def resolved(fruits: FruitsConfig, environ: Mapping[str, str]) -> FruitsConfig:

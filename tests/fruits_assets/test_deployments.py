@@ -11,6 +11,7 @@ from fruits_assets.deployments import DEPLOYMENTS, current_settings, resources_f
 from fruits_assets.deployments.environment import fruits_config
 from fruits_assets.emr import EmrStepLauncherResource
 from fruits_assets.resources import STEP_LAUNCHER, FruitsConfig, pipeline_resources
+from spark.session import session_conf
 from spark.settings import ConfigError
 
 STAGING_DEFAULTS = {
@@ -54,8 +55,7 @@ def test_a_third_deployment_builds_the_definitions_with_its_values(staging) -> N
     assert (settings.prefix, settings.pca_k, settings.fetch_threads) == ("staging", 50, 16)
     assert current_settings({"FRUITS_DEPLOYMENT": "staging"}) == settings
     # Not local: the cluster's Spark settings apply, none of this machine's.
-    assert "spark.master" not in defs.resources["spark"].spark_config
-    assert not defs.resources["spark"].local
+    assert "spark.master" not in session_conf(settings)
 
 
 def test_a_variable_overrides_one_field_of_a_deployment(staging) -> None:
@@ -73,10 +73,13 @@ def test_an_optional_number_is_parsed_and_checked_from_its_variable() -> None:
 
 def test_local_runs_spark_here_with_its_values_in_the_resource_fields() -> None:
     resources = resources_for("local", environ={})
-    fruits, spark = resources["fruits"], resources["spark"]
+    fruits = resources["fruits"]
     assert (fruits.bucket, fruits.s3_endpoint) == ("fruits-local", "http://127.0.0.1:9070")
-    assert spark.local and spark.spark_config["spark.master"] == "local[2,3]"
-    assert spark.spark_config["spark.hadoop.fs.s3a.endpoint"] == fruits.s3_endpoint
+    conf = session_conf(fruits.settings())
+    assert conf["spark.master"] == "local[2,3]"
+    assert conf["spark.hadoop.fs.s3a.endpoint"] == fruits.s3_endpoint
+    # The deployment's values are the fields' defaults, as the UI and the Launchpad show them.
+    assert type(fruits).model_fields["weights"].default == "random"
 
 
 def test_emr_reads_per_account_values_and_the_cluster_as_env_vars() -> None:
