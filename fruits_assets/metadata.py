@@ -31,7 +31,6 @@ FEATURES_SCHEMA = _schema(
     ("weights_source", "string", "imagenet, random:<seed>, or the weights file"),
     ("weights_sha256", "string", "SHA-256 of the model weights"),
 )  # fmt: skip
-REJECTS_SCHEMA = _schema(_PATH, _DATE, _LABEL, _SIZE, ("reason", "string", "why it was rejected"))
 REDUCED_SCHEMA = _schema(
     _PATH, _DATE, _LABEL,
     ("weights_sha256", "string", "SHA-256 of the model weights the features came from"),
