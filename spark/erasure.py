@@ -10,8 +10,9 @@
    belong to runs still writing: they drop the image when they publish (1.), and table
    maintenance removes what a crashed one left; the record lists them.
 3. The raw object is deleted and the date's manifest rewritten.
-An audit record on S3 says what was removed. PCA models keep their components (aggregates,
-not the image); re-fit to drop its influence.
+An audit record on S3 says what was removed. The date's PCA statistics (sums over its rows,
+spark.pca) are computed again without the image and their old snapshots expired. PCA models
+keep their components and mean (aggregates, not the image); re-fit to drop its influence.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from spark import tables
+from spark import pca, tables
 from spark.layout import RAW_DATE_PATTERN, Layout, split_uri, upload_digest
 from spark.manifest import read_manifest, write_manifests
 from spark.storage import SSE, put_json
@@ -117,6 +118,9 @@ def erase_image(
             ),
             "staged_in_flight": tables.holding(spark, target, condition, writing),
         }
+    # The date's PCA statistics summed the image: computed again without it, the old sums
+    # expired with their files.
+    statistics = pca.forget_in_statistics(spark, layout, date, grace)
     s3.delete_object(Bucket=bucket, Key=key)
     write_manifests(s3, layout, [date])
     record_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
@@ -126,6 +130,7 @@ def erase_image(
         "sha256": upload["sha256"] if upload else None,
         "upload_date": date,
         "tables": per_table,
+        "pca_statistics": statistics,
         "rows_removed": {n: sum(t["rows_removed"].values()) for n, t in per_table.items()},
         "raw_object_deleted": path,
         "manifest_rewritten": layout.manifest_uri(date),

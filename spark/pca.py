@@ -15,7 +15,9 @@ are the projection less `mean @ pc`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
+import json
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from pyspark.ml.linalg import DenseMatrix, DenseVector
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from spark import tables
 from spark.layout import PARTITION_COLUMN, Layout
 from spark.storage import get_json, put_json
 
@@ -123,6 +126,38 @@ def explained_variance(model: PCAModel) -> list[float]:
     return [float(v) for v in model.explainedVariance.toArray()]
 
 
+# How the reduced rows were computed from the feature rows, in the model's metadata.json and in
+# the reduced table's properties: reduce_features, in words.
+PROJECTION = (
+    "pca_features = float32(float64(features) @ pc), pc the model's (dimensions x k) "
+    "components (PCAModel.pc, Spark ML format under the model's URI); not centred: centred "
+    "scores are that less mean @ pc"
+)
+PROPERTY_PREFIX = "fruits.pca."
+
+
+def projection_details(mean: np.ndarray) -> dict[str, Any]:
+    """What metadata.json keeps beside the components to reproduce the projection."""
+    return {"mean": [float(v) for v in mean], "centred": False, "projection": PROJECTION}
+
+
+def projection_properties(layout: Layout, metadata: dict[str, Any]) -> dict[str, str]:
+    """The reduced table's properties for the version whose metadata this is: where its
+    components are, its mean (JSON, float64; null for a version saved without one), and how
+    its rows were projected."""
+    version = metadata["version"]
+    values = {
+        "version": version,
+        "model-uri": metadata["uri"],
+        "metadata-uri": f"s3://{layout.bucket}/{layout.pca_metadata_key(version)}",
+        "k": str(metadata["k"]),
+        "centred": "false",
+        "projection": PROJECTION,
+        "mean": json.dumps(metadata.get("mean")),
+    }
+    return {PROPERTY_PREFIX + key: value for key, value in values.items()}
+
+
 def save_pca(
     model: PCAModel, layout: Layout, s3: Any, version: str, details: dict[str, Any]
 ) -> str:
@@ -167,7 +202,7 @@ def load_pca(layout: Layout, version: str) -> PCAModel:
 
 def reduce_features(model: PCAModel, features: DataFrame, version: str) -> DataFrame:
     """The upload's columns, pca_version, and pca_features: k float32 values, projected
-    without centring."""
+    without centring (PROJECTION)."""
     vectors = features.withColumn("vector", array_to_vector("features"))
     model = model.copy().setInputCol("vector").setOutputCol("pca_vector")
     return model.transform(vectors).select(
@@ -238,116 +273,97 @@ def _vectors(column: pa.Array) -> np.ndarray:
     return values.reshape(len(column), -1)
 
 
-class _Accumulator:
-    """Running statistics per (date, digest), the triangle kept packed (half the memory)."""
+# (rows, sum, packed gram) of one date, or of any set of rows; empty arrays for no rows.
+Sums = tuple[int, np.ndarray, np.ndarray]
+NO_ROWS: Sums = (0, np.zeros(0), np.zeros(0))
 
-    def __init__(self) -> None:
-        self.rows: dict[tuple[str, str], int] = {}
-        self.sums: dict[tuple[str, str], np.ndarray] = {}
-        self.grams: dict[tuple[str, str], np.ndarray] = {}
 
-    def add(self, key: tuple[str, str], rows: int, feature_sum: np.ndarray, gram: np.ndarray):
-        self.rows[key] = self.rows.get(key, 0) + rows
-        if rows == 0:
-            return
-        if key in self.sums:
-            if len(self.sums[key]) != len(feature_sum):
-                raise ValueError(f"feature vectors of different lengths for {key}")
-            self.sums[key] += feature_sum
-            self.grams[key] += gram
-        else:
-            self.sums[key], self.grams[key] = feature_sum.copy(), gram.copy()
+def _sums_of(row: Any) -> Sums:
+    return (
+        int(row["rows"]),
+        np.frombuffer(row["feature_sum"], FLOAT64),
+        np.frombuffer(row["gram"], FLOAT64),
+    )
 
-    def add_vectors(self, key: tuple[str, str], vectors: np.ndarray) -> None:
-        for start in range(0, len(vectors), CHUNK_ROWS):
-            chunk = vectors[start : start + CHUNK_ROWS]
-            self.add(key, len(chunk), chunk.sum(axis=0), pack_upper(chunk.T @ chunk))
-        if len(vectors) == 0:
-            self.add(key, 0, np.zeros(0), np.zeros(0))
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        # One key per batch: a batch's binary column holds at most 2 GB.
-        for (date, digest), rows in self.rows.items():
-            empty = np.zeros(0, FLOAT64)
-            feature_sum = self.sums.get((date, digest), empty).astype(FLOAT64)
-            gram = self.grams.get((date, digest), empty).astype(FLOAT64)
-            yield pa.RecordBatch.from_pydict(
-                {
-                    PARTITION_COLUMN: [date],
-                    "weights_sha256": [digest],
-                    "rows": pa.array([rows], pa.int64()),
-                    "feature_sum": pa.array([feature_sum.tobytes()], pa.binary()),
-                    "gram": pa.array([gram.tobytes()], pa.binary()),
-                }
-            )
+def _add_sums(a: Sums, b: Sums) -> Sums:
+    if a[0] == 0 or b[0] == 0:
+        return (a[0] + b[0], *(a[1:] if a[0] else b[1:]))
+    if len(a[1]) != len(b[1]):
+        raise ValueError("feature vectors of different lengths cannot be summed together")
+    return a[0] + b[0], a[1] + b[1], a[2] + b[2]
+
+
+def _sum_all(sums: Iterator[Sums]) -> Iterator[Sums]:
+    total = NO_ROWS
+    for one in sums:
+        total = _add_sums(total, one)
+    yield total
+
+
+def _statistics_row(key: tuple[str, str], sums: Sums) -> tuple[Any, ...]:
+    rows, feature_sum, gram = sums
+    as_bytes = [bytearray(a.astype(FLOAT64).tobytes()) for a in (feature_sum, gram)]
+    return (*key, rows, *as_bytes)
+
+
+def _sums_of_vectors(vectors: np.ndarray) -> Sums:
+    total = NO_ROWS
+    for start in range(0, len(vectors), CHUNK_ROWS):
+        chunk = vectors[start : start + CHUNK_ROWS]
+        total = _add_sums(total, (len(chunk), chunk.sum(axis=0), pack_upper(chunk.T @ chunk)))
+    return total
+
+
+STATISTICS_ARROW = pa.schema(
+    [
+        (PARTITION_COLUMN, pa.string()),
+        ("weights_sha256", pa.string()),
+        ("rows", pa.int64()),
+        ("feature_sum", pa.binary()),
+        ("gram", pa.binary()),
+    ]
+)
 
 
 def _statistics_of_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    totals = _Accumulator()
+    totals: dict[tuple[str, str], Sums] = {}
     for batch in batches:
         keys = list(zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True))
         for key in dict.fromkeys(keys):
             mine = pa.array([k == key for k in keys]) if len(set(keys)) > 1 else None
             column = batch.column(2) if mine is None else batch.column(2).filter(mine)
-            totals.add_vectors(key, _vectors(column))
-    yield from totals.batches()
-
-
-def _merge_statistics(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    totals = _Accumulator()
-    for batch in batches:
-        for row in batch.to_pylist():
-            totals.add(
-                (row[PARTITION_COLUMN], row["weights_sha256"]),
-                row["rows"],
-                np.frombuffer(row["feature_sum"], FLOAT64),
-                np.frombuffer(row["gram"], FLOAT64),
-            )
-    yield from totals.batches()
+            totals[key] = _add_sums(totals.get(key, NO_ROWS), _sums_of_vectors(_vectors(column)))
+    for key, sums in totals.items():  # one key per batch: a binary column holds at most 2 GB
+        row = dict(zip(STATISTICS_ARROW.names, _statistics_row(key, sums), strict=True))
+        yield pa.RecordBatch.from_pylist([row], STATISTICS_ARROW)
 
 
 def date_statistics(features: DataFrame) -> DataFrame:
     """The sufficient statistics of feature rows (upload_date, weights_sha256, features; rows
     with null features, rejects, count as no row), one row per date and digest
-    (STATISTICS_DDL): partial sums per task, then one sum per date."""
+    (STATISTICS_DDL): partial sums per task over Arrow batches, then one sum per date. The
+    second step handles rows of megabytes: an RDD, where Arrow batches would hold too many."""
     rows = features.select(PARTITION_COLUMN, "weights_sha256", "features")
     partial = rows.mapInArrow(_statistics_of_rows, STATISTICS_DDL)
-    by_date = partial.repartition(PARTITION_COLUMN, "weights_sha256")
-    return by_date.mapInArrow(_merge_statistics, STATISTICS_DDL)
-
-
-def _sum_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    totals = _Accumulator()
-    for batch in batches:
-        for row in batch.select(["rows", "feature_sum", "gram"]).to_pylist():
-            totals.add(
-                ("", ""),
-                row["rows"],
-                np.frombuffer(row["feature_sum"], FLOAT64),
-                np.frombuffer(row["gram"], FLOAT64),
-            )
-    yield from totals.batches()
+    by_date = (
+        partial.rdd.map(lambda r: ((r[PARTITION_COLUMN], r["weights_sha256"]), _sums_of(r)))
+        .reduceByKey(_add_sums)
+        .map(lambda pair: _statistics_row(*pair))
+    )
+    return features.sparkSession.createDataFrame(by_date, STATISTICS_DDL)
 
 
 def sum_statistics(statistics: DataFrame) -> Totals:
-    """The sum of per-date statistics (STATISTICS_DDL rows): one partial sum per task, added
-    up on the driver."""
-    partial = statistics.select(
-        F.lit("").alias(PARTITION_COLUMN), F.lit("").alias("weights_sha256"),
-        "rows", "feature_sum", "gram",
-    ).mapInArrow(_sum_partition, STATISTICS_DDL)  # fmt: skip
-    totals = _Accumulator()
-    for row in partial.collect():
-        totals.add(
-            ("", ""),
-            row["rows"],
-            np.frombuffer(row["feature_sum"], FLOAT64),
-            np.frombuffer(row["gram"], FLOAT64),
-        )
-    rows = totals.rows.get(("", ""), 0)
+    """The sum of per-date statistics (rows, feature_sum, gram as in STATISTICS_DDL): one
+    partial sum per task, added up on the driver."""
+    partial = statistics.select("rows", "feature_sum", "gram").rdd.map(_sums_of)
+    rows, feature_sum, gram = functools.reduce(
+        _add_sums, partial.mapPartitions(_sum_all).collect(), NO_ROWS
+    )
     if rows == 0:
         raise ValueError("no feature rows in the statistics to fit on")
-    return Totals(rows, totals.sums[("", "")], unpack_upper(totals.grams[("", "")]))
+    return Totals(rows, feature_sum, unpack_upper(gram))
 
 
 def require_one_digest_in_statistics(statistics: DataFrame, current_sha256: str) -> None:
@@ -408,3 +424,90 @@ def fit_pca_from_statistics(
     """Fit PCA from per-date statistics (STATISTICS_DDL rows, date_statistics): the same
     model as fit_pca on the rows they sum, at a cost that follows the number of dates."""
     return pca_from_totals(spark, sum_statistics(statistics), k, variance_target)
+
+
+# --- the statistics table: written with each date's features, checked before each refit ------
+
+
+FINGERPRINT_DDL = f"{PARTITION_COLUMN} string, features_files string"
+
+
+def _store_statistics(
+    spark: SparkSession,
+    layout: Layout,
+    stale: Sequence[str],
+    gone: Sequence[str],
+    snapshot_id: int,
+    fingerprints: dict[str, str],
+) -> None:
+    """Compute the statistics of `stale` as of a snapshot of the features table, each row
+    naming its date's data files there; replace the stored rows of `stale` and `gone`."""
+    features = tables.table(layout, tables.FEATURES)
+    named = spark.createDataFrame([(d, fingerprints[d]) for d in stale], FINGERPRINT_DDL)
+    # Rejects too: a date of rejects only gets its row (rows = 0), so it is not stale later.
+    rows = tables.read(spark, features, stale, snapshot_id)
+    fresh = date_statistics(rows).join(F.broadcast(named), PARTITION_COLUMN).persist()
+    try:
+        fresh.count()  # computed before the write takes the session's write lock
+        tables.overwrite_dates(spark, tables.statistics_table(layout), fresh, [*stale, *gone])
+    finally:
+        fresh.unpersist()
+
+
+def refresh_statistics(
+    spark: SparkSession,
+    layout: Layout,
+    snapshot_id: int,
+    dates: Sequence[str] | None = None,
+) -> DataFrame:
+    """The statistics (STATISTICS_DDL + features_files) of the dates (all when None) of the
+    features table as of `snapshot_id`, read from the statistics table: a date whose stored
+    row names other data files than its own there (re-featurized, emptied, a row deleted,
+    compacted) or none is computed again and stored first; a date gone loses its row. Only
+    what changed is read from the features."""
+    target = tables.statistics_table(layout)
+    tables.ensure_statistics_table(spark, target)
+    fingerprints = tables.partition_fingerprints(
+        spark, tables.table(layout, tables.FEATURES), snapshot_id
+    )
+    asked = set(fingerprints) if dates is None else set(dates)
+    expected = spark.createDataFrame(
+        sorted((d, f) for d, f in fingerprints.items() if d in asked), FINGERPRINT_DDL
+    )
+    for _ in range(tables.PUBLISH_ATTEMPTS):
+        stored_at = tables.current_snapshot(spark, target)
+        stored = tables.read(spark, target, snapshot_id=stored_at)
+        held: dict[str, set[str]] = {}
+        for r in stored.select(PARTITION_COLUMN, "features_files").distinct().collect():
+            held.setdefault(r[PARTITION_COLUMN], set()).add(r["features_files"])
+        stale = sorted(d for d in asked & set(fingerprints) if held.get(d) != {fingerprints[d]})
+        gone = sorted((asked & set(held)) - set(fingerprints))
+        if not stale and not gone:
+            # One snapshot of the statistics, which a later write cannot change under us.
+            return stored.join(F.broadcast(expected), [PARTITION_COLUMN, "features_files"])
+        _store_statistics(spark, layout, stale, gone, snapshot_id, fingerprints)
+    raise RuntimeError(
+        f"the PCA statistics of {layout.namespace} kept changing while they were refreshed "
+        f"({tables.PUBLISH_ATTEMPTS} tries): concurrent writers of other snapshots; run again"
+    )
+
+
+def forget_in_statistics(
+    spark: SparkSession, layout: Layout, date: str, write_grace: dt.datetime
+) -> dict[str, Any]:
+    """After an erasure deleted rows of `date`: its statistics summed them, so they are
+    computed again, and the snapshots that kept the old sums expire with their files."""
+    target = tables.statistics_table(layout)
+    features = tables.table(layout, tables.FEATURES)
+    if not tables.exists(spark, target) or not tables.exists(spark, features):
+        return {}
+    snapshot = tables.current_snapshot(spark, features)
+    if snapshot is not None:
+        refresh_statistics(spark, layout, snapshot, [date])
+    return {
+        "recomputed": [date],
+        "files_deleted": tables.expire_unreferenced(
+            spark, target, older_than=dt.datetime.now(dt.UTC), keep_staged_after=write_grace
+        ),
+        "orphan_files_deleted": tables.remove_orphan_files(spark, target, write_grace),
+    }

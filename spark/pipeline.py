@@ -9,6 +9,7 @@ publishes at once, for scripts and tests.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,11 @@ from spark.tables import FEATURES, REDUCED, Staged
 
 # Reject reasons listed in a run's report; the rest are counted (the table has them all).
 REPORTED_REJECTS = 100
+# The reduced table's metadata names its PCA version in full (Iceberg truncates string bounds
+# to 16 characters by default; a version has 25): dates_on_other_versions reads it there.
+FULL_VERSION_METRICS = {"write.metadata.metrics.column.pca_version": "full"}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -149,7 +155,28 @@ def publish_staged(
         # Asked again before each try: an erasure may land between two.
         return without_erased(rows, tombstoned(s3, layout, staged.dates))
 
-    return tables.publish(spark, staged, keep)
+    published, snapshot = tables.publish(spark, staged, keep)
+    if staged.table.name == FEATURES:
+        _write_statistics(spark, layout, published.dates, snapshot)
+    elif staged.table.name == REDUCED:
+        describe_projection(spark, layout, s3, snapshot)
+    return published, snapshot
+
+
+def _write_statistics(
+    spark: SparkSession, layout: Layout, dates: Sequence[str], snapshot: int
+) -> None:
+    """The PCA statistics of the dates just published, written with them. The features are
+    published already: a failure here must not fail their run, and the next refit computes
+    what is missing (pca.refresh_statistics)."""
+    try:
+        pca.refresh_statistics(spark, layout, snapshot, dates)
+    except Exception as error:  # any: the statistics are a cache the refit checks
+        log.warning(
+            "PCA statistics of %s not written (%s); the next PCA fit computes them",
+            ", ".join(dates),
+            str(error).splitlines()[0] if str(error) else type(error).__name__,
+        )
 
 
 def extract_features(
@@ -209,20 +236,26 @@ def fit_pca_version(
     """Fit PCA on every published feature row of one snapshot of the features table (which
     the model's metadata names) and save it under a new version, unpublished: LATEST moves
     only through pca.publish_pca. With `variance_target`, k is the fewest components reaching
-    it instead (pca.fit_pca)."""
+    it instead (pca.fit_pca).
+
+    The fit reads per-date statistics (pca.refresh_statistics), not the rows: only the dates
+    whose features changed since their statistics were written are read again."""
     snapshot = features_snapshot(spark, layout)
-    features = read_features(spark, layout, snapshot_id=snapshot)
-    features = features.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        with watch(spark, progress, "pca"):
-            pca.require_one_digest(features, weights_sha256)
-            per_date = tables.rows_per_date(features)
-            rows = sum(per_date.values())
-            if rows == 0:
-                raise ValueError(f"no feature rows in {layout.namespace}.{FEATURES} to fit on")
-            model = pca.fit_pca(features, k, variance_target)
-    finally:
-        features.unpersist()
+    with watch(spark, progress, "pca"):
+        statistics = pca.refresh_statistics(spark, layout, snapshot)
+        pca.require_one_digest_in_statistics(statistics, weights_sha256)
+        per_date = {
+            r[PARTITION_COLUMN]: int(r["rows"])
+            for r in statistics.where(F.col("rows") > 0)
+            .groupBy(PARTITION_COLUMN)
+            .agg(F.sum("rows").alias("rows"))
+            .collect()
+        }
+        rows = sum(per_date.values())
+        if rows == 0:
+            raise ValueError(f"no feature rows in {layout.namespace}.{FEATURES} to fit on")
+        totals = pca.sum_statistics(statistics)
+        model = pca.pca_from_totals(spark, totals, k, variance_target)
     version = pca.new_version()
     details = {
         "rows": rows,
@@ -231,24 +264,48 @@ def fit_pca_version(
         "features_snapshot": snapshot,
         "weights_sha256": weights_sha256,
         "variance_target": variance_target,
+        **pca.projection_details(totals.mean),
     }
     uri = pca.save_pca(model, layout, s3, version, details)
     return PcaRun(version, uri, rows, pca.explained_variance(model), per_date, snapshot)
 
 
-def dates_on_other_versions(spark: SparkSession, layout: Layout, version: str) -> list[str]:
-    """Dates whose published reduced rows come from another PCA version than `version`."""
-    reduced = tables.table(layout, REDUCED)
-    if not tables.exists(spark, reduced):
-        return []
-    rows = (
-        tables.read(spark, reduced)
-        .where(F.col("pca_version") != version)
-        .select(PARTITION_COLUMN)
-        .distinct()
-        .collect()
+def pca_versions_per_date(
+    spark: SparkSession, layout: Layout, snapshot_id: int | None = None
+) -> dict[str, str | None]:
+    """The PCA version of each date of the reduced table (`main`, or a snapshot), None where
+    its files hold several or do not say: from the data files' metadata (the bounds of
+    `pca_version`), whatever the number of rows."""
+    bounds = tables.column_bounds_per_date(
+        spark, tables.table(layout, REDUCED), "pca_version", snapshot_id
     )
-    return sorted(r[PARTITION_COLUMN] for r in rows)
+    found: dict[str, str | None] = {}
+    for date, pairs in bounds.items():
+        (lower, upper), *others = sorted(pairs, key=str)
+        found[date] = lower if not others and lower == upper else None
+    return found
+
+
+def dates_on_other_versions(spark: SparkSession, layout: Layout, version: str) -> list[str]:
+    """Dates whose published reduced rows come from another PCA version than `version` (or
+    whose metadata cannot tell): reads Iceberg's file metadata, not the rows."""
+    if not tables.exists(spark, tables.table(layout, REDUCED)):
+        return []
+    return sorted(d for d, v in pca_versions_per_date(spark, layout).items() if v != version)
+
+
+def describe_projection(spark: SparkSession, layout: Layout, s3: Any, snapshot_id: int) -> None:
+    """Name in the reduced table's properties what a consumer needs to project new features
+    as its rows were (pca.projection_properties), once its rows on `main` are all of one
+    version; a concurrent publication of another version ends up described by its own run."""
+    versions = set(pca_versions_per_date(spark, layout, snapshot_id).values())
+    if len(versions) != 1 or None in versions:
+        return
+    (version,) = versions
+    assert version is not None
+    metadata = pca.read_pca_metadata(layout, s3, version)
+    properties = pca.projection_properties(layout, metadata)
+    tables.set_properties(spark, tables.table(layout, REDUCED), properties)
 
 
 def stage_reduced(
@@ -265,6 +322,9 @@ def stage_reduced(
     the features come from other weights than the model was fitted on. The reduced table
     holds one PCA version: dates published with another one are switched in the same
     snapshot, so that no reader ever mixes two."""
+    target = tables.table(layout, REDUCED)
+    tables.ensure_table(spark, target, target_file_mb)
+    tables.set_properties(spark, target, FULL_VERSION_METRICS)
     switched = sorted(set(dates_on_other_versions(spark, layout, version)) - set(dates))
     every = sorted(set(dates) | set(switched))
     snapshot = features_snapshot(spark, layout)

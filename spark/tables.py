@@ -516,3 +516,108 @@ def delete_unreferenced(spark: SparkSession, target: Table, files: set[str]) -> 
     for file in gone:
         fs.delete(spark, file)
     return gone
+
+
+# --- PCA statistics: per-date sums a refit adds up (spark.pca) -----------------------------
+
+# Not in SCHEMAS: no `path` column (the tables there keep none of its metrics), no staging (a
+# date's statistics are derived from published features and name the data files they summed,
+# `features_files`, a partition_fingerprints digest: a stale or missing row is recomputed).
+STATISTICS = "pca_statistics"
+STATISTICS_SCHEMA = (
+    f"{PARTITION_COLUMN} string, weights_sha256 string, features_files string, rows bigint, "
+    "feature_sum binary, gram binary"
+)
+STATISTICS_PROPERTIES = {
+    "format-version": "2",
+    "write.delete.mode": "copy-on-write",
+    # float64 sums do not compress: no codec to pay for on every refit's read.
+    "write.parquet.compression-codec": "uncompressed",
+    # Bounds of binary sums say nothing useful.
+    "write.metadata.metrics.default": "counts",
+    "commit.retry.num-retries": "20",
+    "commit.retry.min-wait-ms": "100",
+}
+
+
+def statistics_table(layout: Layout) -> Table:
+    return Table(STATISTICS, layout.namespace, layout.table_uri(STATISTICS))
+
+
+def ensure_statistics_table(spark: SparkSession, target: Table) -> None:
+    listed = ", ".join(f"'{k}'='{v}'" for k, v in STATISTICS_PROPERTIES.items())
+    _create_unless_raced(
+        spark,
+        f"CREATE NAMESPACE IF NOT EXISTS {CATALOG}.{target.namespace}",
+        lambda: bool(spark.catalog.databaseExists(f"{CATALOG}.{target.namespace}")),
+    )
+    _create_unless_raced(
+        spark,
+        f"CREATE TABLE IF NOT EXISTS {target.qualified} ({STATISTICS_SCHEMA}) USING iceberg "
+        f"PARTITIONED BY ({PARTITION_COLUMN}) LOCATION '{target.location}' "
+        f"TBLPROPERTIES ({listed})",
+        lambda: exists(spark, target),
+    )
+
+
+def overwrite_dates(spark: SparkSession, target: Table, rows: DataFrame, dates: Sequence[str]):
+    """Replace the rows of `dates` by `rows` straight on `main` (no staging), retried while
+    concurrent commits conflict."""
+    columns = [column.split()[0] for column in STATISTICS_SCHEMA.split(", ")]
+    for attempt in range(PUBLISH_ATTEMPTS):
+        try:
+            with _SESSION_WRITES:  # on `main`, not staged under another run's WAP id
+                rows.select(*columns).writeTo(target.qualified).overwrite(
+                    F.col(PARTITION_COLUMN).isin(sorted(set(dates)))
+                )
+            return
+        except Py4JJavaError as error:
+            if not _is_conflict(error) or attempt == PUBLISH_ATTEMPTS - 1:
+                raise
+
+
+def partition_fingerprints(spark: SparkSession, target: Table, snapshot_id: int) -> dict[str, str]:
+    """Per date of a snapshot, a digest of its data files' paths: data files never change, so
+    any change of the date's rows (a write, a DELETE, a compaction) changes it. From Iceberg's
+    metadata (unlike last_updated_snapshot_id, it outlives snapshot expiry); no data file is
+    read. An emptied date is absent."""
+    rows = spark.sql(
+        f"SELECT partition.{PARTITION_COLUMN} AS date, "
+        "sha2(concat_ws(',', sort_array(collect_list(file_path))), 256) AS files "
+        f"FROM {target.qualified}.files VERSION AS OF {snapshot_id} WHERE content = 0 "
+        "GROUP BY 1"
+    ).collect()
+    return {r["date"]: r["files"] for r in rows}
+
+
+def set_properties(spark: SparkSession, target: Table, properties: dict[str, str]) -> None:
+    """Set the table properties that differ (one commit, none when all match)."""
+    current = {
+        r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES {target.qualified}").collect()
+    }
+    changed = {k: v for k, v in properties.items() if current.get(k) != v}
+    if changed:
+        listed = ", ".join(f"'{k}'='{_sql_literal(v)}'" for k, v in changed.items())
+        spark.sql(f"ALTER TABLE {target.qualified} SET TBLPROPERTIES ({listed})")
+
+
+def _sql_literal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def column_bounds_per_date(
+    spark: SparkSession, target: Table, column: str, snapshot_id: int | None = None
+) -> dict[str, set[tuple[str | None, str | None]]]:
+    """Per date, the (lower, upper) bounds of `column` that the data files' metadata keep:
+    Iceberg's `files` metadata table, one entry per file, no data file read."""
+    at = f" VERSION AS OF {snapshot_id}" if snapshot_id is not None else ""
+    rows = spark.sql(
+        f"SELECT DISTINCT partition.{PARTITION_COLUMN} AS date, "
+        f"readable_metrics.{column}.lower_bound AS lower, "
+        f"readable_metrics.{column}.upper_bound AS upper "
+        f"FROM {target.qualified}.files{at} WHERE content = 0"
+    ).collect()
+    found: dict[str, set[tuple[str | None, str | None]]] = {}
+    for r in rows:
+        found.setdefault(r["date"], set()).add((r["lower"], r["upper"]))
+    return found

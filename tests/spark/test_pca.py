@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 
 import numpy as np
@@ -18,6 +19,7 @@ from spark.pca import (
     explained_variance,
     fit_pca,
     fit_pca_from_statistics,
+    forget_in_statistics,
     k_for_variance,
     latest_version,
     load_pca,
@@ -311,3 +313,119 @@ def test_statistics_refuse_a_second_weights_digest(spark) -> None:
         MixedWeightsError, match="Re-materialize image_features for dates 2026-03-02"
     ):
         require_one_digest_in_statistics(statistics, CURRENT)
+
+
+# --- the statistics table, written with the features, true after every change -----------------
+
+
+def publish_features(spark, s3, layout, features, dates: list[str]) -> int:
+    """Stage and publish feature rows for `dates` as image_features does; main's snapshot."""
+    from spark.pipeline import publish_staged
+
+    table = tables.table(layout, tables.FEATURES)
+    staged = tables.stage(spark, table, as_feature_table_rows(features), dates)
+    return publish_staged(spark, layout, s3, staged)[1]
+
+
+def stored_statistics(spark, layout) -> dict[str, str]:
+    rows = tables.read(spark, tables.statistics_table(layout)).collect()
+    return {r.upload_date: r.features_files for r in rows}
+
+
+def assert_fit_matches_the_rows(spark, s3, layout, k: int = 3) -> dict:
+    """fit_pca_version (from the statistics) against PCA.fit on the published rows."""
+    from spark.pipeline import fit_pca_version, read_features
+
+    run = fit_pca_version(spark, layout, s3, k=k, weights_sha256=CURRENT)
+    rows = read_features(spark, layout).cache()
+    assert_same_model(fit_pca(rows, k), load_pca(layout, run.version))
+    metadata = read_pca_metadata(layout, s3, run.version)
+    x = np.array([r.features for r in rows.select("features").collect()], dtype=np.float64)
+    np.testing.assert_allclose(metadata["mean"], x.mean(axis=0), rtol=1e-12)
+    assert metadata["rows"] == len(x) and metadata["centred"] is False
+    assert metadata["rows_per_date"] == tables.rows_per_date(rows)
+    rows.unpersist()
+    return metadata
+
+
+def test_the_statistics_follow_every_change_of_a_dates_features(spark, s3, fresh_layout) -> None:
+    from spark.pipeline import features_snapshot, read_features
+
+    d1, d2, d3 = "2026-03-01", "2026-03-02", "2026-03-03"
+    features, _ = spread_over_dates(spark, n=150, dim=8, seed=21)
+    publish_features(spark, s3, fresh_layout, features, [d1, d2, d3])
+    fingerprints = tables.partition_fingerprints(
+        spark, tables.table(fresh_layout, tables.FEATURES), features_snapshot(spark, fresh_layout)
+    )
+    # Written with the features: one row per date, naming the data files it summed.
+    assert stored_statistics(spark, fresh_layout) == fingerprints
+    assert_fit_matches_the_rows(spark, s3, fresh_layout)
+
+    # d2 re-featurized (other rows), d3 emptied: their statistics follow at publication.
+    again, _ = spread_over_dates(spark, n=40, dim=8, seed=22, dates=1)
+    publish_features(spark, s3, fresh_layout, again.withColumn("upload_date", F.lit(d2)), [d2])
+    publish_features(spark, s3, fresh_layout, again.limit(0), [d3])
+    stored = stored_statistics(spark, fresh_layout)
+    assert set(stored) == {d1, d2} and stored[d1] == fingerprints[d1] != stored[d2]
+
+    # An erasure's DELETE in d1, then its hook: recomputed, the old sums' snapshots expired.
+    features_table = tables.table(fresh_layout, tables.FEATURES)
+    erased = read_features(spark, fresh_layout, [d1]).orderBy("path").first().path
+    tables.delete_where(spark, features_table, f"upload_date = '{d1}' AND path = '{erased}'")
+    grace = dt.datetime.now(dt.UTC)
+    record = forget_in_statistics(spark, fresh_layout, d1, grace)
+    assert record["recomputed"] == [d1]
+    statistics = tables.statistics_table(fresh_layout)
+    assert [s.on_main for s in tables.snapshots(spark, statistics)] == [True]
+    assert stored_statistics(spark, fresh_layout)[d1] != fingerprints[d1]
+
+    # A DELETE no hook followed (d2): the refit sees the data files changed and recomputes.
+    other = read_features(spark, fresh_layout, [d2]).orderBy("path").first().path
+    tables.delete_where(spark, features_table, f"upload_date = '{d2}' AND path = '{other}'")
+    metadata = assert_fit_matches_the_rows(spark, s3, fresh_layout)
+    assert metadata["rows_per_date"] == {d1: 49, d2: 39}
+
+
+def test_a_consumer_projects_new_features_as_the_pipeline_did(
+    spark, s3, fresh_layout, repo_root
+) -> None:
+    """The docs' snippet, on the properties and rows of the tables: the same float32 values as
+    pca_features, and the stored mean centres them."""
+    from spark.pipeline import fit_pca_version, read_features, read_table, write_reduced
+
+    date = "2026-03-01"
+    features, _ = spread_over_dates(spark, n=120, dim=16, seed=31, dates=1)
+    publish_features(spark, s3, fresh_layout, features, [date])
+    run = fit_pca_version(spark, fresh_layout, s3, k=4, weights_sha256=CURRENT)
+    publish_pca(fresh_layout, s3, run.version)
+    write_reduced(spark, fresh_layout, s3, [date], run.version)
+
+    reduced = tables.table(fresh_layout, tables.REDUCED)
+    properties = {
+        r.key: r.value for r in spark.sql(f"SHOW TBLPROPERTIES {reduced.qualified}").collect()
+    }
+    assert properties["fruits.pca.version"] == run.version
+    assert properties["fruits.pca.centred"] == "false"
+    snippet = docs_snippet(repo_root / "docs" / "pipeline.md")
+    namespace: dict = {}
+    exec(compile(snippet, "docs/pipeline.md", "exec"), namespace)
+    components, mean = namespace["pca_of"](s3, properties)
+
+    rows = read_features(spark, fresh_layout).select("path", "features").collect()
+    by_path = {r.path: r.features for r in rows}
+    out = read_table(spark, fresh_layout, tables.REDUCED).select("path", "pca_features").collect()
+    x = np.array([by_path[r.path] for r in out], dtype=np.float32)
+    expected = np.array([r.pca_features for r in out], dtype=np.float32)
+    assert components.shape == (16, 4)
+    np.testing.assert_array_max_ulp(namespace["project"](x, components), expected, maxulp=1)
+    np.testing.assert_allclose(mean, x.astype(np.float64).mean(axis=0), rtol=1e-12)
+    centred = namespace["project"](x, components) - mean @ components
+    np.testing.assert_allclose(centred.mean(axis=0), 0, atol=1e-3)
+    assert np.abs(expected.mean(axis=0)).max() > 1  # the stored rows are not centred
+
+
+def docs_snippet(page) -> str:
+    """The Python block after the `projection-snippet` marker."""
+    text = page.read_text()
+    after = text.split("<!-- projection-snippet -->", 1)[1]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
