@@ -158,7 +158,9 @@ def new_uploads(context: dg.SensorEvaluationContext, fruits: FruitsConfig) -> dg
     )
 
 
-@dg.sensor(job=pca_job, minimum_interval_seconds=300)
+# Running by default: with pca_refit_after 0 (the default) each tick only skips, and setting
+# pca_refit_after is then enough to re-fit.
+@dg.sensor(job=pca_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
 def pca_refit_policy(
     context: dg.SensorEvaluationContext, fruits: FruitsConfig
 ) -> dg.SensorResult | dg.SkipReason:
