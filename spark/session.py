@@ -15,7 +15,8 @@ from spark.layout import Layout
 from spark.settings import PROJECT_ROOT, ConfigError, Settings
 
 S3A_JARS_DIR = PROJECT_ROOT / ".jars"
-LOCAL_LOG4J = PROJECT_ROOT / "deployments" / "log4j2.properties"
+# Local Spark's logging (bootstrap/local holds this machine's set-up).
+LOCAL_LOG4J = PROJECT_ROOT / "bootstrap" / "local" / "log4j2.properties"
 S3A_FILESYSTEM = "org.apache.hadoop.fs.s3a.S3AFileSystem"
 # The name of Iceberg's Spark runtime jar (bootstrap/local/jars/pom.xml), a prefix.
 ICEBERG_RUNTIME_JAR = "iceberg-spark-runtime-"

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEPLOYMENTS_DIR = PROJECT_ROOT / "deployments"
 
 # GDPR: the AWS regions inside the European Union. eu-west-2 (London) and eu-central-2
 # (Zurich) are in Europe but outside the EU, so they are refused too.

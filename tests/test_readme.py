@@ -37,6 +37,7 @@ ELSEWHERE = {
     r"make lock": "tests/test_lock.py::test_make_lock_reproduces_the_committed_lock",
     r"make (demo|stop)": "tests/test_readme.py::test_make_demo_then_make_stop",
     r"make ui": "tests/ui/test_browser.py",
+    r"make check": "tests/test_readme.py::test_make_check_runs_its_three_steps",
     r"make bench": "tests/bench/test_bench.py::test_the_benchmark_smoke_run_reports_every_figure",
     r"\.venv/bin/python -m bench\.report": (
         "tests/test_readme.py::test_the_performance_figures_are_those_of_bench_results"
@@ -312,3 +313,21 @@ def test_the_readme_is_short_and_maps_every_doc() -> None:
         "fruits_assets/deployments/",
     ):
         assert place in where_to_add
+
+
+def test_make_check_runs_its_three_steps(repo_root: Path, test_env) -> None:
+    """`make check` as written, its tests only collected (running them is `make test`'s job):
+    ruff, `dg check defs` and the selection of tests not marked slow all work."""
+    result = subprocess.run(
+        ["make", "check"],
+        cwd=repo_root,
+        env={**os.environ, "PYTEST_ADDOPTS": "--collect-only"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    assert "All checks passed!" in out and "All definitions loaded successfully." in out
+    collected = re.search(r"(\d+)/\d+ tests collected \((\d+) deselected\)", out)
+    assert collected and int(collected.group(1)) > 100 and int(collected.group(2)) > 0, out[-2000:]

@@ -217,7 +217,7 @@ def test_s3_down_at_start_fails_in_one_line_naming_the_endpoint(
 def test_two_runs_of_one_date_at_once_are_harmless(
     asset_layout, upload_sample, run_assets, check_outcomes, spark
 ) -> None:
-    """deployments/dagster.yaml queues the second run of a date; even without it, both runs
+    """bootstrap/local/dagster.yaml queues the second run of a date; even without it, both runs
     succeed and the date ends with one whole version (spark.tables: the second cherry-pick is
     refused and staged again on the first's `main`)."""
     upload_sample(asset_layout, [D1], per_date=12, broken=False)
