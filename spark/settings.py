@@ -228,11 +228,14 @@ class Settings:
             )
 
     def require_partition_dates(self, dates: list[str], today: dt.date | None = None) -> None:
-        """Upload dates must fall in the daily partitions: from the start date to today."""
+        """Upload dates must fall in the daily partitions: from the start date to yesterday
+        (a day's partition exists once the day is over, as Dagster's daily partitions and the
+        `new_uploads` sensor count them)."""
         today = today or dt.datetime.now(dt.UTC).date()
-        outside = [d for d in dates if not self.partitions_start <= d <= today.isoformat()]
+        last = (today - dt.timedelta(days=1)).isoformat()
+        outside = [d for d in dates if not self.partitions_start <= d <= last]
         if outside:
             raise ConfigError(
                 f"upload dates {outside} are outside the partitions "
-                f"({self.partitions_start} to {today.isoformat()})"
+                f"({self.partitions_start} to {last}: today's exists once the day is over)"
             )

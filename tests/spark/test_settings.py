@@ -3,6 +3,7 @@
 import pytest
 
 from fruits_assets.deployments import current_settings, resources_for
+from fruits_assets.partitions import UPLOAD_DATES
 from fruits_assets.resources import FruitsConfig
 from spark.settings import ConfigError, Settings, require_eu_region
 
@@ -95,12 +96,15 @@ def test_upload_dates_must_fall_in_the_partitions() -> None:
     settings = config()
     assert settings.partitions_start == "2026-11-01"  # fruits_assets.partitions
     today = dt.date(2026, 11, 25)
-    settings.require_partition_dates(["2026-11-01", "2026-11-25"], today)
+    settings.require_partition_dates(["2026-11-01", "2026-11-24"], today)
     with pytest.raises(ConfigError, match=r"\['2026-10-31'\] are outside") as error:
         settings.require_partition_dates(["2026-10-31", "2026-11-02"], today)
     assert "\n" not in str(error.value)
-    with pytest.raises(ConfigError, match="2026-11-26"):
-        settings.require_partition_dates(["2026-11-26"], today)
+    with pytest.raises(ConfigError, match="2026-11-25"):  # today: not a partition yet
+        settings.require_partition_dates(["2026-11-25"], today)
+    # As Dagster counts them.
+    keys = UPLOAD_DATES.get_partition_keys(current_time=dt.datetime(2026, 11, 25, 12))
+    assert keys[-1] == "2026-11-24"
 
 
 def test_the_demo_refuses_dates_outside_the_partitions(capsys) -> None:
