@@ -11,32 +11,41 @@ from PIL import Image, ImageDraw
 
 from fruits_assets.names import IMAGE_FEATURES as FEATURES
 from fruits_assets.names import RAW_IMAGES as RAW
+from spark import manifest, tables
+
+# What each column means, shown in the UI's column schemas; the columns themselves and their
+# types are the library's (the manifest's Arrow schema, the tables' Iceberg schemas).
+COLUMN_DESCRIPTIONS = {
+    "path": "S3 URI of the uploaded file",
+    "upload_date": "YYYY-MM-DD, the partition",
+    "label": "fruit class: the folder the file was uploaded into",
+    "size_bytes": "file size",
+    "etag": "S3 ETag of the upload",
+    "last_modified": "S3 LastModified of the upload (with the ETag, names the upload)",
+    "features": "1280 MobileNetV2 features (ImageNet, no top, average pooling); null for a reject",
+    "weights_source": "imagenet, random:<seed>, or the weights file",
+    "weights_sha256": "SHA-256 of the model weights",
+    "reject_reason": "why the file was rejected; null for a feature row",
+    "pca_version": "version of the PCA model that produced pca_features",
+    "pca_features": "the features projected on the PCA components",
+}
 
 
-def _schema(*columns: tuple[str, str, str]) -> dg.TableSchema:
+def _schema(columns: list[tuple[str, str]]) -> dg.TableSchema:
     return dg.TableSchema(
-        columns=[dg.TableColumn(name, type_, description=text) for name, type_, text in columns]
+        columns=[
+            dg.TableColumn(name, type_, description=COLUMN_DESCRIPTIONS[name])
+            for name, type_ in columns
+        ]
     )
 
 
-_PATH = ("path", "string", "S3 URI of the uploaded file")
-_DATE = ("upload_date", "string", "YYYY-MM-DD, the partition")
-_LABEL = ("label", "string", "fruit class: the folder the file was uploaded into")
-_SIZE = ("size_bytes", "bigint", "file size")
+MANIFEST_SCHEMA = _schema([(f.name, str(f.type)) for f in manifest.MANIFEST_SCHEMA])
+FEATURES_SCHEMA = _schema(tables.column_types(tables.FEATURES))
+REDUCED_SCHEMA = _schema(tables.column_types(tables.REDUCED))
 
-MANIFEST_SCHEMA = _schema(_PATH, _DATE, _LABEL, _SIZE, ("etag", "string", "S3 ETag of the file"))
-FEATURES_SCHEMA = _schema(
-    _PATH, _DATE, _LABEL, _SIZE,
-    ("features", "array<float>", "1280 MobileNetV2 features (ImageNet, no top, average pooling)"),
-    ("weights_source", "string", "imagenet, random:<seed>, or the weights file"),
-    ("weights_sha256", "string", "SHA-256 of the model weights"),
-)  # fmt: skip
-REDUCED_SCHEMA = _schema(
-    _PATH, _DATE, _LABEL,
-    ("weights_sha256", "string", "SHA-256 of the model weights the features came from"),
-    ("pca_version", "string", "version of the PCA model that produced pca_features"),
-    ("pca_features", "array<float>", "the features projected on the PCA components"),
-)  # fmt: skip
+
+UPLOAD = ("path", "upload_date", "label", "etag", "last_modified")
 
 
 def _same_columns(source: dg.AssetKey, *names: str) -> dict[str, list[dg.TableColumnDep]]:
@@ -45,14 +54,15 @@ def _same_columns(source: dg.AssetKey, *names: str) -> dict[str, list[dg.TableCo
 
 FEATURES_LINEAGE = dg.TableColumnLineage(
     deps_by_column={
-        **_same_columns(RAW, "path", "upload_date", "label", "size_bytes"),
-        # The image bytes are read from `path`.
+        **_same_columns(RAW, *UPLOAD, "size_bytes"),
+        # The image bytes are read from `path`: its features, or why it has none.
         "features": [dg.TableColumnDep(asset_key=RAW, column_name="path")],
+        "reject_reason": [dg.TableColumnDep(asset_key=RAW, column_name="path")],
     }
 )
 REDUCED_LINEAGE = dg.TableColumnLineage(
     deps_by_column={
-        **_same_columns(FEATURES, "path", "upload_date", "label", "weights_sha256"),
+        **_same_columns(FEATURES, *UPLOAD, "weights_sha256"),
         "pca_features": [dg.TableColumnDep(asset_key=FEATURES, column_name="features")],
     }
 )

@@ -92,7 +92,14 @@ class Table:
 
     @property
     def columns(self) -> list[str]:
-        return [column.split()[0] for column in SCHEMAS[self.name].split(", ")]
+        return [name for name, _ in column_types(self.name)]
+
+
+def column_types(name: str) -> list[tuple[str, str]]:
+    """A table's columns and their Spark SQL types, in order."""
+    return [
+        (column.split(" ", 1)[0], column.split(" ", 1)[1]) for column in SCHEMAS[name].split(", ")
+    ]
 
 
 def table(layout: Layout, name: str) -> Table:

@@ -62,10 +62,21 @@ def test_checks_are_blocking_and_cover_every_asset() -> None:
     }
 
 
-def test_column_schemas_are_declared() -> None:
-    for name in ("raw_images", "image_features", "reduced_features"):
+def test_column_schemas_are_the_outputs_columns_each_described() -> None:
+    """The UI's column schemas are the manifest's and the tables' own columns (so they cannot
+    drift from what is written), each with a description."""
+    from spark import tables
+    from spark.manifest import MANIFEST_SCHEMA
+
+    written = {
+        "raw_images": MANIFEST_SCHEMA.names,
+        "image_features": [c for c, _ in tables.column_types(tables.FEATURES)],
+        "reduced_features": [c for c, _ in tables.column_types(tables.REDUCED)],
+    }
+    for name, columns in written.items():
         schema = asset_graph().get(dg.AssetKey(name)).metadata["dagster/column_schema"]
-        assert {"path", "upload_date", "label"} <= {c.name for c in schema.columns}
+        assert [c.name for c in schema.columns] == columns
+        assert all(c.description for c in schema.columns)
 
 
 def test_local_resources_and_in_process_executor() -> None:
