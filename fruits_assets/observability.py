@@ -7,6 +7,7 @@ grep a run's lines, a partition's or a stage's, in the Dagster UI or in the comp
 import dagster as dg
 from pyspark.sql import SparkSession
 
+from fruits_assets import names
 from spark.progress import Report, logfmt
 
 
@@ -34,4 +35,4 @@ def spark_ui_metadata(session: SparkSession, deployment: str) -> dict[str, dg.Me
     url = session.sparkContext.uiWebUrl
     if deployment != "local" or not url:
         return {}
-    return {"spark_ui": dg.MetadataValue.url(url)}
+    return {names.SPARK_UI: dg.MetadataValue.url(url)}
