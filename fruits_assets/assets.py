@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 
 from fruits_assets import metadata as md
-from fruits_assets import names as n
+from fruits_assets import names
 from fruits_assets.observability import progress_to_run_log, spark_ui_metadata
 from fruits_assets.partitions import ONE_RUN_PER_BACKFILL, UPLOAD_DATES
 from fruits_assets.resources import FruitsConfig, SparkResource
@@ -44,14 +44,14 @@ StepLauncherParam = dg.ResourceParam[Any]
 def check_result(
     check: dg.AssetCheckKey, outcome: quality.Outcome, staged: Mapping[str, str] | None = None
 ) -> dg.AssetCheckResult:
-    extra = {n.STAGED_AT: dg.MetadataValue.json(dict(staged))} if staged else {}
+    extra = {names.STAGED_AT: dg.MetadataValue.json(dict(staged))} if staged else {}
     return dg.AssetCheckResult(
         asset_key=check.asset_key,
         check_name=check.name,
         passed=outcome.passed,
         description=outcome.description,
         metadata={
-            n.DETAILS: dg.MetadataValue.json(outcome.details),
+            names.DETAILS: dg.MetadataValue.json(outcome.details),
             **numbers(outcome.details),
             **extra,
         },
@@ -93,9 +93,9 @@ def audit_then_publish(
 def published_table(staged: tables.Staged, snapshot_id: int) -> dict[str, Any]:
     """Lineage of a table's materialization: which table, which snapshot of its `main`."""
     return {
-        n.TABLE: staged.table.qualified,
-        n.SNAPSHOT_ID: dg.MetadataValue.int(snapshot_id),
-        n.TABLE_LOCATION: dg.MetadataValue.path(staged.table.location),
+        names.TABLE: staged.table.qualified,
+        names.SNAPSHOT_ID: dg.MetadataValue.int(snapshot_id),
+        names.TABLE_LOCATION: dg.MetadataValue.path(staged.table.location),
     }
 
 
@@ -105,7 +105,9 @@ def blocking(check: dg.AssetCheckKey, description: str) -> dg.AssetCheckSpec:
     )
 
 
-def count_table(counts: dict[str, dict[str, int]], key: str = n.UPLOAD_DATE) -> dg.MetadataValue:
+def count_table(
+    counts: dict[str, dict[str, int]], key: str = names.UPLOAD_DATE
+) -> dg.MetadataValue:
     """A table of counts, one row per key (upload date, label...)."""
     columns = sorted({c for row in counts.values() for c in row})
     return dg.MetadataValue.table(
@@ -117,13 +119,13 @@ def count_table(counts: dict[str, dict[str, int]], key: str = n.UPLOAD_DATE) -> 
 
 
 @dg.asset(
-    key=n.RAW_IMAGES,
-    group_name=n.GROUP,
+    key=names.RAW_IMAGES,
+    group_name=names.GROUP,
     kinds={"s3", "parquet"},
     partitions_def=UPLOAD_DATES,
     backfill_policy=ONE_RUN_PER_BACKFILL,
-    metadata={n.COLUMN_SCHEMA: md.MANIFEST_SCHEMA},
-    check_specs=[blocking(n.STORAGE_IN_EU, "every bucket the pipeline uses is in the EU")],
+    metadata={names.COLUMN_SCHEMA: md.MANIFEST_SCHEMA},
+    check_specs=[blocking(names.STORAGE_IN_EU, "every bucket the pipeline uses is in the EU")],
 )
 def raw_images(context: dg.AssetExecutionContext, fruits: FruitsConfig) -> Results:
     """The manifest of each upload date: every file under raw/upload_date=D/, listed from S3."""
@@ -131,7 +133,7 @@ def raw_images(context: dg.AssetExecutionContext, fruits: FruitsConfig) -> Resul
     preflight(s3, fruits.settings())
     in_eu = quality.bucket_in_eu(s3, layout.bucket)
     if not in_eu.passed:  # nothing is written outside the EU, not even a manifest
-        yield check_result(n.STORAGE_IN_EU, in_eu)
+        yield check_result(names.STORAGE_IN_EU, in_eu)
         raise dg.Failure(f"GDPR: {in_eu.description}; refusing to write there")
     labels: dict[str, int] = {}
     per_date: dict[str, dict[str, int]] = {}
@@ -139,39 +141,39 @@ def raw_images(context: dg.AssetExecutionContext, fruits: FruitsConfig) -> Resul
     for date in context.partition_keys:
         rows = list_manifest(s3, layout, date)
         write_manifest(s3, layout, date, rows)
-        per_date[date] = {n.N_IMAGES: len(rows)}
+        per_date[date] = {names.N_IMAGES: len(rows)}
         for row in rows:
             labels[row["label"]] = labels.get(row["label"], 0) + 1
             total_bytes += row["size_bytes"]
     yield dg.MaterializeResult(
         metadata={
-            n.ROW_COUNT: sum(r[n.N_IMAGES] for r in per_date.values()),
-            n.IMAGES_PER_DATE: count_table(per_date),
-            n.IMAGES_PER_LABEL: count_table(
-                {k: {n.N_IMAGES: v} for k, v in labels.items()}, n.LABEL
+            names.ROW_COUNT: sum(r[names.N_IMAGES] for r in per_date.values()),
+            names.IMAGES_PER_DATE: count_table(per_date),
+            names.IMAGES_PER_LABEL: count_table(
+                {k: {names.N_IMAGES: v} for k, v in labels.items()}, names.LABEL
             ),
-            n.TOTAL_BYTES: total_bytes,
-            n.MANIFESTS_URI: dg.MetadataValue.path(layout.manifests_uri()),
+            names.TOTAL_BYTES: total_bytes,
+            names.MANIFESTS_URI: dg.MetadataValue.path(layout.manifests_uri()),
         }
     )
-    yield check_result(n.STORAGE_IN_EU, in_eu)
+    yield check_result(names.STORAGE_IN_EU, in_eu)
 
 
 @dg.asset(
-    key=n.IMAGE_FEATURES,
-    group_name=n.GROUP,
+    key=names.IMAGE_FEATURES,
+    group_name=names.GROUP,
     kinds={"spark", "s3", "parquet"},
     partitions_def=UPLOAD_DATES,
     backfill_policy=ONE_RUN_PER_BACKFILL,
     deps=[raw_images],
-    metadata={n.COLUMN_SCHEMA: md.FEATURES_SCHEMA},
+    metadata={names.COLUMN_SCHEMA: md.FEATURES_SCHEMA},
     check_specs=[
         blocking(
-            n.EVERY_IMAGE_ACCOUNTED,
+            names.EVERY_IMAGE_ACCOUNTED,
             "the paths of feature rows + rejects are exactly the manifest's, each once",
         ),
-        blocking(n.VECTORS_FINITE, f"every vector has {FEATURE_DIM} finite values"),
-        blocking(n.REJECT_RATE, "the share of rejected files is under the limit"),
+        blocking(names.VECTORS_FINITE, f"every vector has {FEATURE_DIM} finite values"),
+        blocking(names.REJECT_RATE, "the share of rejected files is under the limit"),
     ],
 )
 def image_features(
@@ -207,9 +209,9 @@ def image_features(
     features, rejects = feature_rows(staged_rows), reject_rows(staged_rows)
     expected = manifest_images(session, layout, dates, tombstoned(s3, layout, dates))
     outcomes = {
-        n.EVERY_IMAGE_ACCOUNTED: quality.every_image_accounted(expected, features, rejects),
-        n.VECTORS_FINITE: quality.vectors_are_finite(features, "features", FEATURE_DIM),
-        n.REJECT_RATE: quality.reject_rate_below(
+        names.EVERY_IMAGE_ACCOUNTED: quality.every_image_accounted(expected, features, rejects),
+        names.VECTORS_FINITE: quality.vectors_are_finite(features, "features", FEATURE_DIM),
+        names.REJECT_RATE: quality.reject_rate_below(
             run.features_per_date, run.rejects_per_date, settings.max_reject_rate
         ),
     }
@@ -219,51 +221,51 @@ def image_features(
         return dg.MaterializeResult(
             data_version=dg.DataVersion(str(snapshot_id)),
             metadata={
-                n.ROW_COUNT: run.feature_rows,
-                n.COLUMN_LINEAGE: md.FEATURES_LINEAGE,
-                n.REJECT_COUNT: sum(run.rejects_per_date.values()),
-                n.REJECT_RATE_VALUE: outcomes[n.REJECT_RATE].details["rate"],
-                n.PER_DATE: count_table(
+                names.ROW_COUNT: run.feature_rows,
+                names.COLUMN_LINEAGE: md.FEATURES_LINEAGE,
+                names.REJECT_COUNT: sum(run.rejects_per_date.values()),
+                names.REJECT_RATE_VALUE: outcomes[names.REJECT_RATE].details["rate"],
+                names.PER_DATE: count_table(
                     {
                         d: {
-                            n.N_FEATURES: run.features_per_date[d],
-                            n.N_REJECTS: run.rejects_per_date[d],
+                            names.N_FEATURES: run.features_per_date[d],
+                            names.N_REJECTS: run.rejects_per_date[d],
                         }
                         for d in dates
                     }
                 ),
-                n.REJECTS: dg.MetadataValue.json(run.rejects),
-                n.WEIGHTS_SOURCE: run.weights_source,
-                n.WEIGHTS_SHA256: run.weights_sha256,
-                n.INFERENCE_ENGINE: settings.engine,
-                n.MODEL_BUILDS: run.model_builds,
-                n.WORKER_PEAK_RSS_MB: run.worker_peak_rss_mb,
-                n.SPARK_APPLICATION_ID: session.sparkContext.applicationId,
+                names.REJECTS: dg.MetadataValue.json(run.rejects),
+                names.WEIGHTS_SOURCE: run.weights_source,
+                names.WEIGHTS_SHA256: run.weights_sha256,
+                names.INFERENCE_ENGINE: settings.engine,
+                names.MODEL_BUILDS: run.model_builds,
+                names.WORKER_PEAK_RSS_MB: run.worker_peak_rss_mb,
+                names.SPARK_APPLICATION_ID: session.sparkContext.applicationId,
                 **spark_ui_metadata(session, settings.deployment),
-                n.DURATION_S: round(seconds, 2),
-                n.IMAGES_PER_S: round(images / seconds, 2) if seconds else 0.0,
+                names.DURATION_S: round(seconds, 2),
+                names.IMAGES_PER_S: round(images / seconds, 2) if seconds else 0.0,
                 **published_table(staged, snapshot_id),
             },
         )
 
     yield from audit_then_publish(
-        n.IMAGE_FEATURES,
+        names.IMAGE_FEATURES,
         outcomes,
-        {n.IMAGE_FEATURES.to_user_string(): run.staged.location()},
+        {names.IMAGE_FEATURES.to_user_string(): run.staged.location()},
         publish,
         lambda: tables.discard(session, run.staged),
     )
 
 
 @dg.asset(
-    key=n.PCA_MODEL,
-    group_name=n.GROUP,
+    key=names.PCA_MODEL,
+    group_name=names.GROUP,
     kinds={"spark", "s3"},
     deps=[dg.AssetDep(image_features, partition_mapping=dg.AllPartitionMapping())],
     # Lets one run (and one CLI call) cover a range of dates and the model fitted on them.
     backfill_policy=ONE_RUN_PER_BACKFILL,
     check_specs=[
-        blocking(n.EXPLAINED_VARIANCE, "enough variance kept, components in decreasing order")
+        blocking(names.EXPLAINED_VARIANCE, "enough variance kept, components in decreasing order")
     ],
 )
 def pca_model(
@@ -288,7 +290,7 @@ def pca_model(
     )
     at = cumulative(run.explained_variance)
     outcomes = {
-        n.EXPLAINED_VARIANCE: quality.explained_variance_ok(
+        names.EXPLAINED_VARIANCE: quality.explained_variance_ok(
             run.explained_variance, settings.min_explained_variance
         )
     }
@@ -298,48 +300,52 @@ def pca_model(
         return dg.MaterializeResult(
             data_version=dg.DataVersion(run.version),
             metadata={
-                n.VERSION: run.version,
-                n.MODEL_URI: dg.MetadataValue.path(run.uri),
-                n.ROWS_USED: run.rows,
-                n.WEIGHTS_SHA256: current,
-                n.ROWS_PER_DATE: count_table(
-                    {d: {n.N_ROWS: rows} for d, rows in run.rows_per_date.items()}
+                names.VERSION: run.version,
+                names.MODEL_URI: dg.MetadataValue.path(run.uri),
+                names.ROWS_USED: run.rows,
+                names.WEIGHTS_SHA256: current,
+                names.ROWS_PER_DATE: count_table(
+                    {d: {names.N_ROWS: rows} for d, rows in run.rows_per_date.items()}
                 ),
-                n.FEATURES_SNAPSHOT: dg.MetadataValue.int(run.features_snapshot or 0),
-                **{f"{n.CUMULATIVE_EXPLAINED_VARIANCE}{k}": v for k, v in at.items()},
-                n.PCA_K: len(run.explained_variance),
-                n.EXPLAINED_VARIANCE_AT_K: float(sum(run.explained_variance)),
-                **({n.VARIANCE_TARGET: target} if (target := settings.pca_variance_target) else {}),
-                n.EXPLAINED_VARIANCE_PLOT: md.png_markdown(
+                names.FEATURES_SNAPSHOT: dg.MetadataValue.int(run.features_snapshot or 0),
+                **{f"{names.CUMULATIVE_EXPLAINED_VARIANCE}{k}": v for k, v in at.items()},
+                names.PCA_K: len(run.explained_variance),
+                names.EXPLAINED_VARIANCE_AT_K: float(sum(run.explained_variance)),
+                **(
+                    {names.VARIANCE_TARGET: target}
+                    if (target := settings.pca_variance_target)
+                    else {}
+                ),
+                names.EXPLAINED_VARIANCE_PLOT: md.png_markdown(
                     md.explained_variance_png(run.explained_variance), "explained variance"
                 ),
             },
         )
 
     yield from audit_then_publish(
-        n.PCA_MODEL,
+        names.PCA_MODEL,
         outcomes,
-        {n.PCA_MODEL.to_user_string(): run.uri},
+        {names.PCA_MODEL.to_user_string(): run.uri},
         publish,
         lambda: None,  # an unpublished version is never read; its folder says which it is
     )
 
 
 @dg.asset(
-    key=n.REDUCED_FEATURES,
-    group_name=n.GROUP,
+    key=names.REDUCED_FEATURES,
+    group_name=names.GROUP,
     kinds={"spark", "s3", "parquet"},
     partitions_def=UPLOAD_DATES,
     backfill_policy=ONE_RUN_PER_BACKFILL,
     deps=[image_features, pca_model],
-    metadata={n.COLUMN_SCHEMA: md.REDUCED_SCHEMA},
+    metadata={names.COLUMN_SCHEMA: md.REDUCED_SCHEMA},
     # New features for a date, or a new PCA model: recompute, for every date, not only today.
     # An upstream whose blocking check failed records no materialization (audit_then_publish),
     # so nothing here fires on it.
     automation_condition=dg.AutomationCondition.eager().without(
         dg.AutomationCondition.in_latest_time_window()
     ),
-    check_specs=[blocking(n.MATCHES_FEATURES, "one row per feature row, current PCA version")],
+    check_specs=[blocking(names.MATCHES_FEATURES, "one row per feature row, current PCA version")],
 )
 def reduced_features(
     context: dg.AssetExecutionContext,
@@ -365,7 +371,7 @@ def reduced_features(
     )
     k = read_pca_metadata(layout, s3, version)["k"]
     outcomes = {
-        n.MATCHES_FEATURES: quality.reduced_matches_features(
+        names.MATCHES_FEATURES: quality.reduced_matches_features(
             run.features_per_date, tables.read_staged(session, run.staged), k, version
         )
     }
@@ -375,23 +381,23 @@ def reduced_features(
         return dg.MaterializeResult(
             data_version=dg.DataVersion(str(snapshot_id)),
             metadata={
-                n.ROW_COUNT: staged.rows,
-                n.COLUMN_LINEAGE: md.REDUCED_LINEAGE,
-                n.PER_DATE: count_table(
-                    {d: {n.N_REDUCED: rows} for d, rows in staged.counts.items()}
+                names.ROW_COUNT: staged.rows,
+                names.COLUMN_LINEAGE: md.REDUCED_LINEAGE,
+                names.PER_DATE: count_table(
+                    {d: {names.N_REDUCED: rows} for d, rows in staged.counts.items()}
                 ),
-                n.PCA_VERSION: version,
-                n.PCA_K: k,
-                n.FEATURES_SNAPSHOT: dg.MetadataValue.int(run.features_snapshot),
-                n.SWITCHED_DATES: dg.MetadataValue.json(run.switched),
+                names.PCA_VERSION: version,
+                names.PCA_K: k,
+                names.FEATURES_SNAPSHOT: dg.MetadataValue.int(run.features_snapshot),
+                names.SWITCHED_DATES: dg.MetadataValue.json(run.switched),
                 **published_table(staged, snapshot_id),
             },
         )
 
     yield from audit_then_publish(
-        n.REDUCED_FEATURES,
+        names.REDUCED_FEATURES,
         outcomes,
-        {n.REDUCED_FEATURES.to_user_string(): run.staged.location()},
+        {names.REDUCED_FEATURES.to_user_string(): run.staged.location()},
         publish,
         lambda: tables.discard(session, run.staged),
     )

@@ -8,7 +8,7 @@ runs as a step, like the Spark assets.
 
 import dagster as dg
 
-from fruits_assets import names as n
+from fruits_assets import names
 from fruits_assets.assets import StepLauncherParam
 from fruits_assets.resources import FruitsConfig, SparkResource
 from spark.erasure import erase_image, find_by_sha256
@@ -19,9 +19,9 @@ ERASE_JOB = "erase_image"
 # The assets whose partition the erasure rewrites, with the table of each it removes rows
 # from: each gets an observation in its history (raw_images loses the image itself).
 ERASED_FROM = {
-    n.RAW_IMAGES: None,
-    n.IMAGE_FEATURES: FEATURES,
-    n.REDUCED_FEATURES: REDUCED,
+    names.RAW_IMAGES: None,
+    names.IMAGE_FEATURES: FEATURES,
+    names.REDUCED_FEATURES: REDUCED,
 }
 
 

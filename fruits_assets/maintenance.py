@@ -8,14 +8,14 @@ import datetime as dt
 
 import dagster as dg
 
-from fruits_assets import names as n
+from fruits_assets import names
 from fruits_assets.assets import StepLauncherParam
 from fruits_assets.resources import FruitsConfig, SparkResource
 from spark import tables
 from spark.tables import FEATURES, REDUCED
 
 MAINTENANCE_JOB = "table_maintenance"
-TABLE_ASSETS = {FEATURES: n.IMAGE_FEATURES, REDUCED: n.REDUCED_FEATURES}
+TABLE_ASSETS = {FEATURES: names.IMAGE_FEATURES, REDUCED: names.REDUCED_FEATURES}
 
 
 @dg.op
@@ -51,14 +51,14 @@ def maintain_tables(
                 asset_key=asset,
                 description=f"table maintenance of {target.qualified}",
                 metadata={
-                    n.TABLE: target.qualified,
-                    n.MAINTENANCE: dg.MetadataValue.json(result),
-                    n.SNAPSHOTS_KEPT: result["snapshots_kept"],
-                    n.ORPHAN_FILES_DELETED: result["orphan_files_deleted"],
+                    names.TABLE: target.qualified,
+                    names.MAINTENANCE: dg.MetadataValue.json(result),
+                    names.SNAPSHOTS_KEPT: result["snapshots_kept"],
+                    names.ORPHAN_FILES_DELETED: result["orphan_files_deleted"],
                 },
             )
         )
-    return dg.Output(results, metadata={n.MAINTENANCE: dg.MetadataValue.json(results)})
+    return dg.Output(results, metadata={names.MAINTENANCE: dg.MetadataValue.json(results)})
 
 
 @dg.job(name=MAINTENANCE_JOB, tags={"maintenance": "iceberg"})

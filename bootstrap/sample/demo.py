@@ -26,7 +26,7 @@ from bootstrap.local import local_catalog
 from bootstrap.local.dagster_home import prepare_dagster_home
 from bootstrap.local.local_s3 import STATE_DIR, from_settings
 from bootstrap.sample.sample_data import DEFAULT_DATES, synthetic_files, upload
-from fruits_assets import names as n
+from fruits_assets import names
 from fruits_assets.deployments import current_settings
 from spark.settings import PROJECT_ROOT
 
@@ -58,7 +58,7 @@ def asset_keys() -> list[dg.AssetKey]:
 
 
 def _by_date(table: Any) -> dict[str, dict[str, Any]]:
-    return {r.data[n.UPLOAD_DATE]: r.data for r in table.records}
+    return {r.data[names.UPLOAD_DATE]: r.data for r in table.records}
 
 
 def summary_from_instance(dates: Sequence[str]) -> dict[str, Any]:
@@ -70,50 +70,50 @@ def summary_from_instance(dates: Sequence[str]) -> dict[str, Any]:
             if event is None:
                 raise RuntimeError(f"{asset.to_user_string()} was never materialized")
             meta[asset] = {k: v.value for k, v in event.asset_materialization.metadata.items()}
-    raw, features_meta = meta[n.RAW_IMAGES], meta[n.IMAGE_FEATURES]
-    pca, reduced_meta = meta[n.PCA_MODEL], meta[n.REDUCED_FEATURES]
-    probe = meta[n.FEATURE_QUALITY]
-    images = _by_date(raw[n.IMAGES_PER_DATE])
-    features = _by_date(features_meta[n.PER_DATE])
-    reduced = _by_date(reduced_meta[n.PER_DATE])
+    raw, features_meta = meta[names.RAW_IMAGES], meta[names.IMAGE_FEATURES]
+    pca, reduced_meta = meta[names.PCA_MODEL], meta[names.REDUCED_FEATURES]
+    probe = meta[names.FEATURE_QUALITY]
+    images = _by_date(raw[names.IMAGES_PER_DATE])
+    features = _by_date(features_meta[names.PER_DATE])
+    reduced = _by_date(reduced_meta[names.PER_DATE])
     return {
         "dates": {
             d: {
-                "images": images[d][n.N_IMAGES],
-                "features": features[d][n.N_FEATURES],
-                "rejects": features[d][n.N_REJECTS],
-                "reduced": reduced[d][n.N_REDUCED],
+                "images": images[d][names.N_IMAGES],
+                "features": features[d][names.N_FEATURES],
+                "rejects": features[d][names.N_REJECTS],
+                "reduced": reduced[d][names.N_REDUCED],
             }
             for d in dates
         },
-        "rejects": features_meta[n.REJECTS],
-        "feature_shape": [sum(features[d][n.N_FEATURES] for d in dates), 1280],
+        "rejects": features_meta[names.REJECTS],
+        "feature_shape": [sum(features[d][names.N_FEATURES] for d in dates), 1280],
         "weights": {
-            "source": features_meta[n.WEIGHTS_SOURCE],
-            "sha256": features_meta[n.WEIGHTS_SHA256],
+            "source": features_meta[names.WEIGHTS_SOURCE],
+            "sha256": features_meta[names.WEIGHTS_SHA256],
         },
         "pca": {
-            "version": pca[n.VERSION],
-            "rows": pca[n.ROWS_USED],
+            "version": pca[names.VERSION],
+            "rows": pca[names.ROWS_USED],
             "cumulative_explained_variance": {
-                k.removeprefix(n.CUMULATIVE_EXPLAINED_VARIANCE): v
+                k.removeprefix(names.CUMULATIVE_EXPLAINED_VARIANCE): v
                 for k, v in pca.items()
-                if k.startswith(n.CUMULATIVE_EXPLAINED_VARIANCE)
+                if k.startswith(names.CUMULATIVE_EXPLAINED_VARIANCE)
             },
         },
         "probe": {
-            "full": probe[f"{n.ACCURACY}full"],
-            "reduced": probe[f"{n.ACCURACY}reduced"],
-            "ratio": probe[n.ACCURACY_RATIO],
-            "k": probe[n.PCA_K],
+            "full": probe[f"{names.ACCURACY}full"],
+            "reduced": probe[f"{names.ACCURACY}reduced"],
+            "ratio": probe[names.ACCURACY_RATIO],
+            "k": probe[names.PCA_K],
         },
         "outputs": {
-            "manifests": raw[n.MANIFESTS_URI],
+            "manifests": raw[names.MANIFESTS_URI],
             # Iceberg tables (features with the rejects), at the snapshot each run published
-            "features": f"{features_meta[n.TABLE]} @ {features_meta[n.SNAPSHOT_ID]}",
-            "pca_model": pca[n.MODEL_URI],
-            "reduced": f"{reduced_meta[n.TABLE]} @ {reduced_meta[n.SNAPSHOT_ID]}",
-            "probe_png": probe[n.PROBE_PNG],
+            "features": f"{features_meta[names.TABLE]} @ {features_meta[names.SNAPSHOT_ID]}",
+            "pca_model": pca[names.MODEL_URI],
+            "reduced": f"{reduced_meta[names.TABLE]} @ {reduced_meta[names.SNAPSHOT_ID]}",
+            "probe_png": probe[names.PROBE_PNG],
         },
     }
 
@@ -131,7 +131,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"features: {rows} x {dim} float32, weights {weights['source']}")
     print(f"  weights sha256 {weights['sha256']}")
     pca = summary["pca"]
-    variance = ", ".join(f"{n}: {v:.3f}" for n, v in pca["cumulative_explained_variance"].items())
+    variance = ", ".join(f"{k}: {v:.3f}" for k, v in pca["cumulative_explained_variance"].items())
     print(f"PCA {pca['version']} fitted on {pca['rows']} rows")
     print(f"  cumulative explained variance at {variance} components")
     probe = summary["probe"]

@@ -8,7 +8,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from fruits_assets import names as n
+from fruits_assets import names
 from fruits_assets.assets import image_features, raw_images
 from spark import tables
 from spark.pipeline import read_features, read_table, reject_rows
@@ -18,12 +18,12 @@ from spark.tables import FEATURES, REDUCED
 pytestmark = pytest.mark.slow
 D1, D2, D3 = "2026-11-02", "2026-11-03", "2026-11-04"
 ALL_CHECKS_PASSED = {
-    n.STORAGE_IN_EU: True,
-    n.EVERY_IMAGE_ACCOUNTED: True,
-    n.VECTORS_FINITE: True,
-    n.REJECT_RATE: True,
-    n.EXPLAINED_VARIANCE: True,
-    n.MATCHES_FEATURES: True,
+    names.STORAGE_IN_EU: True,
+    names.EVERY_IMAGE_ACCOUNTED: True,
+    names.VECTORS_FINITE: True,
+    names.REJECT_RATE: True,
+    names.EXPLAINED_VARIANCE: True,
+    names.MATCHES_FEATURES: True,
 }
 
 
@@ -46,44 +46,44 @@ def test_one_date_materializes_and_passes_every_check(
     result = run_assets([D1], instance=instance)
     assert result.success
     assert check_outcomes(result) == ALL_CHECKS_PASSED
-    features = materialized(result, n.IMAGE_FEATURES)
+    features = materialized(result, names.IMAGE_FEATURES)
     assert [m.partition for m in features] == [D1]
     metadata = features[0].materialization.metadata
-    assert metadata[n.ROW_COUNT].value == 40
-    assert metadata[n.REJECT_COUNT].value == 2  # the sample's two broken files
-    assert metadata[n.WEIGHTS_SHA256].value and metadata[n.IMAGES_PER_S].value > 0
-    assert metadata[n.SPARK_APPLICATION_ID].value.startswith("local-")
-    pca = materialized(result, n.PCA_MODEL)[0].materialization.metadata
-    assert pca[n.EXPLAINED_VARIANCE_PLOT].value.startswith(
+    assert metadata[names.ROW_COUNT].value == 40
+    assert metadata[names.REJECT_COUNT].value == 2  # the sample's two broken files
+    assert metadata[names.WEIGHTS_SHA256].value and metadata[names.IMAGES_PER_S].value > 0
+    assert metadata[names.SPARK_APPLICATION_ID].value.startswith("local-")
+    pca = materialized(result, names.PCA_MODEL)[0].materialization.metadata
+    assert pca[names.EXPLAINED_VARIANCE_PLOT].value.startswith(
         "![explained variance](data:image/png;base64,"
     )
-    reduced = materialized(result, n.REDUCED_FEATURES)[0].materialization.metadata
-    assert reduced[n.PCA_VERSION].value == pca[n.VERSION].value
+    reduced = materialized(result, names.REDUCED_FEATURES)[0].materialization.metadata
+    assert reduced[names.PCA_VERSION].value == pca[names.VERSION].value
     # The numbers a user watches are numeric metadata: the UI plots them over time.
-    assert metadata[n.REJECT_RATE_VALUE].value == pytest.approx(2 / 42)
-    assert isinstance(pca[n.EXPLAINED_VARIANCE_AT_K], dg.FloatMetadataValue)
-    assert pca[n.PCA_K].value == reduced[n.PCA_K].value == 100  # the default pca_k
+    assert metadata[names.REJECT_RATE_VALUE].value == pytest.approx(2 / 42)
+    assert isinstance(pca[names.EXPLAINED_VARIANCE_AT_K], dg.FloatMetadataValue)
+    assert pca[names.PCA_K].value == reduced[names.PCA_K].value == 100  # the default pca_k
     checks = {e.check_name: e.metadata for e in result.get_asset_check_evaluations()}
-    assert checks[n.REJECT_RATE.name]["rate"].value == pytest.approx(2 / 42)
-    assert checks[n.REJECT_RATE.name]["limit"].value == 0.05
-    assert checks[n.EVERY_IMAGE_ACCOUNTED.name]["expected"].value == 42
-    assert checks[n.EXPLAINED_VARIANCE.name]["explained"].value >= 0.7
-    assert metadata[n.SPARK_UI].value.startswith("http://127.0.0.1:")
+    assert checks[names.REJECT_RATE.name]["rate"].value == pytest.approx(2 / 42)
+    assert checks[names.REJECT_RATE.name]["limit"].value == 0.05
+    assert checks[names.EVERY_IMAGE_ACCOUNTED.name]["expected"].value == 42
+    assert checks[names.EXPLAINED_VARIANCE.name]["explained"].value >= 0.7
+    assert metadata[names.SPARK_UI].value.startswith("http://127.0.0.1:")
     # Lineage: each table's materialization names the snapshot of `main` it published (also
     # its data version); the PCA and the reduced rows name the features snapshot they read.
     features_table = tables.table(asset_layout, FEATURES)
     reduced_table = tables.table(asset_layout, REDUCED)
     features_main = tables.current_snapshot(spark, features_table)
-    assert metadata[n.TABLE].value == features_table.qualified
-    assert metadata[n.TABLE_LOCATION].value == features_table.location
-    assert metadata[n.SNAPSHOT_ID].value == features_main
+    assert metadata[names.TABLE].value == features_table.qualified
+    assert metadata[names.TABLE_LOCATION].value == features_table.location
+    assert metadata[names.SNAPSHOT_ID].value == features_main
     assert features[0].materialization.tags["dagster/data_version"] == str(features_main)
-    assert pca[n.FEATURES_SNAPSHOT].value == features_main
-    assert reduced[n.FEATURES_SNAPSHOT].value == features_main
-    assert reduced[n.TABLE].value == reduced_table.qualified
-    assert reduced[n.SNAPSHOT_ID].value == tables.current_snapshot(spark, reduced_table)
-    assert reduced[n.SWITCHED_DATES].value == []
-    assert reduced[n.ROW_COUNT].value == 40
+    assert pca[names.FEATURES_SNAPSHOT].value == features_main
+    assert reduced[names.FEATURES_SNAPSHOT].value == features_main
+    assert reduced[names.TABLE].value == reduced_table.qualified
+    assert reduced[names.SNAPSHOT_ID].value == tables.current_snapshot(spark, reduced_table)
+    assert reduced[names.SWITCHED_DATES].value == []
+    assert reduced[names.ROW_COUNT].value == 40
 
     # Progress in the run log, one grep-able logfmt line per partition and stage.
     logged = [e.user_message for e in instance.all_logs(result.run_id)]
@@ -100,16 +100,20 @@ def test_a_range_of_dates_is_one_run_and_one_spark_job(
     result = run_assets([D1, D2, D3], instance=instance)
     assert result.success
     assert len(instance.get_run_records()) == 1
-    for asset in (n.RAW_IMAGES, n.IMAGE_FEATURES, n.REDUCED_FEATURES):
+    for asset in (names.RAW_IMAGES, names.IMAGE_FEATURES, names.REDUCED_FEATURES):
         assert sorted(m.partition for m in materialized(result, asset)) == [D1, D2, D3]
-    features = materialized(result, n.IMAGE_FEATURES)
+    features = materialized(result, names.IMAGE_FEATURES)
     metadata = features[0].materialization.metadata
     # One extract_features call covered the three dates: one model per Python worker.
-    assert metadata[n.MODEL_BUILDS].value <= 2
-    assert metadata[n.ROW_COUNT].value == 18
-    assert {r.data[n.UPLOAD_DATE] for r in metadata[n.PER_DATE].value.records} == {D1, D2, D3}
+    assert metadata[names.MODEL_BUILDS].value <= 2
+    assert metadata[names.ROW_COUNT].value == 18
+    assert {r.data[names.UPLOAD_DATE] for r in metadata[names.PER_DATE].value.records} == {
+        D1,
+        D2,
+        D3,
+    }
     # ...and one commit: every date's materialization names the same snapshot.
-    snapshots = {m.materialization.metadata[n.SNAPSHOT_ID].value for m in features}
+    snapshots = {m.materialization.metadata[names.SNAPSHOT_ID].value for m in features}
     assert snapshots == {tables.current_snapshot(spark, tables.table(asset_layout, FEATURES))}
 
 
@@ -141,7 +145,7 @@ def test_an_image_deleted_after_the_manifest_ends_as_a_reject(
     s3.delete_object(Bucket=settings.bucket, Key=gone)
     result = run_assets([D1], assets=[image_features])
     assert result.success
-    assert check_outcomes(result)[n.EVERY_IMAGE_ACCOUNTED] is True
+    assert check_outcomes(result)[names.EVERY_IMAGE_ACCOUNTED] is True
     [reject] = reject_rows(read_table(spark, asset_layout, FEATURES)).collect()
     assert reject.path == f"s3://{settings.bucket}/{gone}"
     assert "no longer in S3" in reject.reject_reason and reject.features is None
@@ -158,7 +162,7 @@ def test_a_bucket_outside_the_eu_fails_before_anything_is_written(
     asset_config["bucket"] = "fruits-us-doctored"
     result = run_assets([D1], assets=[raw_images])
     assert not result.success
-    assert check_outcomes(result) == {n.STORAGE_IN_EU: False}
+    assert check_outcomes(result) == {names.STORAGE_IN_EU: False}
     keys = list_keys(us, "fruits-us-doctored", "")
     assert not any("manifests/" in k for k in keys)
 
@@ -182,8 +186,8 @@ def test_nan_features_fail_the_blocking_check(
     result = run_assets([D1], assets=[raw_images, image_features])
     assert not result.success
     outcomes = check_outcomes(result)
-    assert outcomes[n.VECTORS_FINITE] is False
-    assert outcomes[n.EVERY_IMAGE_ACCOUNTED] is True
+    assert outcomes[names.VECTORS_FINITE] is False
+    assert outcomes[names.EVERY_IMAGE_ACCOUNTED] is True
 
 
 def test_sample_labels_reach_the_manifest(asset_layout, upload_sample, run_assets) -> None:
@@ -192,9 +196,13 @@ def test_sample_labels_reach_the_manifest(asset_layout, upload_sample, run_asset
     upload_sample(asset_layout, [D2], per_date=8, broken=False)
     result = run_assets([D2], assets=[raw_images])
     labels = (
-        materialized(result, n.RAW_IMAGES)[0].materialization.metadata[n.IMAGES_PER_LABEL].value
+        materialized(result, names.RAW_IMAGES)[0]
+        .materialization.metadata[names.IMAGES_PER_LABEL]
+        .value
     )
-    assert Counter({r.data[n.LABEL]: r.data[n.N_IMAGES] for r in labels.records}).total() == 8
+    assert (
+        Counter({r.data[names.LABEL]: r.data[names.N_IMAGES] for r in labels.records}).total() == 8
+    )
 
 
 def test_s3_down_at_start_fails_in_one_line_naming_the_endpoint(

@@ -4,7 +4,7 @@ staged writes expired, unreferenced files deleted; what it did, as metadata."""
 import dagster as dg
 import pytest
 
-from fruits_assets import names as n
+from fruits_assets import names
 from fruits_assets.assets import image_features, raw_images
 from fruits_assets.definitions import defs
 from fruits_assets.maintenance import MAINTENANCE_JOB, table_maintenance_job
@@ -37,10 +37,10 @@ def test_the_job_compacts_expires_and_removes_orphans(
     after = sorted(tuple(r) for r in tables.read(spark, features).select("path").collect())
     assert after == published  # readers see the same rows
     observed = {o.asset_key: o for o in result.asset_observations_for_node("maintain_tables")}
-    assert set(observed) == {n.IMAGE_FEATURES}  # no reduced table yet
-    metadata = observed[n.IMAGE_FEATURES].metadata
-    assert metadata[n.SNAPSHOTS_KEPT].value == 1
-    assert metadata[n.MAINTENANCE].value["expired"]  # files deleted, by kind
+    assert set(observed) == {names.IMAGE_FEATURES}  # no reduced table yet
+    metadata = observed[names.IMAGE_FEATURES].metadata
+    assert metadata[names.SNAPSHOTS_KEPT].value == 1
+    assert metadata[names.MAINTENANCE].value["expired"]  # files deleted, by kind
     bucket, data = split_uri(features.location + "/data/")
     listed = {f"s3://{bucket}/{key}" for key in list_keys(s3, bucket, data)}
     files = spark.sql(f"SELECT file_path FROM {features.qualified}.files").collect()

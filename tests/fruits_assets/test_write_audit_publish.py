@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fruits_assets import names as n
+from fruits_assets import names
 from fruits_assets.assets import image_features, pca_model, raw_images, reduced_features
 from fruits_assets.names import (
     EVERY_IMAGE_ACCOUNTED,
@@ -97,7 +97,7 @@ def materializations(result, asset: dg.AssetKey) -> list[dg.AssetMaterialization
 def staged_snapshot(spark, layout, name, evaluation: dg.AssetCheckEvaluation) -> int:
     """The staged snapshot that the failed check read, from the SQL in its `staged_at`."""
     target = tables.table(layout, name)
-    [sql] = evaluation.metadata[n.STAGED_AT].value.values()
+    [sql] = evaluation.metadata[names.STAGED_AT].value.values()
     assert f"FROM {target.qualified} VERSION AS OF" in sql, sql
     match = re.search(r"VERSION AS OF (\d+)", sql)
     assert match, sql
@@ -132,7 +132,7 @@ def test_a_failed_feature_check_publishes_nothing_and_blocks_downstream(
     failed = run_assets([D1], instance=instance)
     assert not failed.success
     assert check_outcomes(failed)[VECTORS_FINITE] is False
-    assert materialized_assets(failed) == {n.RAW_IMAGES}  # no features, no PCA, no reduced
+    assert materialized_assets(failed) == {names.RAW_IMAGES}  # no features, no PCA, no reduced
     evaluation = check_evaluation(failed, VECTORS_FINITE)
     assert_staged_dropped(spark, asset_layout, FEATURES, evaluation)
     # Readers are still on the previous version, whole: features, rejects, model, reduced.
@@ -220,7 +220,7 @@ def test_a_lost_row_fails_the_accounting_by_path_and_publishes_nothing(
     assert not failed.success
     evaluation = check_evaluation(failed, EVERY_IMAGE_ACCOUNTED)
     assert evaluation.passed is False
-    details = evaluation.metadata[n.DETAILS].value
+    details = evaluation.metadata[names.DETAILS].value
     assert details["missing"] == 1 and len(details["missing_paths"]) == 1
     features = tables.table(asset_layout, FEATURES)
     assert tables.current_snapshot(spark, features) is None  # never published
@@ -247,7 +247,7 @@ def test_a_failed_pca_check_keeps_latest_and_reduced(
     assert not failed.success
     assert check_outcomes(failed) == {EXPLAINED_VARIANCE: False}
     # The failed version's folder stays for inspection; LATEST never named it.
-    staged = check_evaluation(failed, EXPLAINED_VARIANCE).metadata[n.STAGED_AT].value
+    staged = check_evaluation(failed, EXPLAINED_VARIANCE).metadata[names.STAGED_AT].value
     assert staged and all(fs.exists(spark, uri) for uri in staged.values())
     assert latest_version(asset_layout, s3) == model
     assert mains(spark, asset_layout) == before
@@ -278,7 +278,7 @@ def test_a_failed_reduced_check_keeps_the_previous_reduced_rows(
     assert_staged_dropped(spark, asset_layout, REDUCED, evaluation)
     assert mains(spark, asset_layout) == before
     assert published(spark, asset_layout, REDUCED) == reduced_before
-    assert n.REDUCED_FEATURES not in materialized_assets(failed)
+    assert names.REDUCED_FEATURES not in materialized_assets(failed)
 
 
 def test_a_backfill_publishes_its_dates_in_one_commit_that_its_materializations_name(
@@ -304,14 +304,14 @@ def test_a_backfill_publishes_its_dates_in_one_commit_that_its_materializations_
     assert per_date(tables.read(spark, features, snapshot_id=previous)) == {D1: 4}
     assert per_date(tables.read(spark, features)) == {D1: 4, D2: 4, D3: 4}
 
-    events = materializations(result, n.IMAGE_FEATURES)
+    events = materializations(result, names.IMAGE_FEATURES)
     assert sorted(e.partition for e in events) == [D1, D2, D3]
     for event in events:
         metadata = event.metadata
-        assert metadata[n.SNAPSHOT_ID].value == current
+        assert metadata[names.SNAPSHOT_ID].value == current
         assert event.tags[DATA_VERSION_TAG] == str(current)
-        assert metadata[n.TABLE].value == features.qualified
-        assert metadata[n.TABLE_LOCATION].value == features.location
+        assert metadata[names.TABLE].value == features.qualified
+        assert metadata[names.TABLE_LOCATION].value == features.location
     # The snapshot they name is readable as it was published, whatever comes later.
     assert per_date(tables.read(spark, features, snapshot_id=current)) == {D1: 4, D2: 4, D3: 4}
 
