@@ -94,12 +94,19 @@ def test_security_configuration_encrypts_at_rest_and_in_transit() -> None:
         security_configuration(ClusterOptions())
 
 
-def test_hourly_cost_adds_up() -> None:
+def test_hourly_cost_adds_up(tmp_path) -> None:
+    import json
+
+    from bootstrap.aws.emr_cluster import PRICES_FILE
+
     cost = hourly_cost(OPTIONS.layout, "eu-west-3")
     assert cost["prices_taken"] and cost["total"] == pytest.approx(sum(cost["lines"].values()))
     assert 0.5 < cost["total"] < 10
+    table = json.loads(PRICES_FILE.read_text())
+    del table["regions"]["eu-west-3"]
+    (tmp_path / "prices.json").write_text(json.dumps(table))
     with pytest.raises(ConfigError, match="no prices"):
-        hourly_cost(OPTIONS.layout, "eu-south-2")
+        hourly_cost(OPTIONS.layout, "eu-west-3", tmp_path / "prices.json")
 
 
 def test_create_describe_steps_terminate_against_moto(emr_env, settings, s3, capsys) -> None:
