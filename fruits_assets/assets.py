@@ -1,4 +1,5 @@
-"""The four assets of group `fruits`: raw_images -> image_features -> pca_model -> reduced_features.
+"""The pipeline's four assets: raw_images -> image_features -> pca_model -> reduced_features
+(feature_quality, a report on their output, has its own module).
 
 Write, audit, publish: each Spark asset stages its new version out of readers' sight (a staged
 Iceberg snapshot, a PCA version not yet LATEST), runs its blocking checks on exactly that, and
@@ -20,16 +21,12 @@ from fruits_assets.partitions import ONE_RUN_PER_BACKFILL, UPLOAD_DATES
 from fruits_assets.resources import FruitsConfig, SparkResource
 from spark import quality, tables
 from spark.fetch import ImageSource
-from spark.images import manifest_images, tombstoned
 from spark.manifest import list_manifest, read_manifest, write_manifest
 from spark.model import FEATURE_DIM, load_weights
 from spark.pca import latest_version, publish_pca, read_pca_metadata
 from spark.pipeline import (
-    cumulative,
-    feature_rows,
     fit_pca_version,
     publish_staged,
-    reject_rows,
     stage_features,
     stage_reduced,
 )
@@ -39,30 +36,6 @@ Results = Iterator[dg.MaterializeResult | dg.AssetCheckResult]
 # The Spark assets take the `pyspark_step_launcher` resource: None locally (they run in
 # process), Dagster's EMR step launcher in the `emr` deployment (they run as EMR steps).
 StepLauncherParam = dg.ResourceParam[Any]
-
-
-def check_result(
-    check: dg.AssetCheckKey, outcome: quality.Outcome, staged: Mapping[str, str] | None = None
-) -> dg.AssetCheckResult:
-    extra = {names.STAGED_AT: dg.MetadataValue.json(dict(staged))} if staged else {}
-    return dg.AssetCheckResult(
-        asset_key=check.asset_key,
-        check_name=check.name,
-        passed=outcome.passed,
-        description=outcome.description,
-        metadata={
-            names.DETAILS: dg.MetadataValue.json(outcome.details),
-            **numbers(outcome.details),
-            **extra,
-        },
-    )
-
-
-def numbers(details: Mapping[str, Any]) -> dict[str, float | int]:
-    """A check's numeric details as entries of their own: Dagster plots those over time."""
-    return {
-        k: v for k, v in details.items() if isinstance(v, int | float) and not isinstance(v, bool)
-    }
 
 
 def audit_then_publish(
@@ -77,7 +50,7 @@ def audit_then_publish(
     failed = ", ".join(sorted(c.name for c, outcome in outcomes.items() if not outcome.passed))
     if failed:
         for check, outcome in outcomes.items():
-            yield check_result(check, outcome, staged)
+            yield md.check_result(check, outcome, staged)
         drop()
         raise dg.Failure(
             description=(
@@ -87,34 +60,12 @@ def audit_then_publish(
         )
     yield publish()
     for check, outcome in outcomes.items():
-        yield check_result(check, outcome)
-
-
-def published_table(staged: tables.Staged, snapshot_id: int) -> dict[str, Any]:
-    """Lineage of a table's materialization: which table, which snapshot of its `main`."""
-    return {
-        names.TABLE: staged.table.qualified,
-        names.SNAPSHOT_ID: dg.MetadataValue.int(snapshot_id),
-        names.TABLE_LOCATION: dg.MetadataValue.path(staged.table.location),
-    }
+        yield md.check_result(check, outcome)
 
 
 def blocking(check: dg.AssetCheckKey, description: str) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(
         check.name, asset=check.asset_key, blocking=True, description=description
-    )
-
-
-def count_table(
-    counts: dict[str, dict[str, int]], key: str = names.UPLOAD_DATE
-) -> dg.MetadataValue:
-    """A table of counts, one row per key (upload date, label...)."""
-    columns = sorted({c for row in counts.values() for c in row})
-    return dg.MetadataValue.table(
-        records=[dg.TableRecord({key: k, **row}) for k, row in sorted(counts.items())],
-        schema=dg.TableSchema(
-            columns=[dg.TableColumn(key, "string")] + [dg.TableColumn(c, "int") for c in columns]
-        ),
     )
 
 
@@ -133,30 +84,13 @@ def raw_images(context: dg.AssetExecutionContext, fruits: FruitsConfig) -> Resul
     preflight(s3, fruits.settings())
     in_eu = quality.bucket_in_eu(s3, layout.bucket)
     if not in_eu.passed:  # nothing is written outside the EU, not even a manifest
-        yield check_result(names.STORAGE_IN_EU, in_eu)
+        yield md.check_result(names.STORAGE_IN_EU, in_eu)
         raise dg.Failure(f"GDPR: {in_eu.description}; refusing to write there")
-    labels: dict[str, int] = {}
-    per_date: dict[str, dict[str, int]] = {}
-    total_bytes = 0
-    for date in context.partition_keys:
-        rows = list_manifest(s3, layout, date)
+    rows_per_date = {date: list_manifest(s3, layout, date) for date in context.partition_keys}
+    for date, rows in rows_per_date.items():
         write_manifest(s3, layout, date, rows)
-        per_date[date] = {names.N_IMAGES: len(rows)}
-        for row in rows:
-            labels[row["label"]] = labels.get(row["label"], 0) + 1
-            total_bytes += row["size_bytes"]
-    yield dg.MaterializeResult(
-        metadata={
-            names.ROW_COUNT: sum(r[names.N_IMAGES] for r in per_date.values()),
-            names.IMAGES_PER_DATE: count_table(per_date),
-            names.IMAGES_PER_LABEL: count_table(
-                {k: {names.N_IMAGES: v} for k, v in labels.items()}, names.LABEL
-            ),
-            names.TOTAL_BYTES: total_bytes,
-            names.MANIFESTS_URI: dg.MetadataValue.path(layout.manifests_uri()),
-        }
-    )
-    yield check_result(names.STORAGE_IN_EU, in_eu)
+    yield dg.MaterializeResult(metadata=md.manifests(rows_per_date, layout.manifests_uri()))
+    yield md.check_result(names.STORAGE_IN_EU, in_eu)
 
 
 @dg.asset(
@@ -204,10 +138,7 @@ def image_features(
         target_file_mb=settings.target_file_mb,
     )
     seconds = time.monotonic() - started
-    images = sum(manifest.values())
-    staged_rows = tables.read_staged(session, run.staged)
-    features, rejects = feature_rows(staged_rows), reject_rows(staged_rows)
-    expected = manifest_images(session, layout, dates, tombstoned(s3, layout, dates))
+    expected, features, rejects = run.audit_inputs(session)
     outcomes = {
         names.EVERY_IMAGE_ACCOUNTED: quality.every_image_accounted(expected, features, rejects),
         names.VECTORS_FINITE: quality.vectors_are_finite(features, "features", FEATURE_DIM),
@@ -217,35 +148,13 @@ def image_features(
     }
 
     def publish() -> dg.MaterializeResult:
-        staged, snapshot_id = publish_staged(session, layout, s3, run.staged)
+        published = publish_staged(session, layout, s3, run.staged)
+        rate = outcomes[names.REJECT_RATE].details["rate"]
+        ui = spark_ui_metadata(session, settings.deployment)
+        images = sum(manifest.values())
         return dg.MaterializeResult(
-            data_version=dg.DataVersion(str(snapshot_id)),
-            metadata={
-                names.ROW_COUNT: run.feature_rows,
-                names.COLUMN_LINEAGE: md.FEATURES_LINEAGE,
-                names.REJECT_COUNT: sum(run.rejects_per_date.values()),
-                names.REJECT_RATE_VALUE: outcomes[names.REJECT_RATE].details["rate"],
-                names.PER_DATE: count_table(
-                    {
-                        d: {
-                            names.N_FEATURES: run.features_per_date[d],
-                            names.N_REJECTS: run.rejects_per_date[d],
-                        }
-                        for d in dates
-                    }
-                ),
-                names.REJECTS: dg.MetadataValue.json(run.rejects),
-                names.WEIGHTS_SOURCE: run.weights_source,
-                names.WEIGHTS_SHA256: run.weights_sha256,
-                names.INFERENCE_ENGINE: settings.engine,
-                names.MODEL_BUILDS: run.model_builds,
-                names.WORKER_PEAK_RSS_MB: run.worker_peak_rss_mb,
-                names.SPARK_APPLICATION_ID: session.sparkContext.applicationId,
-                **spark_ui_metadata(session, settings.deployment),
-                names.DURATION_S: round(seconds, 2),
-                names.IMAGES_PER_S: round(images / seconds, 2) if seconds else 0.0,
-                **published_table(staged, snapshot_id),
-            },
+            data_version=dg.DataVersion(str(published[1])),
+            metadata=md.features(run, published, rate, settings.engine, ui, images, seconds),
         )
 
     yield from audit_then_publish(
@@ -288,7 +197,6 @@ def pca_model(
         progress=progress_to_run_log(context),
         variance_target=settings.pca_variance_target,
     )
-    at = cumulative(run.explained_variance)
     outcomes = {
         names.EXPLAINED_VARIANCE: quality.explained_variance_ok(
             run.explained_variance, settings.min_explained_variance
@@ -299,27 +207,7 @@ def pca_model(
         publish_pca(layout, s3, run.version)
         return dg.MaterializeResult(
             data_version=dg.DataVersion(run.version),
-            metadata={
-                names.VERSION: run.version,
-                names.MODEL_URI: dg.MetadataValue.path(run.uri),
-                names.ROWS_USED: run.rows,
-                names.WEIGHTS_SHA256: current,
-                names.ROWS_PER_DATE: count_table(
-                    {d: {names.N_ROWS: rows} for d, rows in run.rows_per_date.items()}
-                ),
-                names.FEATURES_SNAPSHOT: dg.MetadataValue.int(run.features_snapshot or 0),
-                **{f"{names.CUMULATIVE_EXPLAINED_VARIANCE}{k}": v for k, v in at.items()},
-                names.PCA_K: len(run.explained_variance),
-                names.EXPLAINED_VARIANCE_AT_K: float(sum(run.explained_variance)),
-                **(
-                    {names.VARIANCE_TARGET: target}
-                    if (target := settings.pca_variance_target)
-                    else {}
-                ),
-                names.EXPLAINED_VARIANCE_PLOT: md.png_markdown(
-                    md.explained_variance_png(run.explained_variance), "explained variance"
-                ),
-            },
+            metadata=md.pca(run, current, settings.pca_variance_target),
         )
 
     yield from audit_then_publish(
@@ -377,21 +265,9 @@ def reduced_features(
     }
 
     def publish() -> dg.MaterializeResult:
-        staged, snapshot_id = publish_staged(session, layout, s3, run.staged)
+        published = publish_staged(session, layout, s3, run.staged)
         return dg.MaterializeResult(
-            data_version=dg.DataVersion(str(snapshot_id)),
-            metadata={
-                names.ROW_COUNT: staged.rows,
-                names.COLUMN_LINEAGE: md.REDUCED_LINEAGE,
-                names.PER_DATE: count_table(
-                    {d: {names.N_REDUCED: rows} for d, rows in staged.counts.items()}
-                ),
-                names.PCA_VERSION: version,
-                names.PCA_K: k,
-                names.FEATURES_SNAPSHOT: dg.MetadataValue.int(run.features_snapshot),
-                names.SWITCHED_DATES: dg.MetadataValue.json(run.switched),
-                **published_table(staged, snapshot_id),
-            },
+            data_version=dg.DataVersion(str(published[1])), metadata=md.reduced(run, published, k)
         )
 
     yield from audit_then_publish(

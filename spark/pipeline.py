@@ -46,10 +46,20 @@ class FeatureRun:
     features_per_date: dict[str, int]
     rejects_per_date: dict[str, int]
     worker_peak_rss_mb: float = 0.0
+    # The manifest entries the run processed (erased uploads left out): what its rows must
+    # account for. A plan, not data: reading it reads the manifests again, not the tombstones.
+    expected: DataFrame | None = field(default=None, repr=False, compare=False)
 
     @property
     def feature_rows(self) -> int:
         return sum(self.features_per_date.values())
+
+    def audit_inputs(self, spark: SparkSession) -> tuple[DataFrame, DataFrame, DataFrame]:
+        """What the blocking checks read: the expected entries, and the staged snapshot's
+        feature rows and rejects."""
+        staged = tables.read_staged(spark, self.staged)
+        assert self.expected is not None, "a FeatureRun from stage_features"
+        return self.expected, feature_rows(staged), reject_rows(staged)
 
 
 @dataclass(frozen=True)
@@ -142,6 +152,7 @@ def stage_features(
         {d: counts.get((d, True), 0) for d in staged.dates},
         {d: counts.get((d, False), 0) for d in staged.dates},
         round(model.worker_peak_rss_mb.value, 1),
+        expected=images,
     )
 
 
