@@ -31,10 +31,13 @@ from spark.pca import (
     read_pca_metadata,
 )
 from spark.pipeline import (
+    FULL_VERSION_METRICS,
     cumulative,
+    dates_on_other_versions,
     extract_features,
     features_snapshot,
     fit_pca_version,
+    pca_versions_per_date,
     publish_staged,
     read_features,
     read_table,
@@ -516,3 +519,43 @@ def test_files_deleted_or_overwritten_after_the_manifest_are_rejects(
     # The listed size, not the new object's: the reject describes what the manifest held.
     assert rejects[paths["kiwi/overwritten.jpg"]].size_bytes == len(files["kiwi/overwritten.jpg"])
     assert len(gets) == len(files)  # one GET each, even for those that fail
+
+
+def test_the_pca_version_of_each_date_comes_from_file_metadata_not_rows(
+    spark, s3, fresh_layout
+) -> None:
+    """dates_on_other_versions reads Iceberg's file list (bounds of pca_version kept in full),
+    so it answers with every data file of the reduced table gone from S3."""
+    first, second = "20261201T000000Z-aaaaaaaa", "20261201T000000Z-bbbbbbbb"  # 25 characters
+    assert first[:16] == second[:16]  # what Iceberg's default (truncated) bounds would keep
+    dates = ["2026-02-01", "2026-02-02", "2026-02-03"]
+    rows = [
+        (f"s3://b/raw/{d}/{i}.jpg", d, "apple", "e", "t", "w", version, [float(i)])
+        for d, version in zip(dates, (first, first, second), strict=True)
+        for i in range(3)
+    ]
+    reduced = tables.table(fresh_layout, tables.REDUCED)
+    tables.ensure_table(spark, reduced)
+    tables.set_properties(spark, reduced, FULL_VERSION_METRICS)
+    frame = spark.createDataFrame(rows, tables.SCHEMAS[tables.REDUCED])
+    staged = tables.stage(spark, reduced, frame, dates)
+    tables.publish(spark, staged, lambda kept: kept)
+    # A second file in the last date, of the first version: that date mixes two.
+    mixed = spark.createDataFrame(rows[:1], tables.SCHEMAS[tables.REDUCED])
+    with tables._SESSION_WRITES:
+        mixed.withColumn("upload_date", F.lit(dates[2])).writeTo(reduced.qualified).append()
+
+    gone = [k for k in warehouse_objects(s3, fresh_layout) if "/reduced/data/" in k]
+    assert len(gone) == 4
+    for key in gone:
+        s3.delete_object(Bucket=fresh_layout.bucket, Key=key)
+    with pytest.raises(Exception):  # noqa: B017 - the rows cannot be read any more
+        read_table(spark, fresh_layout, tables.REDUCED).select("pca_version").collect()
+
+    assert pca_versions_per_date(spark, fresh_layout) == {
+        dates[0]: first,
+        dates[1]: first,
+        dates[2]: None,
+    }
+    assert dates_on_other_versions(spark, fresh_layout, first) == [dates[2]]
+    assert dates_on_other_versions(spark, fresh_layout, second) == dates
