@@ -8,7 +8,7 @@ import dagster as dg
 from fruits_assets.assets import image_features, pca_model, raw_images, reduced_features
 from fruits_assets.deployments import current_deployment, resources_for
 from fruits_assets.erasure import erase_image_job
-from fruits_assets.feature_quality import feature_quality
+from fruits_assets.feature_quality import automation_conditions, feature_quality
 from fruits_assets.maintenance import table_maintenance_job, table_maintenance_schedule
 from fruits_assets.sensors import ingest_job, new_uploads, pca_job, pca_refit_policy
 
@@ -21,7 +21,7 @@ def definitions_for(deployment: str, environ: Mapping[str, str] | None = None) -
     return dg.Definitions(
         assets=[*PIPELINE_ASSETS, *REPORT_ASSETS],
         jobs=[ingest_job, pca_job, erase_image_job, table_maintenance_job],
-        sensors=[new_uploads, pca_refit_policy],
+        sensors=[new_uploads, pca_refit_policy, automation_conditions],
         schedules=[table_maintenance_schedule],
         resources=resources_for(deployment, environ),
         # One process per run: the Spark session and the model are shared by every step.

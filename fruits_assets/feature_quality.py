@@ -1,63 +1,111 @@
 """feature_quality: does the PCA keep what matters? A linear probe (spark.probe) trained on the
-1280 features, on the current PCA version's reduced features and on projections at other k."""
+raw features, on the current PCA version's reduced features and on projections at other k,
+with a verdict only when the held-out rows support one.
+
+It runs by itself after reduced_features is materialized (after every re-fit of the PCA, once
+the dates are reduced with the new version, and after new dates), through its automation
+condition and the sensor `automation_conditions`, running by default."""
+
+import math
 
 import dagster as dg
 from pyspark.sql import functions as F
 
 from fruits_assets import names as n
-from fruits_assets.assets import Results, StepLauncherParam, count_table, reduced_features
-from fruits_assets.metadata import png_markdown
+from fruits_assets.assets import Results, StepLauncherParam, reduced_features
+from fruits_assets.metadata import count_table, png_markdown
 from fruits_assets.partitions import ONE_RUN_PER_BACKFILL
 from fruits_assets.resources import FruitsConfig, SparkResource
 from spark import probe
-from spark.pca import latest_version, read_pca_metadata
+from spark.pca import latest_version, load_pca, read_pca_metadata
 from spark.pipeline import read_features, read_table
+from spark.settings import Settings
 from spark.tables import REDUCED
+
+# After any date of reduced_features is materialized (a re-fit re-reduces every date in one
+# run, a new date adds one), once none is in progress. Not `eager()`: its "no dependency
+# missing" would wait for every daily partition since PARTITIONS_START, uploads or not.
+AFTER_REDUCED_FEATURES = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after reduced_features is materialized")
+
+
+def probe_options(settings: Settings) -> probe.ProbeOptions:
+    return probe.ProbeOptions(
+        min_test_rows=settings.probe_min_test_rows,
+        min_test_rows_per_label=settings.probe_min_test_rows_per_label,
+        group_pattern=settings.probe_group_pattern,
+    )
 
 
 def probe_metadata(result: probe.ProbeResult) -> dict[str, float | int]:
     """The numbers a user watches, as numeric metadata (plotted over time in the UI)."""
-    numbers: dict[str, float | int] = {n.ACCURACY_RATIO: float(result.ratio)}
+    numbers: dict[str, float | int] = {}
+    if result.ratio is not None:
+        numbers[n.ACCURACY_RATIO] = float(result.ratio)
+    # An infinite bound (resamples where the full model got nothing right) is no number to plot.
+    if result.ratio_interval is not None and all(map(math.isfinite, result.ratio_interval)):
+        low, high = result.ratio_interval
+        numbers[n.ACCURACY_RATIO_LOW], numbers[n.ACCURACY_RATIO_HIGH] = float(low), float(high)
     for name, score in result.scores.items():
         numbers[f"{n.ACCURACY}{name}"] = float(score.accuracy)
+        numbers[f"{n.BALANCED_ACCURACY}{name}"] = float(score.balanced_accuracy)
         numbers[f"{n.MACRO_F1}{name}"] = float(score.macro_f1)
-    k = result.current_k
-    if k <= len(result.cumulative_variance):
-        numbers[n.VARIANCE_AT_CURRENT_K] = float(
-            result.cumulative_variance[k - 1]
-        )
+    numbers[n.MAJORITY_SHARE] = float(result.majority_share)
+    numbers[n.VARIANCE_AT_CURRENT_K] = float(result.variance_at_current_k)
     numbers[n.ROWS_TRAIN] = sum(r["train"] for r in result.rows_per_label.values())
-    numbers[n.ROWS_TEST] = sum(r["test"] for r in result.rows_per_label.values())
+    numbers[n.ROWS_TEST] = result.test_rows
+    numbers[n.GROUPS_TRAIN] = result.groups.get("train", 0)
+    numbers[n.GROUPS_TEST] = result.groups.get("test", 0)
+    numbers[n.PROBE_REG_PARAM] = float(result.reg_param)
     return numbers
 
 
-def keeps_accuracy(result: probe.ProbeResult, min_ratio: float) -> dg.AssetCheckResult:
-    full, reduced = result.scores[probe.FULL].accuracy, result.scores[probe.REDUCED].accuracy
+def _check(passed: bool, description: str, metadata: dict) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         asset_key=n.PROBE_KEEPS_ACCURACY.asset_key,
         check_name=n.PROBE_KEEPS_ACCURACY.name,
-        passed=result.ratio >= min_ratio,
+        passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
-        description=(
-            f"reduced features (k={result.current_k}) reach {result.ratio:.3f} of the full "
-            f"features' accuracy ({reduced:.3f} / {full:.3f}); floor {min_ratio}"
-        ),
-        metadata={
-            n.ACCURACY_RATIO: float(result.ratio),
+        description=description,
+        metadata=metadata,
+    )
+
+
+def inconclusive(reason: str) -> dg.AssetCheckResult:
+    """Not a failure and not the warning of a loss: the data cannot say either way."""
+    return _check(
+        True,
+        f"inconclusive: {reason}",
+        {n.PROBE_VERDICT: probe.INCONCLUSIVE, n.PROBE_INCONCLUSIVE: reason},
+    )
+
+
+def keeps_accuracy(result: probe.ProbeResult, min_ratio: float) -> dg.AssetCheckResult:
+    """Warns only when the ratio's whole interval lies below min_ratio."""
+    outcome = probe.verdict(result, min_ratio)
+    if outcome.outcome == probe.INCONCLUSIVE:
+        return inconclusive(outcome.reason)
+    full, reduced = result.scores[probe.FULL].accuracy, result.scores[probe.REDUCED].accuracy
+    limit = f"; fits at max_iter: {result.fits_at_limit}" if result.fits_at_limit else ""
+    numbers = probe_metadata(result)
+    return _check(
+        outcome.outcome == probe.KEEPS,
+        f"reduced features (k={result.current_k}): {outcome.reason} "
+        f"({reduced:.3f} / {full:.3f} on {result.test_rows} held-out rows){limit}",
+        {
+            n.PROBE_VERDICT: outcome.outcome,
+            **{
+                key: numbers[key]
+                for key in (n.ACCURACY_RATIO, n.ACCURACY_RATIO_LOW, n.ACCURACY_RATIO_HIGH)
+                if key in numbers
+            },
             n.MIN_PROBE_RATIO: float(min_ratio),
             f"{n.ACCURACY}{probe.FULL}": float(full),
             f"{n.ACCURACY}{probe.REDUCED}": float(reduced),
         },
-    )
-
-
-def not_run(reason: str) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        asset_key=n.PROBE_KEEPS_ACCURACY.asset_key,
-        check_name=n.PROBE_KEEPS_ACCURACY.name,
-        passed=False,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=f"the probe did not run: {reason}",
     )
 
 
@@ -68,14 +116,17 @@ def not_run(reason: str) -> dg.AssetCheckResult:
     deps=[dg.AssetDep(reduced_features, partition_mapping=dg.AllPartitionMapping())],
     # Lets a run over a range of dates (make demo's) include it, as pca_model.
     backfill_policy=ONE_RUN_PER_BACKFILL,
+    automation_condition=AFTER_REDUCED_FEATURES,
     kinds={"spark"},
     check_specs=[
         dg.AssetCheckSpec(
             n.PROBE_KEEPS_ACCURACY.name,
             asset=n.PROBE_KEEPS_ACCURACY.asset_key,
             blocking=False,
-            description="a linear probe on the reduced features reaches min_probe_ratio of its "
-            "accuracy on the full features (a warning)",
+            description="a linear probe on the reduced features is not shown to reach less "
+            "than min_probe_ratio of its accuracy on the full features (a warning when the "
+            "ratio's bootstrap interval lies below it; inconclusive, not a failure, when the "
+            "held-out rows are too few)",
         )
     ],
 )
@@ -85,8 +136,9 @@ def feature_quality(
     spark: SparkResource,
     pyspark_step_launcher: StepLauncherParam,
 ) -> Results:
-    """A linear probe on the labelled images: accuracy and macro-F1 on the full features, on
-    the current PCA's reduced features and at other k, with a picture to choose k from."""
+    """A linear probe on the labelled images: accuracy, balanced accuracy and macro-F1 on the
+    raw features, on the current PCA's reduced features and at other k, the ratio's interval
+    and verdict, with a picture to choose k from."""
     settings, layout, s3 = fruits.settings(), fruits.layout(), fruits.s3()
     version = latest_version(layout, s3)
     if version is None:
@@ -108,23 +160,71 @@ def feature_quality(
         n.WEIGHTS_SHA256: model["weights_sha256"],
     }
     try:
-        result = probe.run_probe(features, reduced, model["k"])
+        result = probe.run_probe(
+            features, reduced, load_pca(layout, version), probe_options(settings)
+        )
+    except probe.NotReducedError as error:
+        raise dg.Failure(f"{error}: materialize reduced_features first") from None
     except ValueError as error:
         # Too few labelled rows is a finding about the data, not a broken run: the report says
-        # so and its check warns, the run (make demo's, a backfill's) stays green.
-        yield dg.MaterializeResult(metadata={**identity, n.PROBE_NOT_RUN: str(error)})
-        yield not_run(str(error))
+        # so and its check is inconclusive, the run (make demo's, a backfill's) stays green.
+        yield dg.MaterializeResult(
+            metadata={
+                **identity,
+                n.PROBE_VERDICT: probe.INCONCLUSIVE,
+                n.PROBE_INCONCLUSIVE: str(error),
+            }
+        )
+        yield inconclusive(str(error))
         return
+    warnings = _warnings(result)
+    for warning in warnings:
+        context.log.warning(warning)
     png = probe.probe_png(result)
     png_uri = probe.save_probe(s3, layout, version, result, png)
+    outcome = probe.verdict(result, settings.min_probe_ratio)
     yield dg.MaterializeResult(
         metadata={
             **probe_metadata(result),
+            n.PROBE_VERDICT: outcome.outcome,
+            **(
+                {n.PROBE_INCONCLUSIVE: outcome.reason}
+                if outcome.outcome == probe.INCONCLUSIVE
+                else {}
+            ),
             n.ROWS_PER_LABEL: count_table(result.rows_per_label, n.LABEL),
             n.PROBE_KS: dg.MetadataValue.json(result.ks),
+            n.PROBE_ITERATIONS: dg.MetadataValue.json(result.iterations),
+            n.PROBE_FITS_AT_MAX_ITER: dg.MetadataValue.json(result.fits_at_limit),
+            n.DATES_NOT_REDUCED: dg.MetadataValue.json(result.dates_not_reduced),
             **identity,
             n.PROBE_PLOT: png_markdown(png, "probe accuracy and explained variance against k"),
             n.PROBE_PNG: dg.MetadataValue.path(png_uri),
         }
     )
     yield keeps_accuracy(result, settings.min_probe_ratio)
+
+
+def _warnings(result: probe.ProbeResult) -> list[str]:
+    warnings = []
+    if result.fits_at_limit:
+        warnings.append(
+            f"probe fits stopped at max_iter={result.max_iter} before converging: "
+            f"{result.fits_at_limit}; their accuracies depend on the limit"
+        )
+    if result.dates_not_reduced:
+        warnings.append(
+            f"dates not reduced by the current PCA version yet, left out of the probe: "
+            f"{result.dates_not_reduced}"
+        )
+    return warnings
+
+
+# Dagster's own default automation sensor starts stopped; this one runs by default, so that
+# reduced_features follows new features and models, and feature_quality follows them.
+automation_conditions = dg.AutomationConditionSensorDefinition(
+    "automation_conditions",
+    target=dg.AssetSelection.assets(n.REDUCED_FEATURES, n.FEATURE_QUALITY),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Evaluates the automation conditions of reduced_features and feature_quality.",
+)

@@ -1,10 +1,22 @@
 """A linear probe: does a classifier trained on the reduced features do as well as one trained
-on the 1280 features?
+on the 1280 features, and do the held-out rows say so with confidence?
 
-A multinomial logistic regression (pyspark.ml) is trained on the labelled rows that a hash of
-their path keeps for training, and scored on the others: on the full features, on the current
-PCA version's reduced features, and on projections at a few other k. The projections come from
-one PCA fit at the largest k, sliced: the top-k components of a fit at K > k are the fit at k.
+- Split: the labelled rows are grouped (label folder + file stem less its frame numbers,
+  `Settings.probe_group_pattern`: the frames of one rotating fruit are one group) and, label by
+  label, whole groups are held out in the order of a hash of their key, until a fifth of the
+  label's rows; a label keeps at least one group for training. The split depends on neither
+  the bucket, the prefix nor the upload date, and no object has frames on both sides.
+- Fits: multinomial logistic regression (pyspark.ml) with balanced class weights; its λ is
+  chosen once, by cross-validation over groups on the full features' training rows, and
+  reused for every variant. Raw columns whose variance is near zero are left out of the full
+  features (they carry nothing a projection keeps either). Each fit's iterations are recorded.
+- Variants: the full features; the current PCA version's reduced features; projections at
+  other k: the current model's leading components up to its k, and beyond it a PCA fitted on
+  the training rows only.
+- Verdict: "inconclusive" below a minimum of held-out rows (overall or for a label), or when
+  the full model does not beat the majority label's share; otherwise the ratio reduced/full
+  accuracy with a paired bootstrap interval (groups resampled), a loss only when the
+  interval's upper bound is below the floor.
 """
 
 from __future__ import annotations
@@ -14,26 +26,41 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 from pyspark import StorageLevel
-from pyspark.ml.classification import LogisticRegression
+from pyspark.ml.classification import LogisticRegression, LogisticRegressionModel
+from pyspark.ml.feature import PCAModel, VectorSlicer
 from pyspark.ml.functions import array_to_vector, vector_to_array
-from pyspark.sql import Column, DataFrame
+from pyspark.ml.stat import Summarizer
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from spark.layout import UNLABELLED, Layout
+from spark.layout import PARTITION_COLUMN, UNLABELLED, Layout
 from spark.pca import cumulative_variance, explained_variance, fit_pca
+from spark.settings import PROBE_FRAME_NUMBERS
 from spark.storage import SSE, put_json
 
-# One labelled row in five is held out. xxhash64 has a fixed seed in Spark, so the same paths
-# are held out on every run, machine and partitioning (unlike randomSplit).
-HELD_OUT_PERCENT = 20
+HELD_OUT_SHARE = 0.2
 PROBE_KS = (10, 25, 50, 200)
+REG_PARAMS = (1e-4, 1e-3, 1e-2, 1e-1)
 FULL, REDUCED = "full", "reduced"
-NULL_SHARE = 1e-9
+NULL_SHARE = 1e-9  # a component explaining less is rounding noise
+NEAR_ZERO_VARIANCE = 1e-6  # of the largest raw column's variance
+KEEPS, LOSES, INCONCLUSIVE = "keeps", "loses", "inconclusive"
 
 
-def held_out(path: Column) -> Column:
-    return F.pmod(F.xxhash64(path), F.lit(100)) < HELD_OUT_PERCENT
+@dataclass(frozen=True)
+class ProbeOptions:
+    ks: Sequence[int] = PROBE_KS
+    max_iter: int = 300
+    reg_params: Sequence[float] = REG_PARAMS
+    folds: int = 3
+    min_test_rows: int = 100
+    min_test_rows_per_label: int = 5
+    group_pattern: str = PROBE_FRAME_NUMBERS
+    bootstrap_samples: int = 2000
+    confidence: float = 0.95
+    seed: int = 0
 
 
 def variant(k: int) -> str:
@@ -41,31 +68,96 @@ def variant(k: int) -> str:
     return f"k{k}"
 
 
+def group_key(path: Column, label: Column, pattern: str = PROBE_FRAME_NUMBERS) -> Column:
+    """The label and the file's stem less `pattern` (bucket, prefix and date play no part)."""
+    stem = F.regexp_extract(path, r"([^/]+?)(?:\.[^./]*)?$", 1)
+    return F.concat_ws("/", label, F.regexp_replace(stem, pattern, ""))
+
+
+def split_groups(labelled: DataFrame, share: float = HELD_OUT_SHARE) -> DataFrame:
+    """`labelled` (label, group, ...) with `held_out`: per label, whole groups in the order of
+    a hash of their key (xxhash64 has a fixed seed: the same on every run and partitioning)
+    until `share` of the label's rows; the last group of a label is always trained on."""
+    groups = labelled.groupBy("label", "group").agg(F.count(F.lit(1)).alias("group_rows"))
+    ordered = Window.partitionBy("label").orderBy(F.xxhash64("group"), "group")
+    whole = Window.partitionBy("label")
+    held = groups.select(
+        "label",
+        "group",
+        (
+            (F.row_number().over(ordered) < F.count(F.lit(1)).over(whole))
+            & (
+                F.sum("group_rows").over(ordered) - F.col("group_rows")
+                < F.sum("group_rows").over(whole) * share
+            )
+        ).alias("held_out"),
+    )
+    return labelled.join(held, ["label", "group"])
+
+
 @dataclass(frozen=True)
 class Score:
     accuracy: float
+    balanced_accuracy: float
     macro_f1: float
     test_rows: int
 
 
-def score(confusion: Mapping[tuple[str, str], int]) -> Score:
-    """Accuracy and macro-F1 from (true label, predicted label) -> rows.
+def score(confusion: Mapping[tuple[str, str], int], labels: Sequence[str]) -> Score:
+    """Accuracy, balanced accuracy (mean recall) and macro-F1 from (true, predicted) -> rows.
 
-    Macro-F1 is the plain mean of each label's F1 over the labels that are true or predicted
-    (MulticlassClassificationEvaluator's "f1" weights them by support instead).
+    The means are over `labels`, one fixed set for every variant (the labels with held-out
+    rows); a prediction of a label outside it counts against the true label only.
     """
     rows = sum(confusion.values())
-    if rows == 0:
-        return Score(0.0, 0.0, 0)
-    labels = sorted({label for pair in confusion for label in pair})
-    f1s = []
+    if rows == 0 or not labels:
+        return Score(0.0, 0.0, 0.0, rows)
+    recalls, f1s = [], []
     for label in labels:
         hits = confusion.get((label, label), 0)
         true = sum(n for (t, _), n in confusion.items() if t == label)
         predicted = sum(n for (_, p), n in confusion.items() if p == label)
-        f1s.append(2 * hits / (true + predicted))
+        recalls.append(hits / true if true else 0.0)
+        f1s.append(2 * hits / (true + predicted) if true + predicted else 0.0)
     correct = sum(n for (t, p), n in confusion.items() if t == p)
-    return Score(correct / rows, sum(f1s) / len(f1s), rows)
+    return Score(correct / rows, float(np.mean(recalls)), float(np.mean(f1s)), rows)
+
+
+def accuracy_ratio(full: float, reduced: float) -> float | None:
+    """Reduced over full accuracy; None when the full model got nothing right (no ratio says
+    anything then: a lucky reduced score would pass)."""
+    return reduced / full if full > 0 else None
+
+
+def bootstrap_ratio(
+    groups: np.ndarray,
+    full_correct: np.ndarray,
+    reduced_correct: np.ndarray,
+    samples: int,
+    confidence: float,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """A percentile interval on the accuracy ratio, from a paired bootstrap of the held-out
+    rows: both models are scored on the same resampled rows, a group's rows drawn together
+    (frames of one object are not independent). None without held-out rows."""
+    _, group_index = np.unique(groups, return_inverse=True)
+    if len(group_index) == 0:
+        return None
+    full = np.bincount(group_index, weights=full_correct)
+    reduced = np.bincount(group_index, weights=reduced_correct)
+    rng = np.random.default_rng(seed)
+    ratios = []
+    for start in range(0, samples, 200):  # bounded memory: 200 x groups at a time
+        drawn = rng.integers(0, len(full), (min(200, samples - start), len(full)))
+        full_b, reduced_b = full[drawn].sum(axis=1), reduced[drawn].sum(axis=1)
+        # A resample where the full model got nothing right: any reduced hit is an infinite
+        # ratio, none at all a tie.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(full_b > 0, reduced_b / full_b, np.where(reduced_b > 0, np.inf, 1.0))
+        ratios.append(ratio)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(np.concatenate(ratios), [tail, 1 - tail])
+    return float(low), float(high)
 
 
 @dataclass(frozen=True)
@@ -75,22 +167,93 @@ class ProbeResult:
     ks: list[int]
     cumulative_variance: list[float] = field(repr=False)  # at k = 1, 2, ... max(ks)
     rows_per_label: dict[str, dict[str, int]] = field(default_factory=dict)  # train, test
+    ratio_interval: tuple[float, float] | None = None
+    confidence: float = 0.95
+    majority_share: float = 0.0  # of the held-out rows: the accuracy of always one label
+    reg_param: float = 0.0
+    cross_validation: dict[str, float] = field(default_factory=dict)  # λ -> balanced accuracy
+    iterations: dict[str, int] = field(default_factory=dict)  # variant -> iterations
+    max_iter: int = 0
+    full_columns: int = 0  # raw columns the full model reads
+    groups: dict[str, int] = field(default_factory=dict)  # train, test
+    group_pattern: str = PROBE_FRAME_NUMBERS
+    min_test_rows: int = 1
+    min_test_rows_per_label: int = 1
+    dates_not_reduced: list[str] = field(default_factory=list)
+    variance_at_current_k: float = 0.0  # the current model's cumulative explained variance
 
     @property
-    def ratio(self) -> float:
+    def ratio(self) -> float | None:
         """Accuracy on the reduced features over accuracy on the full ones."""
-        full = self.scores[FULL].accuracy
-        return self.scores[REDUCED].accuracy / full if full else 0.0
+        if FULL not in self.scores:
+            return None
+        return accuracy_ratio(self.scores[FULL].accuracy, self.scores[REDUCED].accuracy)
+
+    @property
+    def test_rows(self) -> int:
+        return sum(r["test"] for r in self.rows_per_label.values())
+
+    @property
+    def fits_at_limit(self) -> list[str]:
+        """The fits that stopped at max_iter, not at convergence: their scores depend on it."""
+        return sorted(name for name, n in self.iterations.items() if n >= self.max_iter)
+
+    def inconclusive(self) -> list[str]:
+        """Why the held-out rows cannot support a verdict (empty when they can)."""
+        reasons = []
+        if self.test_rows < self.min_test_rows:
+            reasons.append(f"{self.test_rows} held-out rows, fewer than {self.min_test_rows}")
+        few = {
+            label: r["test"]
+            for label, r in sorted(self.rows_per_label.items())
+            if r["test"] < self.min_test_rows_per_label
+        }
+        if few:
+            reasons.append(
+                f"labels with fewer than {self.min_test_rows_per_label} held-out rows: "
+                + ", ".join(f"{label} ({n})" for label, n in few.items())
+                + " (a label's rows form groups by probe_group_pattern; its last group trains)"
+            )
+        if FULL in self.scores and self.scores[FULL].accuracy <= self.majority_share:
+            reasons.append(
+                f"the full model's accuracy {self.scores[FULL].accuracy:.3f} does not beat the "
+                f"majority label's share {self.majority_share:.3f}"
+            )
+        return reasons
 
     def accuracy_at(self) -> dict[int, float]:
-        return {k: self.scores[variant(k)].accuracy for k in self.ks}
+        return {k: self.scores[variant(k)].accuracy for k in self.ks if variant(k) in self.scores}
 
     def to_json(self) -> dict[str, Any]:
         return {
             **asdict(self),
             "scores": {name: asdict(s) for name, s in self.scores.items()},
             "ratio": self.ratio,
+            "inconclusive": self.inconclusive(),
+            "fits_at_limit": self.fits_at_limit,
         }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: str  # KEEPS, LOSES or INCONCLUSIVE
+    reason: str
+
+
+def verdict(result: ProbeResult, min_ratio: float) -> Verdict:
+    """A loss only when the ratio's interval lies wholly below the floor."""
+    reasons = result.inconclusive()
+    if reasons or result.ratio is None or result.ratio_interval is None:
+        return Verdict(INCONCLUSIVE, "; ".join(reasons) or "no ratio to judge")
+    low, high = result.ratio_interval
+    level = f"{result.confidence:.0%}"
+    described = (
+        f"reduced/full accuracy {result.ratio:.3f}, {level} interval [{low:.3f}, {high:.3f}], "
+        f"floor {min_ratio}"
+    )
+    if high < min_ratio:
+        return Verdict(LOSES, described)
+    return Verdict(KEEPS, described)
 
 
 def probe_ks(requested: Sequence[int], current_k: int, rows: int, dim: int) -> list[int]:
@@ -99,92 +262,204 @@ def probe_ks(requested: Sequence[int], current_k: int, rows: int, dim: int) -> l
     return sorted({min(k, most) for k in (*requested, current_k) if k >= 1})
 
 
+class NotReducedError(ValueError):
+    """Feature rows that the current PCA version has not reduced yet."""
+
+
+def dates_not_reduced(features: DataFrame, reduced: DataFrame) -> list[str]:
+    missing = features.join(reduced.select("path"), "path", "left_anti")
+    return sorted(r[0] for r in missing.select(PARTITION_COLUMN).distinct().collect())
+
+
 def run_probe(
     features: DataFrame,
     reduced: DataFrame,
-    current_k: int,
+    model: PCAModel,
+    options: ProbeOptions = ProbeOptions(),
     *,
-    ks: Sequence[int] = PROBE_KS,
-    max_iter: int = 100,
-    reg_param: float = 1e-3,
+    require_all_reduced: bool = False,
 ) -> ProbeResult:
-    """`features` (path, label, features): the rows the PCA is fitted on; `reduced` (path,
-    pca_features): the current PCA version's projection of them. Rows labelled `unlabelled`
-    train and test nothing."""
-    counts = features.select(
-        F.count(F.lit(1)).alias("rows"), F.max(F.size("features")).alias("dim")
-    )
-    totals = counts.first()
-    if not totals or not totals["rows"]:
-        raise ValueError("no feature rows to probe")
-    labelled = (
-        features.where(F.col("label") != UNLABELLED)
-        .join(reduced.select("path", "pca_features"), "path")
-        .withColumn("held_out", held_out(F.col("path")))
-    )
-    per_label = _rows_per_label(labelled)
-    trained = sorted(x for x in per_label if per_label[x]["train"])
-    if len(trained) < 2:
-        raise ValueError(f"the probe needs two labels or more with training rows: {per_label}")
-    # A label whose few rows all fell in the held-out part (a new fruit, say) is still tested:
-    # no model can predict it, so its rows count as errors, on the full and reduced alike. Its
-    # index comes after the trained labels', so the regression's classes are those it saw.
-    labels = trained + sorted(set(per_label) - set(trained))
-    ks = probe_ks(ks, current_k, totals["rows"], totals["dim"])
-    pca = fit_pca(features, max(ks))  # one fit; smaller k are its leading components
-    # Past the data's rank a component explains nothing: its values are rounding noise, which
-    # the regression's internal scaling would blow up to the signal's size.
-    usable = sum(1 for share in explained_variance(pca) if share > NULL_SHARE)
-    ks = sorted({min(k, usable) for k in ks})
-    assembled = _assemble(labelled, pca, labels, ks).persist(StorageLevel.MEMORY_AND_DISK)
+    """`features` (path, upload_date, label, features): the rows of the current weights;
+    `reduced` (path, pca_features): the current PCA version's projection, `model`. Rows
+    labelled `unlabelled` train and test nothing. Dates not reduced yet are left out and
+    listed (`dates_not_reduced`), or refused with `require_all_reduced`."""
+    labelled_features = features.where(F.col("label") != UNLABELLED)
+    missing = dates_not_reduced(labelled_features, reduced)
+    if missing and require_all_reduced:
+        raise NotReducedError(f"dates not reduced by the current PCA version yet: {missing}")
+    labelled = labelled_features.join(reduced.select("path", "pca_features"), "path")
+    group = group_key(F.col("path"), F.col("label"), options.group_pattern)
+    labelled = split_groups(labelled.withColumn("group", group))
+    # The join and the split leave as many partitions as shuffles make (200): every iteration
+    # of every fit would be that many tasks. One per core is enough for a probe's rows.
+    cores = labelled.sparkSession.sparkContext.defaultParallelism
+    labelled = labelled.coalesce(cores).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        names = [FULL, REDUCED, *(variant(k) for k in ks)]
-        scores = {
-            name: _fit_and_score(assembled, name, labels, max_iter, reg_param) for name in names
-        }
+        return _probe(labelled, model, options, missing)
+    finally:
+        labelled.unpersist()
+
+
+def _probe(
+    labelled: DataFrame, model: PCAModel, options: ProbeOptions, missing: list[str]
+) -> ProbeResult:
+    per_label, groups = _rows_per_label(labelled)
+    if not per_label:
+        if missing:
+            raise NotReducedError(
+                f"no labelled row is reduced by the current PCA version yet (dates {missing})"
+            )
+        raise ValueError("no labelled feature rows to probe")
+    labels = sorted(per_label)
+    if sum(1 for x in labels if per_label[x]["train"]) < 2:
+        raise ValueError(f"the probe needs two labels or more with training rows: {per_label}")
+    tested = [x for x in labels if per_label[x]["test"]]
+    train_rows = sum(r["train"] for r in per_label.values())
+    # Balanced: each label weighs as much in the loss, whatever its rows.
+    weights = {x: train_rows / (len(labels) * max(1, per_label[x]["train"])) for x in labels}
+    dim = len(labelled.select("features").first()[0])
+    current_k = model.getK()
+    ks = probe_ks(options.ks, current_k, train_rows, dim)
+    vectors = _label_vectors(labelled, labels, weights, options.folds)
+    kept = _kept_columns(vectors.where(~F.col("held_out")))
+    # Beyond the current model's k, the leading components of a PCA of the training rows.
+    wider = [k for k in ks if k > current_k]
+    training_pca = None
+    if wider:
+        training_pca = fit_pca(labelled.where(~F.col("held_out")), max(wider))
+        usable = sum(1 for share in explained_variance(training_pca) if share > NULL_SHARE)
+        ks = sorted({k if k <= current_k else min(k, max(usable, current_k)) for k in ks})
+    assembled = _assemble(vectors, kept, model, training_pca, ks).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+    try:
+        train = assembled.where(~F.col("held_out"))
+        test = assembled.where(F.col("held_out"))
+        # One λ for every variant: the one the full model validates best (ties: the larger).
+        cross_validation = _cross_validate(train, options) if len(options.reg_params) > 1 else {}
+        reg_param = max(options.reg_params, key=lambda x: (cross_validation.get(x, 0.0), x))
+        # At the current k the projection is the reduced features themselves: one fit.
+        names = [FULL, REDUCED, *(variant(k) for k in ks if k != current_k)]
+        predictions, iterations = {}, {}
+        for name in names:
+            fitted = _fit(train, name, reg_param, options.max_iter)
+            iterations[name] = fitted.summary.totalIterations
+            if tested:
+                predictions[name] = _predict(fitted, test, name)
     finally:
         assembled.unpersist()
-    cumulative = cumulative_variance(explained_variance(pca))
-    return ProbeResult(scores, current_k, ks, cumulative, per_label)
+    if current_k in ks:
+        iterations[variant(current_k)] = iterations[REDUCED]
+        if REDUCED in predictions:
+            predictions[variant(current_k)] = predictions[REDUCED]
+    truth = _truth(labelled)
+    scores = {name: _score(predictions[name], truth, labels, tested) for name in predictions}
+    interval = None
+    if predictions:
+        interval = _interval(predictions[FULL], predictions[REDUCED], truth, labels, options)
+    variance_model = training_pca if training_pca is not None else model
+    return ProbeResult(
+        scores=scores,
+        current_k=current_k,
+        ks=ks,
+        cumulative_variance=cumulative_variance(explained_variance(variance_model)),
+        rows_per_label=per_label,
+        ratio_interval=interval,
+        confidence=options.confidence,
+        majority_share=_majority_share(per_label),
+        reg_param=reg_param,
+        cross_validation={str(k): v for k, v in cross_validation.items()},
+        iterations=iterations,
+        max_iter=options.max_iter,
+        full_columns=len(kept),
+        groups=groups,
+        group_pattern=options.group_pattern,
+        min_test_rows=options.min_test_rows,
+        min_test_rows_per_label=options.min_test_rows_per_label,
+        dates_not_reduced=missing,
+        variance_at_current_k=float(sum(explained_variance(model))),
+    )
 
 
-def _rows_per_label(labelled: DataFrame) -> dict[str, dict[str, int]]:
-    found: dict[str, dict[str, int]] = {}
-    for row in labelled.groupBy("label", "held_out").count().collect():
-        found.setdefault(row["label"], {"train": 0, "test": 0})
-        found[row["label"]]["test" if row["held_out"] else "train"] = row["count"]
-    return found
+def _rows_per_label(labelled: DataFrame) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    counts = labelled.groupBy("label", "held_out").agg(
+        F.count(F.lit(1)).alias("rows"), F.countDistinct("group").alias("groups")
+    )
+    rows: dict[str, dict[str, int]] = {}
+    groups = {"train": 0, "test": 0}
+    for row in counts.collect():
+        side = "test" if row["held_out"] else "train"
+        rows.setdefault(row["label"], {"train": 0, "test": 0})[side] = row["rows"]
+        groups[side] += row["groups"]
+    return rows, groups
 
 
-def _assemble(labelled: DataFrame, pca: Any, labels: list[str], ks: list[int]) -> DataFrame:
-    index = F.create_map(*(F.lit(x) for i, label in enumerate(labels) for x in (label, float(i))))
-    vectors = labelled.select(
-        index[F.col("label")].alias("label_index"),
+def _majority_share(per_label: Mapping[str, Mapping[str, int]]) -> float:
+    tested = [r["test"] for r in per_label.values()]
+    return max(tested) / sum(tested) if sum(tested) else 0.0
+
+
+def _label_vectors(
+    labelled: DataFrame, labels: list[str], weights: Mapping[str, float], folds: int
+) -> DataFrame:
+    def lookup(values: Mapping[str, float]) -> Column:
+        return F.create_map(*(F.lit(x) for key, v in values.items() for x in (key, v)))[
+            F.col("label")
+        ]
+
+    return labelled.select(
+        "path",
         "held_out",
-        array_to_vector("features").alias(FULL),
+        lookup({x: float(i) for i, x in enumerate(labels)}).alias("label_index"),
+        lookup(weights).alias("weight"),
+        # Folds of whole groups, so that cross-validation does not leak frames either.
+        F.pmod(F.xxhash64("group", F.lit("fold")), F.lit(folds)).cast("int").alias("fold"),
+        array_to_vector("features").alias("raw"),
         array_to_vector("pca_features").alias(REDUCED),
     )
-    projected = pca.copy().setInputCol(FULL).setOutputCol("widest").transform(vectors)
-    widest = vector_to_array("widest")
-    return projected.select(
-        "label_index",
+
+
+def _kept_columns(train: DataFrame) -> list[int]:
+    """The raw columns whose variance on the training rows is not near zero."""
+    variance = train.select(Summarizer.variance(F.col("raw")).alias("v")).first()["v"].toArray()
+    floor = NEAR_ZERO_VARIANCE * float(variance.max()) if len(variance) else 0.0
+    return [int(i) for i in np.flatnonzero(variance > floor)]
+
+
+def _assemble(
+    vectors: DataFrame,
+    kept: list[int],
+    model: PCAModel,
+    training_pca: PCAModel | None,
+    ks: list[int],
+) -> DataFrame:
+    frame = VectorSlicer(inputCol="raw", outputCol=FULL, indices=kept).transform(vectors)
+    frame = model.copy().setInputCol("raw").setOutputCol("current").transform(frame)
+    if training_pca is not None:
+        frame = training_pca.copy().setInputCol("raw").setOutputCol("wider").transform(frame)
+
+    def projection(k: int) -> Column:
+        source = vector_to_array("current" if k <= model.getK() else "wider")
+        # float32, as reduced rows are stored (spark.pca.reduce_features)
+        return array_to_vector(F.slice(source, 1, k).cast("array<float>")).alias(variant(k))
+
+    return frame.select(
+        "path",
         "held_out",
+        "label_index",
+        "weight",
+        "fold",
         FULL,
         REDUCED,
-        # float32, as reduced rows are stored (spark.pca.reduce_features)
-        *(
-            array_to_vector(F.slice(widest, 1, k).cast("array<float>")).alias(variant(k))
-            for k in ks
-        ),
+        *(projection(k) for k in ks if k != model.getK()),
     )
 
 
-def _fit_and_score(
-    assembled: DataFrame, column: str, labels: list[str], max_iter: int, reg_param: float
-) -> Score:
-    model = LogisticRegression(
+def _fit(train: DataFrame, column: str, reg_param: float, max_iter: int) -> LogisticRegressionModel:
+    return LogisticRegression(
         featuresCol=column,
         labelCol="label_index",
+        weightCol="weight",
         family="multinomial",
         maxIter=max_iter,
         regParam=reg_param,
@@ -192,10 +467,79 @@ def _fit_and_score(
         # matters, and the 1280 features share one scale (one network layer). Standardizing
         # would give the noisy trailing components as much weight as the leading ones.
         standardization=False,
-    ).fit(assembled.where(~F.col("held_out")))
-    tested = model.transform(assembled.where(F.col("held_out")))
-    counts = tested.groupBy("label_index", "prediction").count().collect()
-    return score({(labels[int(r[0])], labels[int(r[1])]): r["count"] for r in counts})
+    ).fit(train)
+
+
+def _cross_validate(train: DataFrame, options: ProbeOptions) -> dict[float, float]:
+    """λ -> mean balanced accuracy over the folds, on the full features' training rows."""
+    labels_per_fold = {
+        r["fold"]: r["labels"]
+        for r in train.groupBy("fold").agg(F.collect_set("label_index").alias("labels")).collect()
+    }
+    # A fold is validated on when the other folds still hold two labels or more.
+    folds = sorted(f for f in labels_per_fold if len(_others(labels_per_fold, f)) >= 2)
+    results: dict[float, float] = {}
+    for reg_param in options.reg_params:
+        accuracies = []
+        for fold in folds:
+            inside, outside = train.where(F.col("fold") != fold), train.where(F.col("fold") == fold)
+            fitted = _fit(inside, FULL, reg_param, options.max_iter)
+            counts = fitted.transform(outside).groupBy("label_index", "prediction").count()
+            confusion = {(str(r[0]), str(r[1])): r["count"] for r in counts.collect()}
+            accuracies.append(score(confusion, sorted({t for t, _ in confusion})).balanced_accuracy)
+        # No fold to validate on (too few groups): every λ ties and the largest is taken.
+        results[reg_param] = float(np.mean(accuracies)) if accuracies else 0.0
+    return results
+
+
+def _others(labels_per_fold: Mapping[int, list[float]], fold: int) -> set[float]:
+    return {x for f, labels in labels_per_fold.items() if f != fold for x in labels}
+
+
+def _predict(fitted: LogisticRegressionModel, test: DataFrame, column: str) -> dict[str, int]:
+    """path -> predicted label index, for the held-out rows."""
+    rows = fitted.transform(test.select("path", column)).select("path", "prediction").collect()
+    return {r["path"]: int(r["prediction"]) for r in rows}
+
+
+def _truth(labelled: DataFrame) -> dict[str, tuple[str, str]]:
+    """path -> (label, group), for the held-out rows."""
+    rows = labelled.where(F.col("held_out")).select("path", "label", "group").collect()
+    return {r["path"]: (r["label"], r["group"]) for r in rows}
+
+
+def _score(
+    predicted: Mapping[str, int],
+    truth: Mapping[str, tuple[str, str]],
+    labels: list[str],
+    tested: list[str],
+) -> Score:
+    confusion: dict[tuple[str, str], int] = {}
+    for path, index in predicted.items():
+        pair = (truth[path][0], labels[index])
+        confusion[pair] = confusion.get(pair, 0) + 1
+    return score(confusion, tested)
+
+
+def _interval(
+    full: Mapping[str, int],
+    reduced: Mapping[str, int],
+    truth: Mapping[str, tuple[str, str]],
+    labels: list[str],
+    options: ProbeOptions,
+) -> tuple[float, float] | None:
+    paths = sorted(truth)
+    groups = np.array([truth[p][1] for p in paths])
+    full_correct = np.array([labels[full[p]] == truth[p][0] for p in paths], dtype=float)
+    reduced_correct = np.array([labels[reduced[p]] == truth[p][0] for p in paths], dtype=float)
+    return bootstrap_ratio(
+        groups,
+        full_correct,
+        reduced_correct,
+        options.bootstrap_samples,
+        options.confidence,
+        options.seed,
+    )
 
 
 def probe_png(result: ProbeResult) -> bytes:
@@ -212,25 +556,41 @@ def probe_png(result: ProbeResult) -> bytes:
         ks, result.cumulative_variance, color="darkorange", label="cumulative explained variance"
     )
     at = result.accuracy_at()
-    axes.plot(list(at), list(at.values()), "o-", color="steelblue", label="probe accuracy at k")
-    full = result.scores[FULL].accuracy
-    axes.axhline(
-        full, color="grey", linestyle="--", label=f"accuracy on 1280 features ({full:.3f})"
-    )
-    reduced = result.scores[REDUCED].accuracy
-    axes.plot(
-        [result.current_k], [reduced], "D", color="crimson", label=f"current PCA ({reduced:.3f})"
-    )
+    if at:
+        axes.plot(list(at), list(at.values()), "o-", color="steelblue", label="probe accuracy at k")
+    if FULL in result.scores:
+        full = result.scores[FULL].accuracy
+        axes.axhline(
+            full, color="grey", linestyle="--", label=f"accuracy on the raw features ({full:.3f})"
+        )
+        reduced = result.scores[REDUCED].accuracy
+        axes.plot(
+            [result.current_k],
+            [reduced],
+            "D",
+            color="crimson",
+            label=f"current PCA ({reduced:.3f})",
+        )
     axes.axvline(
         result.current_k, color="crimson", linestyle=":", label=f"current k = {result.current_k}"
     )
     axes.set(xlabel="k (components)", ylabel="share", ylim=(0, 1.02), xlim=(0, max(ks) + 1))
-    axes.set_title(f"Linear probe: reduced/full accuracy {result.ratio:.3f}")
+    axes.set_title(_title(result))
     axes.legend(loc="lower right", fontsize="small")
     axes.grid(alpha=0.3)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
     return buffer.getvalue()
+
+
+def _title(result: ProbeResult) -> str:
+    if result.inconclusive() or result.ratio is None or result.ratio_interval is None:
+        return f"Linear probe: inconclusive ({result.test_rows} held-out rows)"
+    low, high = result.ratio_interval
+    return (
+        f"Linear probe: reduced/full accuracy {result.ratio:.3f} "
+        f"[{low:.3f}, {high:.3f}], {result.test_rows} held-out rows"
+    )
 
 
 def save_probe(s3: Any, layout: Layout, version: str, result: ProbeResult, png: bytes) -> str:

@@ -1,5 +1,6 @@
 """feature_quality on published features whose labels the current PCA loses: the numbers
-as numeric metadata, the picture in the UI and S3, and a warning (no failure) from its check."""
+as numeric metadata, the picture in the UI and S3, a warning (no failure) from its check when
+the held-out rows show the loss, "inconclusive" when they are too few; and its automation."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from fruits_assets import names as n
 from fruits_assets.definitions import defs
-from fruits_assets.feature_quality import feature_quality
+from fruits_assets.feature_quality import automation_conditions, feature_quality
 from fruits_assets.names import FEATURE_QUALITY, PROBE_KEEPS_ACCURACY
 from spark import tables
 from spark.pca import publish_pca
@@ -36,7 +37,7 @@ def rows_with_quiet_labels(
             vector[:2] = rng.normal(0, 10, 2)
             if c < len(labels):
                 vector[10 + 10 * c : 20 + 10 * c] += 1.0
-            path = f"s3a://b/raw/{label}/{i}.jpg"
+            path = f"s3a://b/raw/{label}/photo{i}x.jpg"  # each photo its own group
             rows.append((path, D1, label, f"etag-{label}-{i}", "2026-11-02T08:00:00+00:00",
                          1000, [float(x) for x in vector]))  # fmt: skip
     return [(*r, "random:1", DIGEST, None) for r in rows]  # no reject_reason: feature rows
@@ -65,7 +66,8 @@ def published_with_k2(asset_layout, spark, s3) -> str:
     return publish_with_k2(asset_layout, spark, s3, rows_with_quiet_labels())
 
 
-def test_too_few_labelled_rows_is_a_report_and_a_warning_not_a_failure(
+@pytest.mark.slow
+def test_too_few_labelled_rows_is_inconclusive_not_a_failure(
     asset_layout, asset_resources, spark, s3
 ) -> None:
     version = publish_with_k2(
@@ -74,17 +76,39 @@ def test_too_few_labelled_rows_is_a_report_and_a_warning_not_a_failure(
     result = dg.materialize([feature_quality], resources=asset_resources())
     assert result.success
     (check,) = result.get_asset_check_evaluations()
-    assert (check.passed, check.severity) == (False, dg.AssetCheckSeverity.WARN)
-    assert "the probe did not run" in check.description and "two labels" in check.description
+    assert check.passed  # not a failure, and not the warning of a loss
+    assert check.description.startswith("inconclusive") and "two labels" in check.description
+    assert check.metadata[n.PROBE_VERDICT].value == "inconclusive"
     (event,) = result.asset_materializations_for_node(FEATURE_QUALITY.to_python_identifier())
     values = {k: v.value for k, v in event.metadata.items()}
-    assert "two labels" in values[n.PROBE_NOT_RUN]
+    assert "two labels" in values[n.PROBE_INCONCLUSIVE]
+    assert values[n.PROBE_VERDICT] == "inconclusive"
     assert (values[n.PCA_VERSION], values[n.PCA_K]) == (version, 2)
 
 
-def test_the_probe_warns_when_the_reduced_features_lose_the_labels(
-    published_with_k2, asset_layout, asset_resources, s3
+@pytest.mark.slow
+def test_too_few_held_out_rows_give_figures_but_no_verdict(
+    published_with_k2, asset_layout, asset_resources
 ) -> None:
+    """36 rows (9 held out) under the default minimum of 100 held-out rows."""
+    result = dg.materialize([feature_quality], resources=asset_resources())
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed and check.description.startswith("inconclusive")
+    assert "fewer than 100" in check.description
+    (event,) = result.asset_materializations_for_node(FEATURE_QUALITY.to_python_identifier())
+    values = {k: v.value for k, v in event.metadata.items()}
+    assert values[n.PROBE_VERDICT] == "inconclusive"
+    assert values[n.ROWS_TEST] < 100 and f"{n.ACCURACY}full" in values
+
+
+@pytest.mark.slow
+def test_the_probe_warns_when_the_reduced_features_lose_the_labels(
+    asset_config, asset_layout, asset_resources, spark, s3
+) -> None:
+    # 3 labels x 40 rows: about 24 held out, enough under a minimum of 20
+    asset_config |= {"probe_min_test_rows": 20}
+    version = publish_with_k2(asset_layout, spark, s3, rows_with_quiet_labels(per_label=40))
     result = dg.materialize(
         [feature_quality],
         resources=asset_resources(),
@@ -94,33 +118,39 @@ def test_the_probe_warns_when_the_reduced_features_lose_the_labels(
     (check,) = result.get_asset_check_evaluations()
     assert (check.check_name, check.passed) == (PROBE_KEEPS_ACCURACY.name, False)
     assert check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata[n.PROBE_VERDICT].value == "loses"
 
     (event,) = result.asset_materializations_for_node(FEATURE_QUALITY.to_python_identifier())
     metadata = event.metadata
     values = {k: v.value for k, v in metadata.items()}
     full, reduced = f"{n.ACCURACY}full", f"{n.ACCURACY}reduced"
-    for key in (full, reduced, f"{n.MACRO_F1}full", f"{n.MACRO_F1}reduced"):
+    for key in (full, reduced, f"{n.MACRO_F1}full", f"{n.BALANCED_ACCURACY}reduced"):
         assert isinstance(metadata[key], dg.FloatMetadataValue), key
     assert values[full] > 0.9
     assert values[reduced] < 0.75
     assert values[n.ACCURACY_RATIO] == pytest.approx(values[reduced] / values[full])
-    assert values[n.ACCURACY_RATIO] < 0.97 and not check.passed
+    assert values[n.ACCURACY_RATIO_HIGH] < 0.97  # the whole interval is below the floor
+    assert values[n.ACCURACY_RATIO_LOW] <= values[n.ACCURACY_RATIO] <= values[n.ACCURACY_RATIO_HIGH]
     assert check.metadata[n.ACCURACY_RATIO].value == pytest.approx(values[n.ACCURACY_RATIO])
+    assert values[n.PROBE_VERDICT] == "loses" and values[n.ROWS_TEST] >= 20
     # the projections at other k recover what k=2 lost
     k25 = f"{n.ACCURACY}k25"
     assert values[k25] > 0.9 and isinstance(metadata[k25].value, float)
-    assert (values[n.PCA_VERSION], values[n.PCA_K]) == (published_with_k2, 2)
+    assert set(values[n.PROBE_ITERATIONS]) >= {"full", "reduced", "k25"}
+    assert isinstance(values[n.PROBE_FITS_AT_MAX_ITER], list)
+    assert values[n.DATES_NOT_REDUCED] == []
+    assert (values[n.PCA_VERSION], values[n.PCA_K]) == (version, 2)
     assert values[n.WEIGHTS_SHA256] == DIGEST
     per_label = {r.data[n.LABEL]: r.data for r in values[n.ROWS_PER_LABEL].records}
     assert set(per_label) == set(LABELS)  # unlabelled rows train and test nothing
-    assert all(r["train"] + r["test"] == 12 for r in per_label.values())
-    assert values[n.ROWS_TRAIN] + values[n.ROWS_TEST] == 36
+    assert all(r["train"] + r["test"] == 40 for r in per_label.values())
+    assert values[n.ROWS_TRAIN] + values[n.ROWS_TEST] == 120
     plot = values[n.PROBE_PLOT]
     assert plot.startswith("![") and "data:image/png;base64," in plot
     for extension in ("png", "json"):
-        key = asset_layout.feature_quality_key(published_with_k2, extension)
+        key = asset_layout.feature_quality_key(version, extension)
         assert s3.head_object(Bucket=asset_layout.bucket, Key=key)["ContentLength"] > 100
-    assert values[n.PROBE_PNG].endswith(asset_layout.feature_quality_key(published_with_k2, "png"))
+    assert values[n.PROBE_PNG].endswith(asset_layout.feature_quality_key(version, "png"))
 
 
 def test_feature_quality_follows_reduced_features_with_a_warning_check() -> None:
@@ -130,3 +160,40 @@ def test_feature_quality_follows_reduced_features_with_a_warning_check() -> None
     assert node.group_name == "fruits" and node.partitions_def is None
     (spec,) = defs.get_assets_def(FEATURE_QUALITY).check_specs
     assert (spec.key, spec.blocking) == (PROBE_KEEPS_ACCURACY, False)
+
+
+def test_feature_quality_runs_after_reduced_features_by_default() -> None:
+    """After a re-fit (reduced_features re-reduces its dates) the probe is requested once;
+    not while a date is missing upstream (most days have no upload), not twice."""
+    sensors = {s.name: s for s in defs.get_repository_def().sensor_defs}
+    automation = sensors[automation_conditions.name]
+    assert automation.default_status == dg.DefaultSensorStatus.RUNNING
+    assert "default_automation_condition_sensor" not in sensors  # nothing left stopped
+    # and pca_refit_after alone is enough to re-fit: its sensor runs too
+    assert sensors["pca_refit_policy"].default_status == dg.DefaultSensorStatus.RUNNING
+    instance = dg.DagsterInstance.ephemeral()
+    selection = dg.AssetSelection.assets(FEATURE_QUALITY)
+
+    def requested(cursor):
+        result = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=selection, cursor=cursor
+        )
+        return result.total_requested, result.cursor
+
+    count, cursor = requested(None)
+    assert count == 0  # nothing upstream yet
+    for date in (D1, "2026-11-03"):
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(n.REDUCED_FEATURES, partition=date)
+        )
+    count, cursor = requested(cursor)
+    assert count == 1
+    count, cursor = requested(cursor)
+    assert count == 0  # handled: not again until reduced_features changes
+    instance.report_runless_asset_event(dg.AssetMaterialization(FEATURE_QUALITY))
+    count, cursor = requested(cursor)
+    assert count == 0
+    # The next re-fit: reduced_features again.
+    instance.report_runless_asset_event(dg.AssetMaterialization(n.REDUCED_FEATURES, partition=D1))
+    count, cursor = requested(cursor)
+    assert count == 1

@@ -1,5 +1,6 @@
-"""The linear probe on generated features whose labels are separable: above chance, the ratio,
-a stable held-out split, macro-F1 by hand, and the picture."""
+"""The linear probe: on features whose truth is known (the ratio's interval finds it), on a
+demo-sized set (inconclusive), the grouped and stratified split, the scores over one label
+set, the bootstrap interval and the verdict."""
 
 from __future__ import annotations
 
@@ -15,16 +16,24 @@ from spark.layout import UNLABELLED
 from spark.pca import fit_pca, reduce_features
 from spark.probe import (
     FULL,
-    HELD_OUT_PERCENT,
+    INCONCLUSIVE,
+    KEEPS,
+    LOSES,
     REDUCED,
+    NotReducedError,
+    ProbeOptions,
     ProbeResult,
     Score,
-    held_out,
+    accuracy_ratio,
+    bootstrap_ratio,
+    group_key,
     probe_ks,
     probe_png,
     run_probe,
     score,
+    split_groups,
     variant,
+    verdict,
 )
 from spark.settings import ConfigError
 
@@ -32,130 +41,271 @@ SCHEMA = (
     "path string, label string, upload_date string, weights_sha256 string, features array<float>, "
     "etag string, last_modified string"
 )
-LABELS = ("apple", "banana", "cherry")
 DIM = 1280
+# The known-truth rows are narrower: the probe does not depend on the width, and a PCA's cost
+# grows with its square (1280 would take minutes on two cores).
+KNOWN_DIM = 256
+# Two bits make four labels: the first is loud (a PCA at k=5 keeps it), the second quiet
+# (lost at k=5, kept at k=25). A probe on k=5 reads one bit of two: its accuracy is half the
+# full model's, whose is about 1. The known ratio is 0.5.
+BITS = {"apple": (0, 0), "banana": (0, 1), "cherry": (1, 0), "durian": (1, 1)}
+QUIET = slice(10, 30)
 
 
-def clusters(per_label: int, seed: int = 7, unlabelled: int = 6, signal: float = 4.0):
-    """Rows of class-dependent Gaussian clusters in 1280 dimensions, plus unlabelled rows."""
+def raw_path(label: str, stem: str, date: str = "2026-03-01", root: str = "s3a://b/p") -> str:
+    return f"{root}/raw/upload_date={date}/{label}/{stem}.jpg"
+
+
+def two_bit_rows(objects: int = 100, frames: int = 2, seed: int = 3) -> list[tuple]:
+    """`objects` per label, each photographed `frames` times (near-duplicates, one group)."""
     rng = np.random.default_rng(seed)
-    centres = rng.normal(0, signal / np.sqrt(DIM / 8), (len(LABELS), DIM))
     rows = []
-    for c, label in enumerate(LABELS):
-        for n in range(per_label):
-            vector = centres[c] + rng.normal(0, 0.5, DIM)
-            rows.append((f"s3a://b/raw/{label}/{n}.jpg", label, vector))
-    for n in range(unlabelled):
-        rows.append((f"s3a://b/raw/{n}.jpg", UNLABELLED, rng.normal(0, 0.5, DIM)))
+    for label, (loud, quiet) in BITS.items():
+        for o in range(objects):
+            base = np.zeros(KNOWN_DIM)
+            base[0] = (2 * loud - 1) * 5 + rng.normal(0, 0.5)
+            base[1:5] = rng.normal(0, 4, 4)  # loud noise: the rest of the top five components
+            base[QUIET] = (2 * quiet - 1) * 0.3 + rng.normal(0, 0.2, 20)
+            for f in range(frames):
+                vector = base.copy()
+                vector[:30] += rng.normal(0, 0.02, 30)
+                vector[30:] = rng.normal(0, 0.001, KNOWN_DIM - 30)  # near-constant raw columns
+                rows.append((raw_path(label, f"obj{o}x_{f}"), label, vector))
     return [(p, lab, "2026-03-01", "w", [float(x) for x in v], "e", "t") for p, lab, v in rows]
 
 
 @pytest.fixture(scope="module")
-def separable(spark):
-    """Features of three separable labels, and their reduction by a PCA of k=10."""
-    features = spark.createDataFrame(clusters(per_label=20), SCHEMA).cache()
-    reduced = reduce_features(fit_pca(features, 10), features, "v1")
-    return features, reduced
-
-
-@pytest.fixture(scope="module")
-def probed(separable) -> ProbeResult:
-    features, reduced = separable
-    return run_probe(features, reduced, 10, ks=(5, 200), max_iter=50)
-
-
-def test_the_probe_is_far_above_chance_on_separable_labels(probed) -> None:
-    chance = 1 / len(LABELS)
-    for name in (FULL, REDUCED, variant(5), variant(65)):
-        assert probed.scores[name].accuracy > chance + 0.4, (name, probed.scores[name])
-        assert probed.scores[name].macro_f1 > chance + 0.4, (name, probed.scores[name])
-
-
-def test_the_ratio_is_reduced_over_full_accuracy(probed) -> None:
-    full, reduced = probed.scores[FULL].accuracy, probed.scores[REDUCED].accuracy
-    assert probed.ratio == pytest.approx(reduced / full)
-    made_up = dataclasses.replace(
-        probed, scores={FULL: Score(0.8, 0.8, 10), REDUCED: Score(0.6, 0.5, 10)}
+def known(spark):
+    """The probe on the two-bit rows with a current PCA of k=5, fitted on every row."""
+    features = spark.createDataFrame(two_bit_rows(), SCHEMA).cache()
+    model = fit_pca(features, 5)
+    reduced = reduce_features(model, features, "v1")
+    options = ProbeOptions(
+        ks=(25,), max_iter=100, reg_params=(1e-3, 1e-1), folds=2, bootstrap_samples=1000
     )
-    assert made_up.ratio == pytest.approx(0.75)
-    nothing = dataclasses.replace(made_up, scores={FULL: Score(0, 0, 10), REDUCED: Score(0, 0, 10)})
-    assert nothing.ratio == 0.0
+    return run_probe(features, reduced, model, options)
 
 
-def test_unlabelled_rows_are_left_out_and_every_k_is_within_the_data(probed) -> None:
-    assert set(probed.rows_per_label) == set(LABELS)
-    assert all(r["train"] + r["test"] == 20 for r in probed.rows_per_label.values())
-    # 66 rows: 200 is capped at their rank once centred (65); the current k (10) is probed too
-    assert probed.ks == [5, 10, 65]
-    assert len(probed.cumulative_variance) == 66
-    running = probed.cumulative_variance
+def test_the_ratios_interval_holds_the_known_value_and_the_check_sees_the_loss(known) -> None:
+    assert known.scores[FULL].accuracy > 0.95
+    assert known.scores[REDUCED].accuracy == pytest.approx(0.5, abs=0.12)
+    low, high = known.ratio_interval
+    assert low < 0.5 < high, known.ratio_interval
+    assert low > 0.25 and high < 0.75  # the interval is informative, not [0, inf]
+    assert low <= known.ratio <= high
+    assert known.inconclusive() == []
+    assert verdict(known, 0.97).outcome == LOSES
+    assert verdict(known, 0.3).outcome == KEEPS  # the interval reaches above 0.3
+
+
+def test_the_k_curve_recovers_the_quiet_bit_beyond_the_current_k(known) -> None:
+    assert known.ks == [5, 25]
+    assert known.scores[variant(25)].accuracy > 0.95
+    assert known.scores[variant(5)] == known.scores[REDUCED]  # the current k: the same fit
+    running = known.cumulative_variance
+    assert len(running) == 25 and running[-1] <= 1 + 1e-9
     assert all(a <= b + 1e-9 for a, b in zip(running, running[1:], strict=False))
-    assert probed.cumulative_variance[-1] <= 1 + 1e-9
-    assert probe_ks((10, 25, 50, 200), 100, rows=10_000, dim=1280) == [10, 25, 50, 100, 200]
 
 
-def test_the_held_out_rows_are_the_same_whatever_the_order_and_partitioning(spark) -> None:
-    paths = [(f"s3a://b/raw/fruit/{n}.jpg",) for n in range(2000)]
-    one = spark.createDataFrame(paths, "path string")
-    other = spark.createDataFrame(list(reversed(paths)), "path string").repartition(7)
-
-    def tested(frame) -> set[str]:
-        return {r.path for r in frame.where(held_out(F.col("path"))).collect()}
-
-    first, second = tested(one), tested(other)
-    assert first == second == tested(one)
-    assert abs(len(first) / len(paths) - HELD_OUT_PERCENT / 100) < 0.03
-
-
-def test_macro_f1_is_the_mean_of_each_labels_f1() -> None:
-    confusion = {("a", "a"): 3, ("a", "b"): 1, ("b", "b"): 2, ("c", "c"): 0, ("b", "c"): 1}
-    # a: 2*3 / (4 true + 3 predicted) = 6/7; b: 2*2 / (3 + 3) = 2/3; c: 0 / (0 + 1) = 0
-    result = score(confusion)
-    assert result.accuracy == pytest.approx(5 / 7)
-    assert result.macro_f1 == pytest.approx((6 / 7 + 2 / 3 + 0) / 3)
-    assert result.test_rows == 7
-    assert score({}) == Score(0.0, 0.0, 0)
+def test_the_fits_are_comparable(known) -> None:
+    # One λ, chosen by cross-validation, for every variant; each fit's iterations recorded.
+    assert set(known.cross_validation) == {"0.001", "0.1"}
+    assert known.reg_param in (1e-3, 1e-1)
+    assert set(known.iterations) == {FULL, REDUCED, variant(5), variant(25)}
+    assert all(0 < n <= known.max_iter for n in known.iterations.values())
+    assert known.fits_at_limit == [n for n, i in known.iterations.items() if i >= known.max_iter]
+    # The near-constant raw columns are left out: the first 30 carry everything.
+    assert known.full_columns == 30
+    # Balanced accuracy and macro-F1 over the same four labels for every variant.
+    for name in (FULL, REDUCED):
+        assert known.scores[name].test_rows == known.test_rows
+        assert 0 <= known.scores[name].macro_f1 <= 1
 
 
-def test_the_picture_is_a_png(probed) -> None:
-    png = probe_png(probed)
-    image = Image.open(io.BytesIO(png))
-    assert image.format == "PNG" and image.width > 400 and image.height > 200
+def test_the_split_holds_out_whole_objects_per_label(known) -> None:
+    per_label = known.rows_per_label
+    assert set(per_label) == set(BITS)
+    for rows in per_label.values():
+        assert rows["train"] + rows["test"] == 200
+        assert rows["test"] % 2 == 0 and 20 <= rows["test"] <= 60  # whole two-frame objects
+    assert known.groups["train"] + known.groups["test"] == 400
+    assert known.majority_share == pytest.approx(
+        max(r["test"] for r in per_label.values()) / known.test_rows
+    )
+
+
+def test_a_demo_sized_set_is_inconclusive(spark) -> None:
+    """186 rows of 12 labels, as the demo's: too few held-out rows to judge a ratio."""
+    rng = np.random.default_rng(11)
+    labels = [f"fruit{chr(97 + i)}" for i in range(12)]
+    centres = rng.normal(0, 1, (12, DIM))
+    rows = [
+        (raw_path(labels[i % 12], f"photo{i}x"), labels[i % 12], "2026-03-01", "w",
+         [float(x) for x in centres[i % 12] + rng.normal(0, 0.5, DIM)], "e", "t")
+        for i in range(186)
+    ]  # fmt: skip
+    features = spark.createDataFrame(rows, SCHEMA)
+    model = fit_pca(features, 10)
+    options = ProbeOptions(ks=(), max_iter=100, reg_params=(1e-2,), bootstrap_samples=200)
+    result = run_probe(features, reduce_features(model, features, "v1"), model, options)
+    assert result.test_rows < 100 and sum(r["train"] for r in result.rows_per_label.values())
+    outcome = verdict(result, 0.97)
+    assert outcome.outcome == INCONCLUSIVE
+    assert "held-out rows, fewer than 100" in outcome.reason
+    assert "labels with fewer than 5 held-out rows" in outcome.reason
+    assert result.ratio_interval is not None  # the figures are there, the verdict is not
+
+
+def split_frame(spark, names: list[tuple[str, str]], root: str = "s3a://b/p", date="2026-03-01"):
+    rows = [(raw_path(label, stem, date, root), label) for label, stem in names]
+    frame = spark.createDataFrame(rows, "path string, label string")
+    return split_groups(frame.withColumn("group", group_key(F.col("path"), F.col("label"))))
+
+
+def test_frames_of_one_object_fall_on_one_side_whatever_the_bucket_prefix_or_order(
+    spark,
+) -> None:
+    names = [(f"l{n}", f"obj{o}x_{f}") for n in range(5) for o in range(20) for f in range(3)]
+
+    def sides(frame) -> set[tuple[str, str, bool]]:
+        return {(r.label, r.path.rsplit("/", 1)[1], r.held_out) for r in frame.collect()}
+
+    one = sides(split_frame(spark, names))
+    moved = split_frame(spark, list(reversed(names)), "s3a://other/elsewhere", "2026-04-02")
+    assert sides(moved.repartition(7)) == one
+    by_group: dict[tuple[str, str], set[bool]] = {}
+    for label, name, held in one:
+        by_group.setdefault((label, name.split("_")[0]), set()).add(held)
+    assert all(len(sides) == 1 for sides in by_group.values())  # no object on both sides
+    for label in {label for label, _ in names}:
+        held = [h for (lab, _), sides in by_group.items() if lab == label for h in sides]
+        assert 1 <= sum(held) < len(held)  # each label tested and trained
+        assert sum(held) / len(held) <= 0.3
+
+
+def test_fruits360_frames_of_a_single_fruit_are_never_split(spark) -> None:
+    """Fruits-360 names one fruit's frames `0_100.jpg`, `r_0_100.jpg`, ...: one group each,
+    so a label with one fruit is trained on only, and a label with two is split by fruit."""
+    names = [("kiwi", f"{f}_100") for f in range(30)]
+    names += [("lime", f"{f}_100") for f in range(30)] + [("lime", f"r_{f}_100") for f in range(30)]
+    rows = split_frame(spark, names).collect()
+    assert not any(r.held_out for r in rows if r.label == "kiwi")
+    held = {r.group: {x.held_out for x in rows if x.group == r.group} for r in rows}
+    assert held["lime/"] != held["lime/r"] and all(len(s) == 1 for s in held.values())
+
+
+def test_dates_not_reduced_yet_are_listed_or_refused(spark) -> None:
+    features = spark.createDataFrame(two_bit_rows(objects=10, frames=1), SCHEMA)
+    late = features.where(F.col("label") == "apple").withColumn("upload_date", F.lit("2026-03-02"))
+    everything = features.unionByName(late.withColumn("path", F.concat("path", F.lit("2"))))
+    model = fit_pca(features, 5)
+    reduced = reduce_features(model, features, "v1")
+    with pytest.raises(NotReducedError, match="2026-03-02"):
+        run_probe(everything, reduced, model, ProbeOptions(ks=()), require_all_reduced=True)
+    options = ProbeOptions(
+        ks=(), max_iter=50, reg_params=(1e-2,), min_test_rows=1, bootstrap_samples=100
+    )
+    result = run_probe(everything, reduced, model, options)
+    assert result.dates_not_reduced == ["2026-03-02"]
+    assert sum(r["train"] + r["test"] for r in result.rows_per_label.values()) == 40
 
 
 def test_too_few_labels_is_a_clear_error(spark) -> None:
-    one_label = spark.createDataFrame(
-        [r for r in clusters(per_label=10) if r[1] in ("apple", UNLABELLED)], SCHEMA
-    )
-    reduced = one_label.select("path", F.slice("features", 1, 2).alias("pca_features"))
+    rows = [r for r in two_bit_rows(objects=5, frames=1) if r[1] == "apple"]
+    rows.append((raw_path(UNLABELLED, "x"), UNLABELLED, *rows[0][2:]))
+    one_label = spark.createDataFrame(rows, SCHEMA)
+    model = fit_pca(one_label, 2)
     with pytest.raises(ValueError, match="two labels or more"):
-        run_probe(one_label, reduced, 2, ks=())
+        run_probe(one_label, reduce_features(model, one_label, "v1"), model, ProbeOptions(ks=()))
 
 
-def test_a_label_seen_only_in_the_held_out_rows_is_tested_not_refused(spark, separable) -> None:
-    features, reduced = separable
-    candidates = [(f"s3a://b/raw/durian/{i}.jpg",) for i in range(40)]
-    paths = spark.createDataFrame(candidates, "path string")
-    (new,) = paths.where(held_out(F.col("path"))).limit(1).collect()
-    vector = [float(x) for x in np.random.default_rng(1).normal(0, 0.5, DIM)]
-    durian = spark.createDataFrame(
-        [(new.path, "durian", "2026-03-01", "w", vector, "e", "t")], SCHEMA
+def test_scores_average_over_one_fixed_label_set() -> None:
+    confusion = {("a", "a"): 3, ("a", "b"): 1, ("b", "b"): 2, ("b", "c"): 1}
+    # a: recall 3/4, F1 6/7; b: recall 2/3, F1 4/6; c (predicted, never true) is outside
+    result = score(confusion, ["a", "b"])
+    assert result.accuracy == pytest.approx(5 / 7)
+    assert result.balanced_accuracy == pytest.approx((3 / 4 + 2 / 3) / 2)
+    assert result.macro_f1 == pytest.approx((6 / 7 + 4 / 6) / 2)
+    assert result.test_rows == 7
+    # a label of the set that the variant never predicts counts as 0, not left out
+    assert score({("a", "a"): 2, ("b", "a"): 2}, ["a", "b"]).macro_f1 == pytest.approx(
+        (2 * 2 / 6 + 0) / 2
     )
-    with_durian = features.unionByName(durian)
-    model = fit_pca(features, 10)
-    result = run_probe(with_durian, reduce_features(model, with_durian, "v1"), 10, ks=())
-    assert result.rows_per_label["durian"] == {"train": 0, "test": 1}
-    before = run_probe(features, reduced, 10, ks=())
-    tested = before.scores[FULL].test_rows
-    assert result.scores[FULL].test_rows == tested + 1
-    # Its row is an error: the model never saw the label.
-    assert result.scores[FULL].accuracy == pytest.approx(
-        before.scores[FULL].accuracy * tested / (tested + 1)
+    assert score({}, ["a"]) == Score(0.0, 0.0, 0.0, 0)
+
+
+def test_the_ratio_without_a_full_accuracy_is_none() -> None:
+    assert accuracy_ratio(0.8, 0.6) == pytest.approx(0.75)
+    assert accuracy_ratio(0.0, 0.3) is None
+
+
+def test_the_bootstrap_interval_covers_the_true_ratio_and_narrows_with_rows() -> None:
+    rng = np.random.default_rng(5)
+
+    def interval(rows: int) -> tuple[float, float]:
+        full = (rng.random(rows) < 0.9).astype(float)
+        reduced = full * (rng.random(rows) < 0.8)  # keeps 80% of what the full model gets
+        groups = np.arange(rows).astype(str)
+        return bootstrap_ratio(groups, full, reduced, 1000, 0.95, seed=1)
+
+    small, large = interval(100), interval(5000)
+    assert small[0] < 0.8 < small[1] and large[0] < 0.8 < large[1]
+    assert large[1] - large[0] < (small[1] - small[0]) / 3
+    # Groups resampled whole: ten copies of each row are no more evidence than one.
+    full = np.repeat((rng.random(100) < 0.9).astype(float), 10)
+    reduced = full * np.repeat(rng.random(100) < 0.8, 10)
+    copies = np.repeat(np.arange(100), 10).astype(str)
+    grouped = bootstrap_ratio(copies, full, reduced, 1000, 0.95)
+    alone = bootstrap_ratio(np.arange(1000).astype(str), full, reduced, 1000, 0.95)
+    assert grouped[1] - grouped[0] > 2 * (alone[1] - alone[0])
+    assert bootstrap_ratio(np.array([]), np.array([]), np.array([]), 100, 0.95) is None
+
+
+def made_up(full: float, reduced: float, interval, test: int = 40, majority: float = 0.25):
+    per_label = {x: {"train": 100, "test": test} for x in "abcd"}
+    return ProbeResult(
+        scores={FULL: Score(full, full, full, 4 * test), REDUCED: Score(reduced, 0, 0, 4 * test)},
+        current_k=5,
+        ks=[5],
+        cumulative_variance=[0.5] * 5,
+        rows_per_label=per_label,
+        ratio_interval=interval,
+        majority_share=majority,
+        min_test_rows=100,
+        min_test_rows_per_label=5,
     )
 
 
-def test_the_probe_ratio_floor_is_validated(settings) -> None:
+def test_the_verdict_is_a_loss_only_when_the_whole_interval_is_below_the_floor() -> None:
+    assert verdict(made_up(0.9, 0.6, (0.55, 0.8)), 0.97).outcome == LOSES
+    assert verdict(made_up(0.9, 0.85, (0.8, 1.02)), 0.97).outcome == KEEPS
+    few = verdict(made_up(0.9, 0.6, (0.55, 0.8), test=20), 0.97)
+    assert few.outcome == INCONCLUSIVE and "80 held-out rows" in few.reason
+    lopsided = made_up(0.6, 0.3, (0.3, 0.7), majority=0.6)
+    assert verdict(lopsided, 0.97).outcome == INCONCLUSIVE
+    assert "does not beat the majority" in verdict(lopsided, 0.97).reason
+    nothing = verdict(made_up(0.0, 0.3, (1.0, np.inf), majority=0.0), 0.97)
+    assert nothing.outcome == INCONCLUSIVE  # no ratio without a full accuracy
+
+
+def test_probe_ks_are_within_the_data() -> None:
+    assert probe_ks((10, 25, 50, 200), 100, rows=10_000, dim=1280) == [10, 25, 50, 100, 200]
+    assert probe_ks((10, 200), 5, rows=66, dim=1280) == [5, 10, 66]
+
+
+def test_the_picture_is_a_png_with_or_without_scores(known) -> None:
+    for result in (known, dataclasses.replace(known, scores={})):
+        image = Image.open(io.BytesIO(probe_png(result)))
+        assert image.format == "PNG" and image.width > 400 and image.height > 200
+
+
+def test_the_probe_settings_are_validated(settings) -> None:
     assert settings.min_probe_ratio == 0.97
+    assert (settings.probe_min_test_rows, settings.probe_min_test_rows_per_label) == (100, 5)
     for bad in (-0.1, 1.5):
         with pytest.raises(ConfigError, match="FRUITS_MIN_PROBE_RATIO"):
             dataclasses.replace(settings, min_probe_ratio=bad)
+    with pytest.raises(ConfigError, match="FRUITS_PROBE_MIN_TEST_ROWS"):
+        dataclasses.replace(settings, probe_min_test_rows=0)
+    with pytest.raises(ConfigError, match="FRUITS_PROBE_GROUP_PATTERN"):
+        dataclasses.replace(settings, probe_group_pattern="(")
