@@ -29,7 +29,8 @@ Where AWS refuses, so does the fake, when it is given what to judge by:
   published AmazonEMRServicePolicy_v2 (MANAGED_POLICIES), so a cluster whose default security
   groups it may not create (a VPC without for-use-with-amazon-emr-managed-policies=true) ends
   TERMINATED_WITH_ERRORS with VALIDATION_ERROR, before any node starts;
-- the nodes reach S3 only through a regional gateway endpoint (bootstrap.local.fake_node).
+- the nodes reach S3 only through a regional gateway endpoint (bootstrap.local.fake_node),
+  which, given `instance_policy`, decides their requests under it, conditions included.
 
 Each cluster starts one node (bootstrap.local.fake_node): an empty Python 3.11, job-flow.json, and
 the request's real bootstrap actions run on it with no package index; steps then run with
@@ -286,6 +287,7 @@ class FakeEmr:
         instance_credentials: dict[str, str] | None = None,
         network: Any | None = None,
         principals: dict[str, dict[str, Any]] | None = None,
+        instance_policy: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
         # Access key id -> the identity policy of whoever holds it: with them, every call is
@@ -296,9 +298,12 @@ class FakeEmr:
         # cluster's VPC under AmazonEMRServicePolicy_v2, as EMR does (default_groups_refusal).
         self.network = network
         # The subnet's S3 gateway endpoint, the nodes' only way to S3 (bootstrap.local.fake_node).
-        self.gateway = S3Gateway(settings.s3_endpoint, settings.region).__enter__() if (
-            settings.s3_endpoint
-        ) else None  # fmt: skip
+        # With the instance role's policy, it decides the nodes' requests with their
+        # conditions (s3:prefix) before the S3 server does.
+        self.gateway = None
+        if settings.s3_endpoint:
+            gateway = S3Gateway(settings.s3_endpoint, settings.region, instance_policy)
+            self.gateway = gateway.__enter__()
         # What the nodes run with (bootstrap actions, steps, log pushes): bootstrap.local.fake_node.
         self.instance_credentials = instance_credentials
         self.spark_master = spark_master
@@ -831,10 +836,11 @@ class FakeEmrServer:
         instance_credentials: dict[str, str] | None = None,
         network: Any | None = None,
         principals: dict[str, dict[str, Any]] | None = None,
+        instance_policy: dict[str, Any] | None = None,
     ) -> None:
         self.emr = FakeEmr(
             settings, state_dir, timing=timing, instance_credentials=instance_credentials,
-            network=network, principals=principals,
+            network=network, principals=principals, instance_policy=instance_policy,
         )  # fmt: skip
         handler = type("Handler", (_Handler,), {"emr": self.emr})
         self.http = ThreadingHTTPServer(("127.0.0.1", port), handler)

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -80,10 +80,36 @@ def _signed_region(headers: Any, path: str) -> str | None:
     return found[1] if found else None
 
 
+def s3_requests(method: str, path: str, body: bytes | None) -> list[tuple[str, str, dict]]:
+    """What IAM authorizes for one path-style S3 request: (action, resource, condition keys);
+    empty for the bucket calls a node does not make (left to the S3 server)."""
+    parts = urlsplit(path)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    bucket, _, key = unquote(parts.path).lstrip("/").partition("/")
+    if not key:
+        if method == "HEAD" or (method == "GET" and set(query) <= LIST_QUERY):
+            prefix = {"s3:prefix": query["prefix"][0]} if "prefix" in query else {}
+            return [("s3:ListBucket", f"arn:aws:s3:::{bucket}", prefix)]
+        if method == "POST" and "delete" in query:  # DeleteObjects: each key's DeleteObject
+            keys = re.findall(r"<Key>([^<]*)</Key>", (body or b"").decode())
+            return [("s3:DeleteObject", f"arn:aws:s3:::{bucket}/{k}", {}) for k in keys]
+        return []
+    action = {"GET": "s3:GetObject", "HEAD": "s3:GetObject", "PUT": "s3:PutObject",
+              "POST": "s3:PutObject", "DELETE": "s3:DeleteObject"}[method]  # fmt: skip
+    if method == "DELETE" and "uploadId" in query:
+        action = "s3:AbortMultipartUpload"
+    return [(action, f"arn:aws:s3:::{bucket}/{key}", {})]
+
+
+LIST_QUERY = {"list-type", "prefix", "delimiter", "continuation-token", "max-keys",
+              "encoding-type", "fetch-owner", "start-after", "marker"}  # fmt: skip
+
+
 class _GatewayHandler(BaseHTTPRequestHandler):
     upstream: str
     region: str
     refused: list[str]  # "<method> <path> signed for <region>", what a test reads
+    policy: dict[str, Any] | None  # the nodes' (instance role's) policy, conditions evaluated
 
     def _forward(self) -> None:
         signed = _signed_region(self.headers, self.path)
@@ -92,6 +118,10 @@ class _GatewayHandler(BaseHTTPRequestHandler):
             return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
+        denied = self._denied(body)
+        if denied:
+            self._answer(403, "AccessDenied", f"not authorized to perform {denied}")
+            return
         target = urlsplit(self.upstream)
         connection = http.client.HTTPConnection(target.hostname, target.port, timeout=300)
         try:
@@ -114,14 +144,30 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def _denied(self, body: bytes | None) -> str | None:
+        """The first request IAM would refuse under `policy` ("action on resource"), or None."""
+        from bootstrap.aws.iam import decide
+
+        if self.policy is None:
+            return None
+        for action, resource, context in s3_requests(self.command, self.path, body):
+            asked = context | {"aws:RequestedRegion": self.region}
+            if decide([self.policy], action, resource, asked) != "Allow":
+                self.refused.append(f"{action} on {resource} {context or ''}".strip())
+                return f"{action} on {resource}"
+        return None
+
     def _refuse(self, signed: str) -> None:
         self.refused.append(f"{self.command} {self.path} signed for {signed}")
         message = (
             f"the node's subnet has no route to S3 in {signed}: its S3 gateway endpoint "
             f"serves {self.region} only (a client given no region signs for us-east-1)"
         )
-        body = (f"<Error><Code>{NO_ROUTE}</Code><Message>{message}</Message></Error>").encode()
-        self.send_response(403)
+        self._answer(403, NO_ROUTE, message)
+
+    def _answer(self, status: int, code: str, message: str) -> None:
+        body = (f"<Error><Code>{code}</Code><Message>{message}</Message></Error>").encode()
+        self.send_response(status)
         self.send_header("Content-Type", "application/xml")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -138,13 +184,12 @@ class S3Gateway:
     """The subnet's S3 gateway endpoint, on 127.0.0.1: requests signed for `region` go on to
     the S3 server (the local one), any other finds no route (403 NoRouteToRegion)."""
 
-    def __init__(self, upstream: str, region: str) -> None:
+    def __init__(self, upstream: str, region: str, policy: dict[str, Any] | None = None) -> None:
+        """`policy`: the identity policy of whoever the requests come from (the nodes' instance
+        role), evaluated with its conditions (s3:prefix included) before a request goes on."""
         self.refused: list[str] = []
-        handler = type(
-            "Handler",
-            (_GatewayHandler,),
-            {"upstream": upstream, "region": region, "refused": self.refused},
-        )
+        attributes = {"upstream": upstream, "region": region, "refused": self.refused}
+        handler = type("Handler", (_GatewayHandler,), attributes | {"policy": policy})
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         serve = functools.partial(self.http.serve_forever, poll_interval=0.05)
         self.thread = threading.Thread(target=serve, daemon=True)

@@ -159,3 +159,33 @@ def test_the_node_has_no_region_and_reaches_s3_only_in_its_own(node, gateway, s3
     assert gateway.refused and gateway.refused[-1].endswith("signed for us-east-1")
     assert copy("--region", settings.region).returncode == 0
     assert (node.root / "tmp" / "probe.txt").read_bytes() == b"probe"
+
+
+def test_the_gateway_decides_the_nodes_requests_with_the_policy_s_conditions(
+    node, s3, settings
+) -> None:
+    """Given the instance role's policy, the gateway evaluates its conditions before the S3
+    server does (moto's IAM does not: s3:prefix): a listing outside the granted prefixes
+    is refused, one under raw/ goes on."""
+    from bootstrap.aws.iam import instance_policy
+    from spark.layout import Layout
+
+    layout = Layout.of(settings)
+    for key in (layout.raw_image_key("2026-11-20", "kiwi", "a.jpg"), "elsewhere/secret.txt"):
+        s3.put_object(Bucket=settings.bucket, Key=key, Body=b"x")
+    with S3Gateway(str(settings.s3_endpoint), settings.region, instance_policy(settings)) as gw:
+        env = node.environment() | {"AWS_ENDPOINT_URL_S3": gw.endpoint}
+
+        def copy(source: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                ["aws", "s3", "cp", "--recursive", "--region", settings.region,
+                 f"s3://{settings.bucket}/{source}", str(node.root / "tmp" / "copied")],
+                env=env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+
+        assert copy(layout.raw_date_key("2026-11-20")).returncode == 0
+        refused = copy("elsewhere/")
+        assert refused.returncode == 1 and "AccessDenied" in refused.stderr, refused.stderr
+        assert gw.refused == [
+            f"s3:ListBucket on arn:aws:s3:::{settings.bucket} {{'s3:prefix': 'elsewhere/'}}"
+        ]
