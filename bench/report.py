@@ -29,6 +29,12 @@ FIGURES = [
     ("pipeline: S3 bytes -> 1280 features in an Iceberg table on S3, local[2]",
      "{pipeline_ips:.0f} img/s, {pipeline_cpu_ms_per_image:.2f} ms CPU/img"),
     ("... ratio to decode + model alone", "{ratio_to_ceiling:.2f}"),
+    ("decode + model alone reading each image from the same local S3 server (through the "
+     "proxy, 16 GETs in flight per process), 2 processes x 1 thread",
+     "{decode_model_s3_ceiling_ips:.0f} img/s, {decode_model_s3_cpu_ms_per_image:.2f} ms "
+     "CPU/img"),
+    ("... pipeline's ratio to it (target of issue 22: >= 0.85); photos 1280x960",
+     "{ratio_to_s3_ceiling:.2f}; {phone_ratio_to_s3_ceiling:.2f}"),
     ("... requests by type", "{requests_text}"),
     ("... CPU ms per image by process", "{roles_text}"),
     ("... with 100 ms per S3 request / without", "{latency_100ms_ratio:.2f}"),

@@ -83,7 +83,7 @@ class Sizes:
 
 # Enough images that each timed run lasts long past its start-up on a 2-core machine (the
 # rates each run reached: bench/results.json).
-FULL = Sizes(small=10_000, phone=2_500, warmup=512, window_s=30)
+FULL = Sizes(small=10_000, phone=10_000, warmup=512, window_s=30)
 SMOKE = Sizes(small=48, phone=8, warmup=16, window_s=2, baseline_tasks=2)
 
 
@@ -100,17 +100,39 @@ def bench_files(
 
 
 # --- decode + model alone --------------------------------------------------------------------
+@dataclass(frozen=True)
+class S3Images:
+    """Images for the ceiling to read from S3: the endpoint (the pipeline's, through the
+    proxy), the bucket and their keys."""
+
+    endpoint: str
+    region: str
+    bucket: str
+    keys: list[str]
+
+
 def model_alone(
-    model: bytes, *, processes: int, seconds: float, contents: list[bytes] | None = None
+    model: bytes,
+    *,
+    processes: int,
+    seconds: float,
+    contents: list[bytes] | None = None,
+    s3: S3Images | None = None,
 ) -> dict[str, float]:
     """`processes` concurrent processes of decode + model (or model alone on ready tensors,
-    without `contents`), one thread each, started together: images/s in all, CPU ms/image."""
+    without `contents`; on bytes read from S3 with `s3`), one thread each, started together:
+    images/s in all, CPU ms/image."""
     with tempfile.TemporaryDirectory() as scratch:
         model_file, images_file = Path(scratch, "model.tflite"), Path(scratch, "images.pickle")
         model_file.write_bytes(model)
         images_file.write_bytes(pickle.dumps(contents or []))
         command = [sys.executable, "-m", "bench.model_alone", "--model", str(model_file),
                    "--seconds", str(seconds), "--images-file", str(images_file)]  # fmt: skip
+        if s3:
+            keys_file = Path(scratch, "keys.json")
+            keys_file.write_text(json.dumps(s3.keys))
+            command += ["--s3-endpoint", s3.endpoint, "--region", s3.region,
+                        "--bucket", s3.bucket, "--keys-file", str(keys_file)]  # fmt: skip
         workers = [
             subprocess.Popen(
                 command,
@@ -178,8 +200,16 @@ class Bench:
         source = options.pop("source", self.source)
         run, figures = self.measured(
             images,
+            # The manifest's count, as the asset passes it: the same task split as a Dagster run.
             lambda: extract_features(
-                self.spark, self.layout, self.s3, [date], self.weights, source=source, **options
+                self.spark,
+                self.layout,
+                self.s3,
+                [date],
+                self.weights,
+                source=source,
+                expected={date: images},
+                **options,
             ),  # fmt: skip
         )
         assert run.features_per_date[date] == images, run.features_per_date
@@ -363,9 +393,21 @@ def prepare(settings: Settings, sizes: Sizes) -> dict[str, list[bytes]]:
     return {"small": list(unique[0]), "phone": list(unique[1])}
 
 
-def workload(prefix: str, run: dict[str, Any], ceiling: dict[str, float]) -> dict[str, Any]:
+def s3_images(settings: Settings, layout: Layout, date: str) -> S3Images:
+    """The bench's images of `date`, for a ceiling that reads them from S3."""
+    pages = s3_client(settings).get_paginator("list_objects_v2")
+    listed = pages.paginate(Bucket=layout.bucket, Prefix=layout.raw_date_key(date))
+    keys = [obj["Key"] for page in listed for obj in page.get("Contents", [])]
+    assert settings.s3_endpoint, "the benchmark runs against the local S3 server"
+    return S3Images(settings.s3_endpoint, settings.region, layout.bucket, keys)
+
+
+def workload(
+    prefix: str, run: dict[str, Any], ceiling: dict[str, float], s3_ceiling: dict[str, float]
+) -> dict[str, Any]:
     """One workload's figures (100x100 images, or phone photos with prefix "phone_"): the
-    pipeline's run against decode + model alone on the same bytes."""
+    pipeline's run against decode + model alone on the same bytes, in memory and read from
+    the same S3 server."""
     keys = ("ips", "seconds", "requests_per_image", "requests_by_type", "cpu_ms_per_image_by_role",
             "pipeline_cpu_ms_per_image", "worker_peak_rss_mb", "run_peak_rss_mb")  # fmt: skip
     by_role = run["cpu_ms_per_image_by_role"]
@@ -375,6 +417,9 @@ def workload(prefix: str, run: dict[str, Any], ceiling: dict[str, float]) -> dic
         f"{prefix}decode_model_ceiling_window_s": ceiling["seconds"],
         f"{prefix}decode_model_cpu_ms_per_image": ceiling["cpu_ms_per_image"],
         f"{prefix}ratio_to_ceiling": run["ips"] / ceiling["ips"],
+        f"{prefix}decode_model_s3_ceiling_ips": s3_ceiling["ips"],
+        f"{prefix}decode_model_s3_cpu_ms_per_image": s3_ceiling["cpu_ms_per_image"],
+        f"{prefix}ratio_to_s3_ceiling": run["ips"] / s3_ceiling["ips"],
         f"{prefix}cpu_ratio": run["pipeline_cpu_ms_per_image"] / ceiling["cpu_ms_per_image"],
         f"{prefix}s3_server_cpu_ms_per_image": by_role.get("s3_server"),
         f"{prefix}proxy_cpu_ms_per_image": by_role["proxy"],
@@ -419,16 +464,23 @@ def measure_all(
     phone_ceiling = model_alone(
         model, processes=2, seconds=sizes.window_s, contents=contents["phone"]
     )
+    # The same, each image read from the local S3 server through the proxy, as the pipeline's.
+    via_proxy = replace(settings, s3_endpoint=proxy.url)
+    layout = Layout.of(settings)
+    s3_ceiling = model_alone(
+        model, processes=2, seconds=sizes.window_s, s3=s3_images(via_proxy, layout, SMALL_DATE)
+    )
+    phone_s3_ceiling = model_alone(
+        model, processes=2, seconds=sizes.window_s, s3=s3_images(via_proxy, layout, PHONE_DATE)
+    )
     results |= decode_trial(contents["phone"][:50])
     results["decode_ms_small"] = decode_ms(contents["small"][:200], decode_image)
 
     from spark.session import build_session
 
     # Everything S3 goes through the proxy: the JVM's S3A, the driver's and workers' boto3.
-    via_proxy = replace(settings, s3_endpoint=proxy.url)
     spark = build_session(via_proxy, "fruits-bench")
     try:
-        layout = Layout.of(settings)
         source = ImageSource.of(via_proxy)
         bench = Bench(spark, layout, s3_client(via_proxy), weights, source, proxy, roles)
         print("pipeline ...", flush=True)
@@ -452,7 +504,8 @@ def measure_all(
     finally:
         spark.stop()
 
-    results |= workload("", main, ceiling) | workload("phone_", phone, phone_ceiling)
+    results |= workload("", main, ceiling, s3_ceiling)
+    results |= workload("phone_", phone, phone_ceiling, phone_s3_ceiling)
     results |= {
         "decode_share_phone": results["decode_ms_phone"]
         / (phone_ceiling["cpu_ms_per_image"] - results["decode_ms_phone"]),
@@ -558,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = cli.parser("bench.run", __doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: shows it works (CI)")
     parser.add_argument("--small", type=int, help=f"100x100 images (default {FULL.small})")
-    parser.add_argument("--phone", type=int, help=f"1280x960 photos (default {FULL.phone})")
+    parser.add_argument("--phone", type=int, help=f"1280x960 photos (default {FULL.phone:,})")
     parser.add_argument("--window-s", type=float, help="decode + model window, seconds")
     parser.add_argument("--no-e2e", action="store_true", help="skip the Dagster end-to-end run")
     parser.add_argument("--no-pca", action="store_true", help="skip PCA's fit times")

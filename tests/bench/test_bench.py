@@ -22,6 +22,8 @@ KEYS = {
     "phone_requests_per_image", "phone_cpu_ratio", "phone_ratio_to_ceiling",
     "phone_decode_model_ceiling_ips", "decode_ms_phone", "decode_ms_phone_simplejpeg",
     "tf_threads_2_ips", "tf_threads_2_model_builds", "targets", "machine", "date",
+    "decode_model_s3_ceiling_ips", "decode_model_s3_cpu_ms_per_image", "ratio_to_s3_ceiling",
+    "phone_decode_model_s3_ceiling_ips", "phone_ratio_to_s3_ceiling",
 }  # fmt: skip
 
 
@@ -58,6 +60,9 @@ def test_the_benchmark_smoke_run_reports_every_figure(
     assert r["worker_peak_rss_mb"] < r["run_peak_rss_mb"]
     assert r["simplejpeg_max_abs_difference"] < 1e-3  # the trial decodes the same pixels
     assert set(r["targets"]) == {key for key, *_ in TARGETS}
+    # The ceiling read through the same S3 server: its GETs go through the proxy too.
+    assert r["decode_model_s3_ceiling_ips"] > 0 and r["ratio_to_s3_ceiling"] > 0
+    assert r["decode_model_s3_cpu_ms_per_image"] > 0
     assert "NOT MET" in result.stdout or "met" in result.stdout
     section = render(r)
     assert all(label in section for *_, label in TARGETS)
