@@ -101,10 +101,17 @@ def summary_from_instance(dates: Sequence[str]) -> dict[str, Any]:
                 if k.startswith(names.CUMULATIVE_EXPLAINED_VARIANCE)
             },
         },
+        # An inconclusive probe (too few held-out rows: the demo's) may have no accuracies.
         "probe": {
-            "full": probe[f"{names.ACCURACY}full"],
-            "reduced": probe[f"{names.ACCURACY}reduced"],
-            "ratio": probe[names.ACCURACY_RATIO],
+            "verdict": probe[names.PROBE_VERDICT],
+            "why": probe.get(names.PROBE_INCONCLUSIVE),
+            "full": probe.get(f"{names.ACCURACY}full"),
+            "reduced": probe.get(f"{names.ACCURACY}reduced"),
+            "ratio": probe.get(names.ACCURACY_RATIO),
+            "ratio_interval": [
+                probe.get(names.ACCURACY_RATIO_LOW),
+                probe.get(names.ACCURACY_RATIO_HIGH),
+            ],
             "k": probe[names.PCA_K],
         },
         "outputs": {
@@ -116,6 +123,23 @@ def summary_from_instance(dates: Sequence[str]) -> dict[str, Any]:
             "probe_png": probe[names.PROBE_PNG],
         },
     }
+
+
+def probe_lines(probe: dict[str, Any]) -> list[str]:
+    """The probe's verdict; its accuracies and interval when it has them (an inconclusive
+    probe, the demo's, may not)."""
+    lines = [f"linear probe at k={probe['k']}: {probe['verdict']}"]
+    if probe["why"]:
+        lines[0] += f" ({probe['why']})"
+    if probe["full"] is not None and probe["reduced"] is not None:
+        lines.append(
+            f"  accuracy {probe['full']:.3f} on the 1280 features, {probe['reduced']:.3f} reduced"
+        )
+    low, high = probe["ratio_interval"]
+    if probe["ratio"] is not None and low is not None and high is not None:
+        lines.append(f"  ratio {probe['ratio']:.3f}, 95% interval [{low:.3f}, {high:.3f}]")
+    lines.append("  (random weights and synthetic images: this says nothing of real photos)")
+    return lines
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -134,12 +158,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     variance = ", ".join(f"{k}: {v:.3f}" for k, v in pca["cumulative_explained_variance"].items())
     print(f"PCA {pca['version']} fitted on {pca['rows']} rows")
     print(f"  cumulative explained variance at {variance} components")
-    probe = summary["probe"]
-    print(
-        f"linear probe: accuracy {probe['full']:.3f} on the 1280 features, "
-        f"{probe['reduced']:.3f} on k={probe['k']} (ratio {probe['ratio']:.3f}; random weights "
-        "and synthetic images: these figures say nothing of real photos)"
-    )
+    for line in probe_lines(summary["probe"]):
+        print(line)
     for name, uri in summary["outputs"].items():
         print(f"  {name:10} {uri}")
     print(f"summary written to {SUMMARY_FILE}")
