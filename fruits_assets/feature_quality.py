@@ -11,7 +11,7 @@ import math
 import dagster as dg
 from pyspark.sql import functions as F
 
-from fruits_assets import names as n
+from fruits_assets import names
 from fruits_assets.assets import Results, StepLauncherParam, reduced_features
 from fruits_assets.metadata import count_table, png_markdown
 from fruits_assets.partitions import ONE_RUN_PER_BACKFILL
@@ -44,29 +44,32 @@ def probe_metadata(result: probe.ProbeResult) -> dict[str, float | int]:
     """The numbers a user watches, as numeric metadata (plotted over time in the UI)."""
     numbers: dict[str, float | int] = {}
     if result.ratio is not None:
-        numbers[n.ACCURACY_RATIO] = float(result.ratio)
+        numbers[names.ACCURACY_RATIO] = float(result.ratio)
     # An infinite bound (resamples where the full model got nothing right) is no number to plot.
     if result.ratio_interval is not None and all(map(math.isfinite, result.ratio_interval)):
         low, high = result.ratio_interval
-        numbers[n.ACCURACY_RATIO_LOW], numbers[n.ACCURACY_RATIO_HIGH] = float(low), float(high)
+        numbers[names.ACCURACY_RATIO_LOW], numbers[names.ACCURACY_RATIO_HIGH] = (
+            float(low),
+            float(high),
+        )
     for name, score in result.scores.items():
-        numbers[f"{n.ACCURACY}{name}"] = float(score.accuracy)
-        numbers[f"{n.BALANCED_ACCURACY}{name}"] = float(score.balanced_accuracy)
-        numbers[f"{n.MACRO_F1}{name}"] = float(score.macro_f1)
-    numbers[n.MAJORITY_SHARE] = float(result.majority_share)
-    numbers[n.VARIANCE_AT_CURRENT_K] = float(result.variance_at_current_k)
-    numbers[n.ROWS_TRAIN] = sum(r["train"] for r in result.rows_per_label.values())
-    numbers[n.ROWS_TEST] = result.test_rows
-    numbers[n.GROUPS_TRAIN] = result.groups.get("train", 0)
-    numbers[n.GROUPS_TEST] = result.groups.get("test", 0)
-    numbers[n.PROBE_REG_PARAM] = float(result.reg_param)
+        numbers[f"{names.ACCURACY}{name}"] = float(score.accuracy)
+        numbers[f"{names.BALANCED_ACCURACY}{name}"] = float(score.balanced_accuracy)
+        numbers[f"{names.MACRO_F1}{name}"] = float(score.macro_f1)
+    numbers[names.MAJORITY_SHARE] = float(result.majority_share)
+    numbers[names.VARIANCE_AT_CURRENT_K] = float(result.variance_at_current_k)
+    numbers[names.ROWS_TRAIN] = sum(r["train"] for r in result.rows_per_label.values())
+    numbers[names.ROWS_TEST] = result.test_rows
+    numbers[names.GROUPS_TRAIN] = result.groups.get("train", 0)
+    numbers[names.GROUPS_TEST] = result.groups.get("test", 0)
+    numbers[names.PROBE_REG_PARAM] = float(result.reg_param)
     return numbers
 
 
 def _check(passed: bool, description: str, metadata: dict) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
-        asset_key=n.PROBE_KEEPS_ACCURACY.asset_key,
-        check_name=n.PROBE_KEEPS_ACCURACY.name,
+        asset_key=names.PROBE_KEEPS_ACCURACY.asset_key,
+        check_name=names.PROBE_KEEPS_ACCURACY.name,
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
         description=description,
@@ -79,7 +82,7 @@ def inconclusive(reason: str) -> dg.AssetCheckResult:
     return _check(
         True,
         f"inconclusive: {reason}",
-        {n.PROBE_VERDICT: probe.INCONCLUSIVE, n.PROBE_INCONCLUSIVE: reason},
+        {names.PROBE_VERDICT: probe.INCONCLUSIVE, names.PROBE_INCONCLUSIVE: reason},
     )
 
 
@@ -96,22 +99,26 @@ def keeps_accuracy(result: probe.ProbeResult, min_ratio: float) -> dg.AssetCheck
         f"reduced features (k={result.current_k}): {outcome.reason} "
         f"({reduced:.3f} / {full:.3f} on {result.test_rows} held-out rows){limit}",
         {
-            n.PROBE_VERDICT: outcome.outcome,
+            names.PROBE_VERDICT: outcome.outcome,
             **{
                 key: numbers[key]
-                for key in (n.ACCURACY_RATIO, n.ACCURACY_RATIO_LOW, n.ACCURACY_RATIO_HIGH)
+                for key in (
+                    names.ACCURACY_RATIO,
+                    names.ACCURACY_RATIO_LOW,
+                    names.ACCURACY_RATIO_HIGH,
+                )
                 if key in numbers
             },
-            n.MIN_PROBE_RATIO: float(min_ratio),
-            f"{n.ACCURACY}{probe.FULL}": float(full),
-            f"{n.ACCURACY}{probe.REDUCED}": float(reduced),
+            names.MIN_PROBE_RATIO: float(min_ratio),
+            f"{names.ACCURACY}{probe.FULL}": float(full),
+            f"{names.ACCURACY}{probe.REDUCED}": float(reduced),
         },
     )
 
 
 @dg.asset(
-    key=n.FEATURE_QUALITY,
-    group_name=n.GROUP,
+    key=names.FEATURE_QUALITY,
+    group_name=names.GROUP,
     # Reads the published rows of every upload date: the reduced ones and their features.
     deps=[dg.AssetDep(reduced_features, partition_mapping=dg.AllPartitionMapping())],
     # Lets a run over a range of dates (make demo's) include it, as pca_model.
@@ -120,8 +127,8 @@ def keeps_accuracy(result: probe.ProbeResult, min_ratio: float) -> dg.AssetCheck
     kinds={"spark"},
     check_specs=[
         dg.AssetCheckSpec(
-            n.PROBE_KEEPS_ACCURACY.name,
-            asset=n.PROBE_KEEPS_ACCURACY.asset_key,
+            names.PROBE_KEEPS_ACCURACY.name,
+            asset=names.PROBE_KEEPS_ACCURACY.asset_key,
             blocking=False,
             description="a linear probe on the reduced features is not shown to reach less "
             "than min_probe_ratio of its accuracy on the full features (a warning when the "
@@ -155,9 +162,9 @@ def feature_quality(
         F.col("weights_sha256") == model["weights_sha256"]
     )
     identity = {
-        n.PCA_VERSION: version,
-        n.PCA_K: int(model["k"]),
-        n.WEIGHTS_SHA256: model["weights_sha256"],
+        names.PCA_VERSION: version,
+        names.PCA_K: int(model["k"]),
+        names.WEIGHTS_SHA256: model["weights_sha256"],
     }
     try:
         result = probe.run_probe(
@@ -171,8 +178,8 @@ def feature_quality(
         yield dg.MaterializeResult(
             metadata={
                 **identity,
-                n.PROBE_VERDICT: probe.INCONCLUSIVE,
-                n.PROBE_INCONCLUSIVE: str(error),
+                names.PROBE_VERDICT: probe.INCONCLUSIVE,
+                names.PROBE_INCONCLUSIVE: str(error),
             }
         )
         yield inconclusive(str(error))
@@ -186,20 +193,20 @@ def feature_quality(
     yield dg.MaterializeResult(
         metadata={
             **probe_metadata(result),
-            n.PROBE_VERDICT: outcome.outcome,
+            names.PROBE_VERDICT: outcome.outcome,
             **(
-                {n.PROBE_INCONCLUSIVE: outcome.reason}
+                {names.PROBE_INCONCLUSIVE: outcome.reason}
                 if outcome.outcome == probe.INCONCLUSIVE
                 else {}
             ),
-            n.ROWS_PER_LABEL: count_table(result.rows_per_label, n.LABEL),
-            n.PROBE_KS: dg.MetadataValue.json(result.ks),
-            n.PROBE_ITERATIONS: dg.MetadataValue.json(result.iterations),
-            n.PROBE_FITS_AT_MAX_ITER: dg.MetadataValue.json(result.fits_at_limit),
-            n.DATES_NOT_REDUCED: dg.MetadataValue.json(result.dates_not_reduced),
+            names.ROWS_PER_LABEL: count_table(result.rows_per_label, names.LABEL),
+            names.PROBE_KS: dg.MetadataValue.json(result.ks),
+            names.PROBE_ITERATIONS: dg.MetadataValue.json(result.iterations),
+            names.PROBE_FITS_AT_MAX_ITER: dg.MetadataValue.json(result.fits_at_limit),
+            names.DATES_NOT_REDUCED: dg.MetadataValue.json(result.dates_not_reduced),
             **identity,
-            n.PROBE_PLOT: png_markdown(png, "probe accuracy and explained variance against k"),
-            n.PROBE_PNG: dg.MetadataValue.path(png_uri),
+            names.PROBE_PLOT: png_markdown(png, "probe accuracy and explained variance against k"),
+            names.PROBE_PNG: dg.MetadataValue.path(png_uri),
         }
     )
     yield keeps_accuracy(result, settings.min_probe_ratio)
@@ -224,7 +231,7 @@ def _warnings(result: probe.ProbeResult) -> list[str]:
 # reduced_features follows new features and models, and feature_quality follows them.
 automation_conditions = dg.AutomationConditionSensorDefinition(
     "automation_conditions",
-    target=dg.AssetSelection.assets(n.REDUCED_FEATURES, n.FEATURE_QUALITY),
+    target=dg.AssetSelection.assets(names.REDUCED_FEATURES, names.FEATURE_QUALITY),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Evaluates the automation conditions of reduced_features and feature_quality.",
 )

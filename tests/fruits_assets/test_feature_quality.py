@@ -10,7 +10,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from fruits_assets import names as n
+from fruits_assets import names
 from fruits_assets.definitions import defs
 from fruits_assets.feature_quality import automation_conditions, feature_quality
 from fruits_assets.names import FEATURE_QUALITY, PROBE_KEEPS_ACCURACY
@@ -78,12 +78,12 @@ def test_too_few_labelled_rows_is_inconclusive_not_a_failure(
     (check,) = result.get_asset_check_evaluations()
     assert check.passed  # not a failure, and not the warning of a loss
     assert check.description.startswith("inconclusive") and "two labels" in check.description
-    assert check.metadata[n.PROBE_VERDICT].value == "inconclusive"
+    assert check.metadata[names.PROBE_VERDICT].value == "inconclusive"
     (event,) = result.asset_materializations_for_node(FEATURE_QUALITY.to_python_identifier())
     values = {k: v.value for k, v in event.metadata.items()}
-    assert "two labels" in values[n.PROBE_INCONCLUSIVE]
-    assert values[n.PROBE_VERDICT] == "inconclusive"
-    assert (values[n.PCA_VERSION], values[n.PCA_K]) == (version, 2)
+    assert "two labels" in values[names.PROBE_INCONCLUSIVE]
+    assert values[names.PROBE_VERDICT] == "inconclusive"
+    assert (values[names.PCA_VERSION], values[names.PCA_K]) == (version, 2)
 
 
 @pytest.mark.slow
@@ -98,8 +98,8 @@ def test_too_few_held_out_rows_give_figures_but_no_verdict(
     assert "fewer than 100" in check.description
     (event,) = result.asset_materializations_for_node(FEATURE_QUALITY.to_python_identifier())
     values = {k: v.value for k, v in event.metadata.items()}
-    assert values[n.PROBE_VERDICT] == "inconclusive"
-    assert values[n.ROWS_TEST] < 100 and f"{n.ACCURACY}full" in values
+    assert values[names.PROBE_VERDICT] == "inconclusive"
+    assert values[names.ROWS_TEST] < 100 and f"{names.ACCURACY}full" in values
 
 
 @pytest.mark.slow
@@ -118,39 +118,43 @@ def test_the_probe_warns_when_the_reduced_features_lose_the_labels(
     (check,) = result.get_asset_check_evaluations()
     assert (check.check_name, check.passed) == (PROBE_KEEPS_ACCURACY.name, False)
     assert check.severity == dg.AssetCheckSeverity.WARN
-    assert check.metadata[n.PROBE_VERDICT].value == "loses"
+    assert check.metadata[names.PROBE_VERDICT].value == "loses"
 
     (event,) = result.asset_materializations_for_node(FEATURE_QUALITY.to_python_identifier())
     metadata = event.metadata
     values = {k: v.value for k, v in metadata.items()}
-    full, reduced = f"{n.ACCURACY}full", f"{n.ACCURACY}reduced"
-    for key in (full, reduced, f"{n.MACRO_F1}full", f"{n.BALANCED_ACCURACY}reduced"):
+    full, reduced = f"{names.ACCURACY}full", f"{names.ACCURACY}reduced"
+    for key in (full, reduced, f"{names.MACRO_F1}full", f"{names.BALANCED_ACCURACY}reduced"):
         assert isinstance(metadata[key], dg.FloatMetadataValue), key
     assert values[full] > 0.9
     assert values[reduced] < 0.75
-    assert values[n.ACCURACY_RATIO] == pytest.approx(values[reduced] / values[full])
-    assert values[n.ACCURACY_RATIO_HIGH] < 0.97  # the whole interval is below the floor
-    assert values[n.ACCURACY_RATIO_LOW] <= values[n.ACCURACY_RATIO] <= values[n.ACCURACY_RATIO_HIGH]
-    assert check.metadata[n.ACCURACY_RATIO].value == pytest.approx(values[n.ACCURACY_RATIO])
-    assert values[n.PROBE_VERDICT] == "loses" and values[n.ROWS_TEST] >= 20
+    assert values[names.ACCURACY_RATIO] == pytest.approx(values[reduced] / values[full])
+    assert values[names.ACCURACY_RATIO_HIGH] < 0.97  # the whole interval is below the floor
+    assert (
+        values[names.ACCURACY_RATIO_LOW]
+        <= values[names.ACCURACY_RATIO]
+        <= values[names.ACCURACY_RATIO_HIGH]
+    )
+    assert check.metadata[names.ACCURACY_RATIO].value == pytest.approx(values[names.ACCURACY_RATIO])
+    assert values[names.PROBE_VERDICT] == "loses" and values[names.ROWS_TEST] >= 20
     # the projections at other k recover what k=2 lost
-    k25 = f"{n.ACCURACY}k25"
+    k25 = f"{names.ACCURACY}k25"
     assert values[k25] > 0.9 and isinstance(metadata[k25].value, float)
-    assert set(values[n.PROBE_ITERATIONS]) >= {"full", "reduced", "k25"}
-    assert isinstance(values[n.PROBE_FITS_AT_MAX_ITER], list)
-    assert values[n.DATES_NOT_REDUCED] == []
-    assert (values[n.PCA_VERSION], values[n.PCA_K]) == (version, 2)
-    assert values[n.WEIGHTS_SHA256] == DIGEST
-    per_label = {r.data[n.LABEL]: r.data for r in values[n.ROWS_PER_LABEL].records}
+    assert set(values[names.PROBE_ITERATIONS]) >= {"full", "reduced", "k25"}
+    assert isinstance(values[names.PROBE_FITS_AT_MAX_ITER], list)
+    assert values[names.DATES_NOT_REDUCED] == []
+    assert (values[names.PCA_VERSION], values[names.PCA_K]) == (version, 2)
+    assert values[names.WEIGHTS_SHA256] == DIGEST
+    per_label = {r.data[names.LABEL]: r.data for r in values[names.ROWS_PER_LABEL].records}
     assert set(per_label) == set(LABELS)  # unlabelled rows train and test nothing
     assert all(r["train"] + r["test"] == 40 for r in per_label.values())
-    assert values[n.ROWS_TRAIN] + values[n.ROWS_TEST] == 120
-    plot = values[n.PROBE_PLOT]
+    assert values[names.ROWS_TRAIN] + values[names.ROWS_TEST] == 120
+    plot = values[names.PROBE_PLOT]
     assert plot.startswith("![") and "data:image/png;base64," in plot
     for extension in ("png", "json"):
         key = asset_layout.feature_quality_key(version, extension)
         assert s3.head_object(Bucket=asset_layout.bucket, Key=key)["ContentLength"] > 100
-    assert values[n.PROBE_PNG].endswith(asset_layout.feature_quality_key(version, "png"))
+    assert values[names.PROBE_PNG].endswith(asset_layout.feature_quality_key(version, "png"))
 
 
 def test_feature_quality_follows_reduced_features_with_a_warning_check() -> None:
@@ -184,7 +188,7 @@ def test_feature_quality_runs_after_reduced_features_by_default() -> None:
     assert count == 0  # nothing upstream yet
     for date in (D1, "2026-11-03"):
         instance.report_runless_asset_event(
-            dg.AssetMaterialization(n.REDUCED_FEATURES, partition=date)
+            dg.AssetMaterialization(names.REDUCED_FEATURES, partition=date)
         )
     count, cursor = requested(cursor)
     assert count == 1
@@ -194,6 +198,8 @@ def test_feature_quality_runs_after_reduced_features_by_default() -> None:
     count, cursor = requested(cursor)
     assert count == 0
     # The next re-fit: reduced_features again.
-    instance.report_runless_asset_event(dg.AssetMaterialization(n.REDUCED_FEATURES, partition=D1))
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(names.REDUCED_FEATURES, partition=D1)
+    )
     count, cursor = requested(cursor)
     assert count == 1
