@@ -192,7 +192,7 @@ def features(
         names.ROW_COUNT: run.feature_rows,
         names.COLUMN_LINEAGE: FEATURES_LINEAGE,
         names.REJECT_COUNT: sum(run.rejects_per_date.values()),
-        names.REJECT_RATE_VALUE: reject_rate,
+        names.REJECT_SHARE: reject_rate,
         names.PER_DATE: count_table(per_date),
         names.REJECTS: dg.MetadataValue.json(run.rejects),
         names.WEIGHTS_SOURCE: run.weights_source,

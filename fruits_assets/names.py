@@ -40,7 +40,7 @@ TOTAL_BYTES = "total_bytes"
 MANIFESTS_URI = "manifests"
 # image_features
 REJECT_COUNT = "reject_count"
-REJECT_RATE_VALUE = "reject_rate"
+REJECT_SHARE = "reject_share"  # what the check reject_rate measured
 PER_DATE = "per_date"  # also reduced_features'
 REJECTS = "rejects"
 WEIGHTS_SOURCE = "weights_source"

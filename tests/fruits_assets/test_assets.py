@@ -60,7 +60,7 @@ def test_one_date_materializes_and_passes_every_check(
     reduced = materialized(result, names.REDUCED_FEATURES)[0].materialization.metadata
     assert reduced[names.PCA_VERSION].value == pca[names.VERSION].value
     # The numbers a user watches are numeric metadata: the UI plots them over time.
-    assert metadata[names.REJECT_RATE_VALUE].value == pytest.approx(2 / 42)
+    assert metadata[names.REJECT_SHARE].value == pytest.approx(2 / 42)
     assert isinstance(pca[names.EXPLAINED_VARIANCE_AT_K], dg.FloatMetadataValue)
     assert pca[names.PCA_K].value == reduced[names.PCA_K].value == 100  # the default pca_k
     checks = {e.check_name: e.metadata for e in result.get_asset_check_evaluations()}
