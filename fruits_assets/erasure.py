@@ -64,9 +64,9 @@ def erase(
                 partition=record["upload_date"],
                 description=f"GDPR erasure of {record['path']}",
                 metadata={
-                    "erased_path": record["path"],
-                    "rows_removed": removed,
-                    "audit_record": dg.MetadataValue.json(record),
+                    names.ERASED_PATH: record["path"],
+                    names.ROWS_REMOVED: removed,
+                    names.AUDIT_RECORD: dg.MetadataValue.json(record),
                 },
             )
         )

@@ -75,6 +75,10 @@ SWITCHED_DATES = "switched_dates"  # moved to the current PCA version in the sam
 MAINTENANCE = "maintenance"
 SNAPSHOTS_KEPT = "snapshots_kept"
 ORPHAN_FILES_DELETED = "orphan_files_deleted"
+# erase_image's observation on each asset it erased from
+ERASED_PATH = "erased_path"
+ROWS_REMOVED = "rows_removed"
+AUDIT_RECORD = "audit_record"
 # feature_quality
 ACCURACY = "accuracy_"  # + a variant: full, reduced, k<N> (spark.probe)
 BALANCED_ACCURACY = "balanced_accuracy_"  # + a variant

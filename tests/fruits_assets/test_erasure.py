@@ -3,6 +3,7 @@
 import dagster as dg
 import pytest
 
+from fruits_assets import names
 from fruits_assets.assets import image_features, raw_images
 from fruits_assets.erasure import ERASE_JOB, erase_image_job
 from spark import tables
@@ -55,11 +56,11 @@ def test_the_job_erases_and_leaves_an_audit_trail(
     }
     assert set(observed) == {"raw_images", "image_features", "reduced_features"}
     assert all(o.partition == D1 for o in observed.values())
-    assert observed["raw_images"].metadata["rows_removed"].value == 1
-    assert observed["image_features"].metadata["rows_removed"].value == 1
-    assert observed["reduced_features"].metadata["rows_removed"].value == 0  # no table yet
-    assert all(o.metadata["erased_path"].value == path for o in observed.values())
-    record = observed["raw_images"].metadata["audit_record"].value
+    assert observed["raw_images"].metadata[names.ROWS_REMOVED].value == 1
+    assert observed["image_features"].metadata[names.ROWS_REMOVED].value == 1
+    assert observed["reduced_features"].metadata[names.ROWS_REMOVED].value == 0  # no table yet
+    assert all(o.metadata[names.ERASED_PATH].value == path for o in observed.values())
+    record = observed["raw_images"].metadata[names.AUDIT_RECORD].value
     assert record["path"] == path
     assert record["rows_removed"] == {tables.FEATURES: 1}
     # The resource's write grace: the image was in no run still writing.
