@@ -59,6 +59,10 @@ FIGURES = [
     ("... decode's share of the model's CPU time", "{decode_share_phone:.2f}"),
     ("TensorFlow threads 2 (LiteRT interpreter built again, with 2 threads)",
      "{tf_threads_2_ips:.0f} img/s, {tf_threads_2_model_builds} model builds"),
+    ("peak RSS per workload, each in a Spark session of its own: Python worker; whole run "
+     "(100x100 / 1280x960)",
+     "{own_session_worker_peak_rss_mb:.0f} / {phone_own_session_worker_peak_rss_mb:.0f} MB; "
+     "{own_session_run_peak_rss_mb:.0f} / {phone_own_session_run_peak_rss_mb:.0f} MB"),
     ("model builds counted in the workers: warm-up; all later runs",
      "{model_builds_warmup}; {model_builds_after_warmup}"),
     ("PCA fit, {pca_rows} x 1280 -> 100; share of featurizing as many images",

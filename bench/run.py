@@ -12,7 +12,8 @@ each target of issue 15 as a ratio, met or not met:
    warmed up the same way;
 5. the same figures for 1280x960 phone photos, and their decode with Pillow against
    libjpeg-turbo's DCT-domain scaling (simplejpeg);
-6. memory: each Python worker's peak RSS and the whole run's, sampled per run.
+6. memory: each Python worker's peak RSS and the whole run's, sampled per run; and per
+   workload, each in a Spark session of its own (bench.workload_memory), after the others.
 Also the tf_threads_2 variant, PCA fit time against rows and, unless --no-e2e, the Dagster
 materialization of the sample dates; then, unless --no-scale, the scale benchmark on synthetic
 feature rows (bench.scale: sensor requests per tick, refit, reduce, files per date, a 365-date
@@ -393,6 +394,15 @@ def prepare(settings: Settings, sizes: Sizes) -> dict[str, list[bytes]]:
     return {"small": list(unique[0]), "phone": list(unique[1])}
 
 
+def workload_memory(settings: Settings, date: str, images: int) -> dict[str, float]:
+    """bench.workload_memory: one workload's peak RSS in a Spark session of its own."""
+    env = dict(os.environ, FRUITS_PREFIX=settings.prefix, FRUITS_NAMESPACE=settings.namespace)
+    command = [sys.executable, "-m", "bench.workload_memory", "--date", date,
+               "--images", str(images)]  # fmt: skip
+    done = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def s3_images(settings: Settings, layout: Layout, date: str) -> S3Images:
     """The bench's images of `date`, for a ceiling that reads them from S3."""
     pages = s3_client(settings).get_paginator("list_objects_v2")
@@ -503,6 +513,11 @@ def measure_all(
             results["pca_fit_s_by_rows"] = pca_scaling(spark, pca_rows)
     finally:
         spark.stop()
+    print("memory per workload ...", flush=True)
+    for prefix, date, count in (("", SMALL_DATE, sizes.small), ("phone_", PHONE_DATE, sizes.phone)):
+        memory = workload_memory(settings, date, count)
+        results[f"{prefix}own_session_worker_peak_rss_mb"] = memory["worker_peak_rss_mb"]
+        results[f"{prefix}own_session_run_peak_rss_mb"] = memory["run_peak_rss_mb"]
 
     results |= workload("", main, ceiling, s3_ceiling)
     results |= workload("phone_", phone, phone_ceiling, phone_s3_ceiling)

@@ -63,6 +63,10 @@ def test_the_benchmark_smoke_run_reports_every_figure(
     # The ceiling read through the same S3 server: its GETs go through the proxy too.
     assert r["decode_model_s3_ceiling_ips"] > 0 and r["ratio_to_s3_ceiling"] > 0
     assert r["decode_model_s3_cpu_ms_per_image"] > 0
+    # Each workload's memory in a session of its own: its workers, within its whole run.
+    for prefix in ("", "phone_"):
+        worker, run = (r[f"{prefix}own_session_{k}_peak_rss_mb"] for k in ("worker", "run"))
+        assert 0 < worker < run
     assert "NOT MET" in result.stdout or "met" in result.stdout
     section = render(r)
     assert all(label in section for *_, label in TARGETS)
