@@ -145,3 +145,45 @@ def test_cancel_steps_cancels_pending_and_interrupts_running_steps(
     step_reaches(emr, cluster_id, after, "COMPLETED")
     again = emr.cancel_steps(ClusterId=cluster_id, StepIds=[after])["CancelStepsInfoList"][0]
     assert again["Status"] == "FAILED"
+
+
+def test_a_node_s_s3_client_needs_the_region_the_cluster_exports(
+    quick_emr, settings, fresh_layout, step_reaches, s3
+) -> None:
+    """As dagster-aws's emr_step_main.py does, a step makes `boto3.client("s3")` with no
+    region: with the spark-env export of `emr_cluster create` (AWS_REGION) it reaches S3
+    through the subnet's regional gateway; without it, it signs for us-east-1 and finds no
+    route, as in a private subnet on AWS."""
+    import sys
+    from dataclasses import replace
+
+    import boto3
+
+    from bootstrap.aws.emr_cluster import ClusterOptions, cluster_request
+    from bootstrap.local.fake_emr import EMR_SPARK_ENV
+
+    key = f"{fresh_layout.prefix}/probe.txt"
+    s3.put_object(Bucket=fresh_layout.bucket, Key=key, Body=b"probe")
+    staged = replace(settings, staging_bucket=fresh_layout.bucket)
+    configurations = cluster_request(staged, ClusterOptions(), {})["Configurations"]
+    exported = configurations[0]["Configurations"][0]["Properties"]
+    without_region = {k: v for k, v in exported.items() if not k.startswith("AWS_")}
+    read = (f'import boto3; boto3.client("s3").get_object(Bucket="{fresh_layout.bucket}", '
+            f'Key="{key}")')  # fmt: skip
+    script = f"set -a; . {EMR_SPARK_ENV}; set +a; exec {sys.executable} -c '{read}'"
+    emr = boto3.client("emr", region_name=settings.region)
+    outcomes = {}
+    for name, properties in (("exported", exported), ("none", without_region)):
+        spark_env = [{"Classification": "spark-env", "Configurations": [
+            {"Classification": "export", "Properties": properties}]}]  # fmt: skip
+        cluster_id = emr.run_job_flow(
+            Name=name, ReleaseLabel="emr-7.12.0", Configurations=spark_env,
+            Instances={"KeepJobFlowAliveWhenNoSteps": True},
+            JobFlowRole="fruits-emr-instance", ServiceRole="fruits-emr-service",
+        )["JobFlowId"]  # fmt: skip
+        until_cluster(emr, cluster_id, "WAITING", timeout_s=60)
+        step = add_step(emr, cluster_id, script)
+        outcomes[name] = step_reaches(emr, cluster_id, step, "COMPLETED", "FAILED", timeout_s=60)
+    assert outcomes["exported"]["State"] == "COMPLETED", outcomes["exported"]
+    assert outcomes["none"]["State"] == "FAILED"
+    assert quick_emr.emr.gateway.refused[-1].endswith("signed for us-east-1")
