@@ -4,9 +4,11 @@ Spark 3.5), through the step launcher of fruits_assets.emr.
 Per account, read by Dagster as EnvVars in the environment of the Dagster host AND in the
 cluster's spark-env (bootstrap.aws.emr_cluster puts every FRUITS_* variable there):
 FRUITS_REGION, FRUITS_BUCKET, FRUITS_STAGING_BUCKET, FRUITS_WEIGHTS (an s3:// URI: the cluster
-never downloads weights from the internet); on the host only, FRUITS_EMR_CLUSTER_ID (the nodes
-read their cluster's id from job-flow.json). Real credentials come from the default chain
-(instance profile on the cluster, SSO or a profile on the host).
+never downloads weights from the internet). No cluster id: each step's launch finds the
+newest cluster tagged project=fruits that is up (fruits_assets.emr); FRUITS_EMR_CLUSTER_ID, on
+the host only, pins one (the nodes read their cluster's id from job-flow.json). Real
+credentials come from the default chain (instance profile on the cluster, SSO or a profile on
+the host).
 """
 
 from __future__ import annotations
