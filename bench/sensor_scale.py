@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from fruits_assets.sensors import UploadCursor, scan_uploads
+from spark.uploads import UploadCursor, scan_uploads
 from spark.layout import Layout
 
 

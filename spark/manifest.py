@@ -6,16 +6,14 @@ time of upload).
 
 from __future__ import annotations
 
-import hashlib
 import io
-import re
 from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from spark.layout import PARTITION_COLUMN, RAW_DATE_PATTERN, Layout, label_of
+from spark.layout import PARTITION_COLUMN, Layout, label_of
 from spark.storage import SSE
 
 MANIFEST_SCHEMA = pa.schema(
@@ -74,14 +72,3 @@ def write_manifests(s3: Any, layout: Layout, dates: list[str]) -> dict[str, int]
 def read_manifest(s3: Any, layout: Layout, date: str) -> pa.Table:
     body = s3.get_object(Bucket=layout.bucket, Key=layout.manifest_key(date))["Body"].read()
     return pq.read_table(io.BytesIO(body))
-
-
-def raw_fingerprints(s3: Any, layout: Layout) -> dict[str, str]:
-    """upload date -> digest of its files' keys, sizes and ETags: changes when any file does."""
-    digests: dict[str, Any] = {}
-    for obj in _raw_objects(s3, layout, layout.raw_prefix()):
-        match = re.search(RAW_DATE_PATTERN, obj["Key"])
-        if match:
-            digest = digests.setdefault(match[1], hashlib.sha256())
-            digest.update(f"{obj['Key']}\0{obj['Size']}\0{obj['ETag']}\n".encode())
-    return {date: digest.hexdigest() for date, digest in sorted(digests.items())}
