@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from spark.uploads import UploadCursor, scan_uploads
 from spark.layout import Layout
+from spark.uploads import UploadCursor, scan_uploads
 
 
 class RequestCounter:

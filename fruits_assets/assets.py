@@ -16,7 +16,7 @@ import dagster as dg
 
 from fruits_assets import metadata as md
 from fruits_assets import names
-from fruits_assets.observability import progress_to_run_log, spark_ui_metadata
+from fruits_assets.observability import progress_to_run_log, spark_metadata
 from fruits_assets.partitions import ONE_RUN_PER_BACKFILL, UPLOAD_DATES
 from fruits_assets.resources import FruitsConfig, SparkResource
 from spark import quality, tables
@@ -150,11 +150,11 @@ def image_features(
     def publish() -> dg.MaterializeResult:
         published = publish_staged(session, layout, s3, run.staged)
         rate = outcomes[names.REJECT_RATE].details["rate"]
-        ui = spark_ui_metadata(session, settings.deployment)
+        spark_app = spark_metadata(session, settings.deployment)
         images = sum(manifest.values())
         return dg.MaterializeResult(
             data_version=dg.DataVersion(str(published[1])),
-            metadata=md.features(run, published, rate, settings.engine, ui, images, seconds),
+            metadata=md.features(run, published, rate, settings.engine, spark_app, images, seconds),
         )
 
     yield from audit_then_publish(

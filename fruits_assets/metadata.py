@@ -179,7 +179,7 @@ def features(
     published: tuple[tables.Staged, int],
     reject_rate: float,
     engine: str,
-    spark_ui: Mapping[str, dg.MetadataValue],
+    spark: Mapping[str, Any],
     images: int,
     seconds: float,
 ) -> dict[str, Any]:
@@ -200,7 +200,7 @@ def features(
         names.INFERENCE_ENGINE: engine,
         names.MODEL_BUILDS: run.model_builds,
         names.WORKER_PEAK_RSS_MB: run.worker_peak_rss_mb,
-        **spark_ui,
+        **spark,
         names.DURATION_S: round(seconds, 2),
         names.IMAGES_PER_S: round(images / seconds, 2) if seconds else 0.0,
         **published_table(*published),

@@ -4,6 +4,8 @@ Every line carries the run id and the partitions in logfmt (key=value), so that 
 grep a run's lines, a partition's or a stage's, in the Dagster UI or in the compute logs.
 """
 
+from typing import Any
+
 import dagster as dg
 from pyspark.sql import SparkSession
 
@@ -30,9 +32,11 @@ def label_spark_jobs(context: dg.AssetExecutionContext, session: SparkSession) -
     )
 
 
-def spark_ui_metadata(session: SparkSession, deployment: str) -> dict[str, dg.MetadataValue]:
-    """Locally, a link to the Spark UI (alive while the run's Spark session is)."""
+def spark_metadata(session: SparkSession, deployment: str) -> dict[str, Any]:
+    """The Spark application that did the work (its id finds its logs and history), and
+    locally a link to its UI (alive while the run's Spark session is)."""
+    found: dict[str, Any] = {names.SPARK_APPLICATION_ID: session.sparkContext.applicationId}
     url = session.sparkContext.uiWebUrl
-    if deployment != "local" or not url:
-        return {}
-    return {names.SPARK_UI: dg.MetadataValue.url(url)}
+    if deployment == "local" and url:
+        found[names.SPARK_UI] = dg.MetadataValue.url(url)
+    return found
