@@ -339,6 +339,12 @@ def _statistics_of_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Record
         yield pa.RecordBatch.from_pylist([row], STATISTICS_ARROW)
 
 
+def statistics_row(date: str, weights_sha256: str, vectors: np.ndarray) -> tuple[Any, ...]:
+    """One row of STATISTICS_DDL for these vectors (rows x dimensions), computed on the
+    driver: synthetic statistics for a benchmark, or a test's."""
+    return _statistics_row((date, weights_sha256), _sums_of_vectors(np.asarray(vectors, float)))
+
+
 def date_statistics(features: DataFrame) -> DataFrame:
     """The sufficient statistics of feature rows (upload_date, weights_sha256, features; rows
     with null features, rejects, count as no row), one row per date and digest

@@ -10,7 +10,7 @@ publishes at once, for scripts and tests.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,27 +167,29 @@ def publish_staged(
         return without_erased(rows, tombstoned(s3, layout, staged.dates))
 
     published, snapshot = tables.publish(spark, staged, keep)
+    # The rows are published: what follows describes them, and its failure must not fail the
+    # run (a warning says what is left to do).
     if staged.table.name == FEATURES:
-        _write_statistics(spark, layout, published.dates, snapshot)
+        _after_publication(
+            lambda: pca.refresh_statistics(spark, layout, snapshot, published.dates),
+            f"PCA statistics of {', '.join(published.dates)} not written; the next PCA fit "
+            "computes them (pca.refresh_statistics)",
+        )
     elif staged.table.name == REDUCED:
-        describe_projection(spark, layout, s3, snapshot)
+        _after_publication(
+            lambda: describe_projection(spark, layout, s3, snapshot),
+            f"the properties of {staged.table.qualified} were not updated to its PCA version; "
+            "its rows' pca_version names it",
+        )
     return published, snapshot
 
 
-def _write_statistics(
-    spark: SparkSession, layout: Layout, dates: Sequence[str], snapshot: int
-) -> None:
-    """The PCA statistics of the dates just published, written with them. The features are
-    published already: a failure here must not fail their run, and the next refit computes
-    what is missing (pca.refresh_statistics)."""
+def _after_publication(step: Callable[[], object], consequence: str) -> None:
     try:
-        pca.refresh_statistics(spark, layout, snapshot, dates)
-    except Exception as error:  # any: the statistics are a cache the refit checks
-        log.warning(
-            "PCA statistics of %s not written (%s); the next PCA fit computes them",
-            ", ".join(dates),
-            str(error).splitlines()[0] if str(error) else type(error).__name__,
-        )
+        step()
+    except Exception as error:  # any: the published rows stand whatever happens here
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        log.warning("%s (%s)", consequence, first_line)
 
 
 def extract_features(
