@@ -91,6 +91,8 @@ def data_files_holding(spark, s3, layout, path: str) -> tuple[list[str], dict[st
             )
     holders, rows = [], {}
     for name, uris in by_table.items():
+        if name == tables.STATISTICS:  # per-date sums (spark.pca), no path: recomputed apart
+            continue
         read = spark.read.parquet(*uris).select("path", F.input_file_name().alias("file"))
         rows[name] = read.count()
         holders += [
