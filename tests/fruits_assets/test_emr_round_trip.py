@@ -41,6 +41,7 @@ def fake_emr(enforced_iam, tmp_path_factory):
     with FakeEmrServer(
         enforced_iam.settings, tmp_path_factory.mktemp("fake_emr"), timing=timing,
         instance_credentials=enforced_iam.credentials("instance"), principals=principals,
+        instance_policy=policy(enforced_iam.settings, "instance"),
     ) as server:  # fmt: skip
         yield server
 
