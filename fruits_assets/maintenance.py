@@ -1,7 +1,8 @@
 """Table maintenance as a Dagster job, on a daily schedule: for each Iceberg table, compact
-small files, expire snapshots past `snapshot_retention_hours` (and staged ones that runs
-abandoned longer than `write_grace_hours` ago), and delete files no snapshot references.
-Its results are metadata: an observation on each table's asset, and the op's output.
+small files (not the PCA statistics: a file per date already), expire snapshots past
+`snapshot_retention_hours` (and staged ones that runs abandoned longer than
+`write_grace_hours` ago), and delete files no snapshot references. Its results are metadata:
+an observation on each table's asset, and the op's output.
 """
 
 import datetime as dt
@@ -12,10 +13,20 @@ from fruits_assets import names
 from fruits_assets.assets import StepLauncherParam
 from fruits_assets.resources import FruitsConfig, SparkResource
 from spark import tables
+from spark.layout import Layout
 from spark.tables import FEATURES, REDUCED
 
 MAINTENANCE_JOB = "table_maintenance"
-TABLE_ASSETS = {FEATURES: names.IMAGE_FEATURES, REDUCED: names.REDUCED_FEATURES}
+
+
+def maintained(layout: Layout) -> list[tuple[tables.Table, dg.AssetKey, bool]]:
+    """Each table, the asset its observation goes to, and whether it is compacted."""
+    return [
+        (tables.table(layout, FEATURES), names.IMAGE_FEATURES, True),
+        (tables.table(layout, REDUCED), names.REDUCED_FEATURES, True),
+        # Re-written dates leave their old sums (MBs each) to expiry here.
+        (tables.statistics_table(layout), names.PCA_MODEL, False),
+    ]
 
 
 @dg.op
@@ -30,12 +41,12 @@ def maintain_tables(
     now = dt.datetime.now(dt.UTC)
     grace = now - dt.timedelta(hours=settings.write_grace_hours)
     results = {}
-    for name, asset in TABLE_ASSETS.items():
-        target = tables.table(layout, name)
+    for target, asset, compacted in maintained(layout):
         if not tables.exists(session, target):
             continue
+        compaction = tables.compact(session, target, settings.target_file_mb) if compacted else {}
         result = {
-            "compaction": tables.compact(session, target, settings.target_file_mb),
+            "compaction": compaction,
             "expired": tables.expire_unreferenced(
                 session,
                 target,
@@ -45,7 +56,7 @@ def maintain_tables(
             "orphan_files_deleted": tables.remove_orphan_files(session, target, grace),
             "snapshots_kept": len(tables.snapshots(session, target)),
         }
-        results[name] = result
+        results[target.name] = result
         context.log_event(
             dg.AssetObservation(
                 asset_key=asset,

@@ -37,7 +37,10 @@ def test_the_job_compacts_expires_and_removes_orphans(
     after = sorted(tuple(r) for r in tables.read(spark, features).select("path").collect())
     assert after == published  # readers see the same rows
     observed = {o.asset_key: o for o in result.asset_observations_for_node("maintain_tables")}
-    assert set(observed) == {names.IMAGE_FEATURES}  # no reduced table yet
+    # No reduced table yet; the PCA statistics (written with each date's features) too: the
+    # sums of D1's first commit went with their snapshot.
+    assert set(observed) == {names.IMAGE_FEATURES, names.PCA_MODEL}
+    assert len(tables.snapshots(spark, tables.statistics_table(asset_layout))) == 1
     metadata = observed[names.IMAGE_FEATURES].metadata
     assert metadata[names.SNAPSHOTS_KEPT].value == 1
     assert metadata[names.MAINTENANCE].value["expired"]  # files deleted, by kind
