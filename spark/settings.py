@@ -8,9 +8,7 @@ reads the environment for them. Nothing here hard-codes an endpoint, a bucket or
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
-from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,18 +20,6 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EU_REGIONS = frozenset(
     {"eu-west-1", "eu-west-3", "eu-central-1", "eu-north-1", "eu-south-1", "eu-south-2"}
 )
-
-
-# EMR writes the cluster's id (jobFlowId) and layout there on every node; the fake EMR's
-# nodes name theirs in JOB_FLOW_ENV.
-JOB_FLOW_FILE = "/mnt/var/lib/info/job-flow.json"
-JOB_FLOW_ENV = "FRUITS_JOB_FLOW_FILE"
-
-
-def cluster_id_on_node(environ: Mapping[str, str]) -> str | None:
-    """The id of the EMR cluster this process runs on, None off a cluster."""
-    path = Path(environ.get(JOB_FLOW_ENV) or JOB_FLOW_FILE)
-    return json.loads(path.read_text())["jobFlowId"] if path.is_file() else None
 
 
 # Inference engines for the same weights (spark.model): LiteRT, the default (XNNPACK kernels

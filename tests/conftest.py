@@ -309,7 +309,8 @@ def start_cluster(quick_emr, settings: Settings, fresh_layout: Layout):
             JobFlowRole="EMR_EC2_DefaultRole",
             ServiceRole="EMR_DefaultRole_V2",
         )["JobFlowId"]
-        deadline = time.monotonic() + 10
+        # Bootstrapping a node makes a venv: seconds, more on a busy machine.
+        deadline = time.monotonic() + 90
         while (
             wait
             and emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"]

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap import cli
-from bootstrap.aws.emr_cluster import PRICES_FILE, SPOT_TIMEOUT_MIN, FleetLayout
+from bootstrap.aws.emr_cluster import SPOT_TIMEOUT_MIN, FleetLayout
+from bootstrap.aws.prices import PRICES_FILE, region_prices
 from spark.settings import PROJECT_ROOT, ConfigError, require_eu_region
 
 BENCH_RESULTS = PROJECT_ROOT / "bench" / "results.json"
@@ -378,9 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     require_eu_region(args.region)
-    table = json.loads(PRICES_FILE.read_text())
-    if args.region not in table["regions"] or args.region not in table["s3_requests"]:
-        raise ConfigError(f"no prices for {args.region} in {PRICES_FILE}")
+    table = region_prices(args.region)
     if args.days < 1:
         raise ConfigError("--days must be at least 1")
     results = json.loads(args.bench_results.read_text())

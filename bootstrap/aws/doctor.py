@@ -15,7 +15,8 @@ from urllib.parse import unquote
 
 from bootstrap.aws import buckets, roles, wheelhouse
 from bootstrap.aws.iam import instance_policy
-from bootstrap.aws.wheelhouse import WHEELHOUSE
+from bootstrap.aws.prices import PRICES_FILE, region_prices
+from bootstrap.aws.wheelhouse import TLS_ZIP, WHEELHOUSE, bootstrap_uri
 from fruits_assets.deployments import current_settings
 from spark.layout import STAGING_BOOTSTRAP, WAREHOUSE, Layout, split_uri
 from spark.settings import ConfigError, Settings
@@ -146,7 +147,6 @@ def _key_use_granted(policy: dict[str, Any], principal: str) -> bool:
 def _staged_artifacts(settings: Settings) -> tuple[list[str], str]:
     """What nodes read at start: the bootstrap bundle's folder (script, cluster lock,
     wheelhouse; bootstrap.aws.wheelhouse) as keys, and the TLS zip's key."""
-    from bootstrap.aws.emr_cluster import TLS_ZIP, bootstrap_uri  # it imports this module
 
     bucket, folder = split_uri(bootstrap_uri(settings))
     names = (wheelhouse.BOOTSTRAP_SCRIPT.name, wheelhouse.CLUSTER_LOCK.name, f"{WHEELHOUSE}/")
@@ -284,11 +284,10 @@ def _s3_route(
 
 def check_prices(region: str, prices_file: Path | None = None) -> Iterator[Finding]:
     """The region in the price table `create` and bootstrap.aws.cost read."""
-    from bootstrap.aws.emr_cluster import PRICES_FILE  # it imports this module
-
     prices_file = prices_file or PRICES_FILE
-    table = json.loads(prices_file.read_text())
-    if region not in table.get("regions", {}) or region not in table.get("s3_requests", {}):
+    try:
+        region_prices(region, prices_file)
+    except ConfigError:
         yield (
             f"no prices for {region} in {prices_file.name}: create cannot say its hourly cost",
             f"add {region}'s EC2, Spot, EMR and S3 request prices to {prices_file}",

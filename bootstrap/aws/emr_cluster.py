@@ -32,19 +32,23 @@ from typing import Any
 import boto3
 
 from bootstrap import cli
-from bootstrap.aws import roles, wheelhouse
+from bootstrap.aws import roles
 from bootstrap.aws.doctor import doctor
 from bootstrap.aws.iam import PROJECT_TAG
-from bootstrap.aws.wheelhouse import BOOTSTRAP_SCRIPT
+from bootstrap.aws.prices import PRICES_FILE, region_prices
+from bootstrap.aws.wheelhouse import (
+    BOOTSTRAP_SCRIPT,
+    TLS_ZIP,
+    bootstrap_uri,
+    staging,
+    upload_bootstrap,
+)
 from fruits_assets.deployments import current_settings
-from spark.layout import STAGING_BOOTSTRAP, staging_uri
-from spark.settings import PROJECT_ROOT, ConfigError, Settings
-from spark.storage import s3_client
+from spark.layout import STAGING_BOOTSTRAP
+from spark.settings import ConfigError, Settings
 
 RELEASE_LABEL = "emr-7.12.0"  # Spark 3.5.6, Python 3.11 available
 PYTHON = "/usr/bin/python3.11"
-PRICES_FILE = PROJECT_ROOT / "bootstrap" / "aws" / "emr" / "prices.json"
-TLS_ZIP = "emr-tls.zip"  # under <staging>/bootstrap/, where the instance role may read it
 SPOT_TIMEOUT_MIN = 10
 SPOT_RESIZE_TIMEOUT_MIN = 20
 SPOT_AT_START = (
@@ -87,12 +91,6 @@ class ClusterOptions:
     tls_certificates: str | None = None
     subnet_ids: tuple[str, ...] = ()
     layout: FleetLayout = FleetLayout()
-
-
-def staging(settings: Settings, *parts: str) -> str:
-    if not settings.staging_bucket:
-        raise ConfigError("FRUITS_STAGING_BUCKET is not set")
-    return staging_uri(settings.staging_bucket, settings.staging_prefix, *parts)
 
 
 def spark_environment(environ: dict[str, str], region: str | None = None) -> dict[str, str]:
@@ -240,10 +238,8 @@ def hourly_cost(
     layout: FleetLayout, region: str, prices_file: Path = PRICES_FILE
 ) -> dict[str, Any]:
     """USD per hour of the starting layout (EC2 + EMR fee), Spot tasks at the table's Spot price."""
-    table = json.loads(prices_file.read_text())
-    prices = table["regions"].get(region)
-    if prices is None:
-        raise ConfigError(f"no prices for {region} in {prices_file}")
+    table = region_prices(region, prices_file)
+    prices = table["regions"][region]
     core_type, task_type = layout.core_types[0], layout.task_types[0]
     lines = {
         "primary (On-Demand)": prices[layout.primary_type]["ec2"]
@@ -281,19 +277,6 @@ def kms_key(settings: Settings, given: str | None = None) -> str:
 def emr_client(settings: Settings) -> Any:
     # The endpoint comes from AWS_ENDPOINT_URL_EMR when set (the local stand-ins), else AWS.
     return boto3.client("emr", region_name=settings.region)
-
-
-def bootstrap_uri(settings: Settings) -> str:
-    """The staged bootstrap action, cluster lock and wheelhouse (bootstrap.aws.wheelhouse)."""
-    return staging(settings, "bootstrap", wheelhouse.bundle_digest())
-
-
-def upload_bootstrap(settings: Settings) -> str:
-    """Stages what the bootstrap action installs from (the wheelhouse is built here, once per
-    lock); returns the staged folder."""
-    folder = bootstrap_uri(settings)
-    wheelhouse.stage(s3_client(settings), folder, wheelhouse.build())
-    return folder
 
 
 def ensure_security_configuration(emr: Any, options: ClusterOptions) -> None:

@@ -58,6 +58,10 @@ EMR_CLEANUP_ROLE = (
     "AWSServiceRoleForEMRCleanup*"
 )
 PROJECT_TAG = {"Key": "project", "Value": "fruits"}
+# The roles bootstrap.aws.roles creates, named here because the policies grant them.
+SERVICE_ROLE = "fruits-emr-service"
+INSTANCE_ROLE = "fruits-emr-instance"
+INSTANCE_PROFILE = "fruits-emr-instance"
 
 
 def _objects(bucket: str, key_prefix: str) -> str:
@@ -187,11 +191,9 @@ def host_policy(settings: Settings) -> dict[str, Any]:
 
 def operator_policy(settings: Settings) -> dict[str, Any]:
     """The bootstrap.* commands: roles and key, buckets, doctor, staging, the cluster."""
-    from bootstrap.aws import roles  # roles imports this module for the instance policy
-
     region = {"aws:RequestedRegion": settings.region}
-    role_arns = [f"arn:aws:iam::*:role/{r}" for r in (roles.SERVICE_ROLE, roles.INSTANCE_ROLE)]
-    profile_arn = f"arn:aws:iam::*:instance-profile/{roles.INSTANCE_PROFILE}"
+    role_arns = [f"arn:aws:iam::*:role/{r}" for r in (SERVICE_ROLE, INSTANCE_ROLE)]
+    profile_arn = f"arn:aws:iam::*:instance-profile/{INSTANCE_PROFILE}"
     layout = Layout.of(settings)
     buckets = [settings.bucket] + ([settings.staging_bucket] if settings.staging_bucket else [])
     bucket_setup = [

@@ -26,12 +26,15 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from bootstrap.aws.iam import PROJECT_TAG, instance_policy
+from bootstrap.aws.iam import (
+    INSTANCE_PROFILE,
+    INSTANCE_ROLE,
+    PROJECT_TAG,
+    SERVICE_ROLE,
+    instance_policy,
+)
 from spark.settings import Settings
 
-SERVICE_ROLE = "fruits-emr-service"
-INSTANCE_ROLE = "fruits-emr-instance"
-INSTANCE_PROFILE = "fruits-emr-instance"
 INSTANCE_POLICY_NAME = "fruits-pipeline"
 PASS_ROLE_POLICY_NAME = "fruits-pass-instance-role"
 KMS_ALIAS = "alias/fruits-emr"

@@ -35,9 +35,9 @@ from typing import Any
 from packaging.version import Version
 
 from bootstrap import cli
-from spark.layout import split_uri
-from spark.settings import PROJECT_ROOT, ConfigError
-from spark.storage import SSE
+from spark.layout import split_uri, staging_uri
+from spark.settings import PROJECT_ROOT, ConfigError, Settings
+from spark.storage import SSE, s3_client
 
 CLUSTER_LOCK = PROJECT_ROOT / "requirements-emr.lock"
 BOOTSTRAP_SCRIPT = PROJECT_ROOT / "bootstrap" / "aws" / "emr" / "install_python_deps.sh"
@@ -60,9 +60,7 @@ class Pin:
     def matches(self, wheel: str) -> bool:
         """Whether a wheel file name (PEP 427: name-version-...) is this pin's."""
         name, version = wheel.split("-")[:2]
-        return canonical(name) == canonical(self.name) and Version(version) == Version(
-            self.version
-        )
+        return canonical(name) == canonical(self.name) and Version(version) == Version(self.version)
 
     def __str__(self) -> str:
         return f"{self.name}=={self.version}"
@@ -206,6 +204,30 @@ def stage(s3: Any, folder_uri: str, wheelhouse: Path, lock: Path = CLUSTER_LOCK)
     return uploaded
 
 
+# --- where it is staged -------------------------------------------------------------------
+
+TLS_ZIP = "emr-tls.zip"  # under <staging>/bootstrap/, where the instance role may read it
+
+
+def staging(settings: Settings, *parts: str) -> str:
+    if not settings.staging_bucket:
+        raise ConfigError("FRUITS_STAGING_BUCKET is not set")
+    return staging_uri(settings.staging_bucket, settings.staging_prefix, *parts)
+
+
+def bootstrap_uri(settings: Settings) -> str:
+    """The staged bootstrap action, cluster lock and wheelhouse, under their content's digest."""
+    return staging(settings, "bootstrap", bundle_digest())
+
+
+def upload_bootstrap(settings: Settings) -> str:
+    """Stages what the bootstrap action installs from (the wheelhouse is built here, once per
+    lock); returns the staged folder."""
+    folder = bootstrap_uri(settings)
+    stage(s3_client(settings), folder, build())
+    return folder
+
+
 @cli.command
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser("bootstrap.aws.wheelhouse", __doc__)
@@ -214,8 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "build":
         print(build())
         return 0
-    from bootstrap.aws.emr_cluster import upload_bootstrap  # it imports this module
-    from fruits_assets.deployments import current_settings
+    from fruits_assets.deployments import current_settings  # the definitions: only here
 
     print(upload_bootstrap(current_settings()))
     return 0

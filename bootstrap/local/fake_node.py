@@ -44,8 +44,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from fruits_assets.deployments.emr import JOB_FLOW_ENV
 from spark.layout import split_uri
-from spark.settings import JOB_FLOW_ENV, PROJECT_ROOT, Settings
+from spark.settings import PROJECT_ROOT, Settings
 from spark.storage import s3_client
 
 NODE_PYTHON = "/usr/bin/python3.11"

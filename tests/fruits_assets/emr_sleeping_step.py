@@ -5,7 +5,7 @@ launcher and the control plane, not Spark)."""
 import dagster as dg
 from dagster_aws.emr import EmrJobRunner
 
-from fruits_assets.emr import EmrStepLauncherResource, ProjectPackageStepLauncher
+from fruits_assets.deployments.emr import EmrStepLauncherResource, ProjectPackageStepLauncher
 
 
 class SleepingStepLauncher(ProjectPackageStepLauncher):

@@ -8,8 +8,8 @@ import pytest
 
 from fruits_assets.definitions import definitions_for
 from fruits_assets.deployments import DEPLOYMENTS, current_settings, resources_for
+from fruits_assets.deployments.emr import EmrStepLauncherResource
 from fruits_assets.deployments.environment import fruits_config
-from fruits_assets.emr import EmrStepLauncherResource
 from fruits_assets.resources import STEP_LAUNCHER, FruitsConfig, pipeline_resources
 from spark.session import session_conf
 from spark.settings import ConfigError

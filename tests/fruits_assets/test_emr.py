@@ -18,7 +18,7 @@ from dagster._utils.interrupts import capture_interrupts
 from dagster_aws.emr import EmrError
 
 from fruits_assets.deployments import resources_for
-from fruits_assets.emr import (
+from fruits_assets.deployments.emr import (
     PROJECT_TAG,
     EmrStepLauncherResource,
     build_code_package,

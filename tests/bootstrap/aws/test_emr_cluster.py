@@ -97,7 +97,7 @@ def test_security_configuration_encrypts_at_rest_and_in_transit() -> None:
 def test_hourly_cost_adds_up(tmp_path) -> None:
     import json
 
-    from bootstrap.aws.emr_cluster import PRICES_FILE
+    from bootstrap.aws.prices import PRICES_FILE
 
     cost = hourly_cost(OPTIONS.layout, "eu-west-3")
     assert cost["prices_taken"] and cost["total"] == pytest.approx(sum(cost["lines"].values()))

@@ -195,7 +195,7 @@ def test_the_host_stages_steps_and_reads_logs_with_its_policy_only(enforced, tmp
     ProjectPackageStepLauncher uploads it), the pickled step, its events and logs; raw_images."""
     import uuid
 
-    from fruits_assets.emr import build_code_package
+    from fruits_assets.deployments.emr import build_code_package
     from spark.manifest import write_manifests
     from spark.storage import SSE, preflight
 

@@ -14,7 +14,7 @@ import pytest
 from bootstrap.aws.wheelhouse import BOOTSTRAP_SCRIPT
 from bootstrap.local.fake_emr import FakeEmrServer
 from bootstrap.local.fake_node import FakeNode, S3Gateway
-from spark.settings import cluster_id_on_node
+from fruits_assets.deployments.emr import cluster_id_on_node
 
 REQUEST = {"Instances": {"InstanceFleets": [
     {"InstanceFleetType": "MASTER", "Name": "primary",
