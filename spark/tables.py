@@ -112,19 +112,7 @@ def ensure_table(spark: SparkSession, target: Table, target_file_mb: int | None 
     """Create the namespace and the table when missing (idempotent, safe concurrently); with
     `target_file_mb`, the size its writes aim at, changed in place when the field changed."""
     size = {FILE_SIZE: str(target_file_mb << 20)} if target_file_mb else {}
-    listed = ", ".join(f"'{k}'='{v}'" for k, v in (PROPERTIES | size).items())
-    _create_unless_raced(
-        spark,
-        f"CREATE NAMESPACE IF NOT EXISTS {CATALOG}.{target.namespace}",
-        lambda: bool(spark.catalog.databaseExists(f"{CATALOG}.{target.namespace}")),
-    )
-    _create_unless_raced(
-        spark,
-        f"CREATE TABLE IF NOT EXISTS {target.qualified} ({SCHEMAS[target.name]}) USING iceberg "
-        f"PARTITIONED BY ({PARTITION_COLUMN}) LOCATION '{target.location}' "
-        f"TBLPROPERTIES ({listed})",
-        lambda: exists(spark, target),
-    )
+    _create(spark, target, SCHEMAS[target.name], PROPERTIES | size)
     if size:
         current = spark.sql(f"SHOW TBLPROPERTIES {target.qualified} ('{FILE_SIZE}')").first()
         if current is None or current["value"] != size[FILE_SIZE]:
@@ -132,6 +120,23 @@ def ensure_table(spark: SparkSession, target: Table, target_file_mb: int | None 
                 f"ALTER TABLE {target.qualified} SET TBLPROPERTIES "
                 f"('{FILE_SIZE}'='{size[FILE_SIZE]}')"
             )
+
+
+def _create(spark: SparkSession, target: Table, schema: str, properties: dict[str, str]) -> None:
+    """The namespace and the table, partitioned by upload date, unless they exist."""
+    listed = ", ".join(f"'{k}'='{v}'" for k, v in properties.items())
+    _create_unless_raced(
+        spark,
+        f"CREATE NAMESPACE IF NOT EXISTS {CATALOG}.{target.namespace}",
+        lambda: bool(spark.catalog.databaseExists(f"{CATALOG}.{target.namespace}")),
+    )
+    _create_unless_raced(
+        spark,
+        f"CREATE TABLE IF NOT EXISTS {target.qualified} ({schema}) USING iceberg "
+        f"PARTITIONED BY ({PARTITION_COLUMN}) LOCATION '{target.location}' "
+        f"TBLPROPERTIES ({listed})",
+        lambda: exists(spark, target),
+    )
 
 
 def _create_unless_raced(spark: SparkSession, statement: str, created: Callable[[], bool]) -> None:
@@ -552,19 +557,7 @@ def statistics_table(layout: Layout) -> Table:
 
 
 def ensure_statistics_table(spark: SparkSession, target: Table) -> None:
-    listed = ", ".join(f"'{k}'='{v}'" for k, v in STATISTICS_PROPERTIES.items())
-    _create_unless_raced(
-        spark,
-        f"CREATE NAMESPACE IF NOT EXISTS {CATALOG}.{target.namespace}",
-        lambda: bool(spark.catalog.databaseExists(f"{CATALOG}.{target.namespace}")),
-    )
-    _create_unless_raced(
-        spark,
-        f"CREATE TABLE IF NOT EXISTS {target.qualified} ({STATISTICS_SCHEMA}) USING iceberg "
-        f"PARTITIONED BY ({PARTITION_COLUMN}) LOCATION '{target.location}' "
-        f"TBLPROPERTIES ({listed})",
-        lambda: exists(spark, target),
-    )
+    _create(spark, target, STATISTICS_SCHEMA, STATISTICS_PROPERTIES)
 
 
 def overwrite_dates(spark: SparkSession, target: Table, rows: DataFrame, dates: Sequence[str]):
