@@ -113,7 +113,7 @@ def raw_images(context: dg.AssetExecutionContext, fruits: FruitsConfig) -> Resul
 def image_features(
     context: dg.AssetExecutionContext,
     fruits: FruitsConfig,
-    spark: SparkResource,
+    pyspark: SparkResource,
     pyspark_step_launcher: StepLauncherParam,
 ) -> Results:
     """1280 MobileNetV2 features per manifest entry; the others go to rejects/ with a reason."""
@@ -122,7 +122,7 @@ def image_features(
     preflight(s3, settings)  # before any Spark work
     manifest = {d: read_manifest(s3, layout, d).num_rows for d in dates}
     weights = load_weights(settings.weights, settings.weights_seed, s3)  # wrong shapes fail here
-    session = spark.session_for(context, fruits)
+    session = pyspark.session_for(context, fruits)
     started = time.monotonic()
     run = stage_features(
         session,
@@ -180,14 +180,14 @@ def image_features(
 def pca_model(
     context: dg.AssetExecutionContext,
     fruits: FruitsConfig,
-    spark: SparkResource,
+    pyspark: SparkResource,
     pyspark_step_launcher: StepLauncherParam,
 ) -> Results:
     """PCA (k components) fitted on every published feature row of the current weights, saved
     under a new version; LATEST moves to it once its check passed."""
     settings, layout, s3 = fruits.settings(), fruits.layout(), fruits.s3()
     current = load_weights(settings.weights, settings.weights_seed, s3).sha256
-    session = spark.session_for(context, fruits)
+    session = pyspark.session_for(context, fruits)
     run = fit_pca_version(
         session,
         layout,
@@ -238,7 +238,7 @@ def pca_model(
 def reduced_features(
     context: dg.AssetExecutionContext,
     fruits: FruitsConfig,
-    spark: SparkResource,
+    pyspark: SparkResource,
     pyspark_step_launcher: StepLauncherParam,
 ) -> Results:
     """The features of each date projected on the current PCA model's components."""
@@ -247,7 +247,7 @@ def reduced_features(
     if version is None:
         raise dg.Failure("no PCA model yet: materialize pca_model first")
     dates = context.partition_keys
-    session = spark.session_for(context, fruits)
+    session = pyspark.session_for(context, fruits)
     run = stage_reduced(
         session,
         layout,

@@ -37,7 +37,7 @@ def erase(
     context: dg.OpExecutionContext,
     config: ErasureRequest,
     fruits: FruitsConfig,
-    spark: SparkResource,
+    pyspark: SparkResource,
     pyspark_step_launcher: StepLauncherParam,
 ) -> None:
     if bool(config.path) == bool(config.sha256):
@@ -47,7 +47,7 @@ def erase(
     try:
         path = config.path or find_by_sha256(s3, layout, config.sha256)
         record = erase_image(
-            spark.session_for(context, fruits),
+            pyspark.session_for(context, fruits),
             layout,
             s3,
             path,

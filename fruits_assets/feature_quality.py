@@ -140,7 +140,7 @@ def keeps_accuracy(result: probe.ProbeResult, min_ratio: float) -> dg.AssetCheck
 def feature_quality(
     context: dg.AssetExecutionContext,
     fruits: FruitsConfig,
-    spark: SparkResource,
+    pyspark: SparkResource,
     pyspark_step_launcher: StepLauncherParam,
 ) -> Results:
     """A linear probe on the labelled images: accuracy, balanced accuracy and macro-F1 on the
@@ -151,7 +151,7 @@ def feature_quality(
     if version is None:
         raise dg.Failure("no PCA model yet: materialize pca_model first")
     model = read_pca_metadata(layout, s3, version)
-    session = spark.session_for(context, fruits)
+    session = pyspark.session_for(context, fruits)
     try:
         reduced = read_table(session, layout, REDUCED)
     except FileNotFoundError:

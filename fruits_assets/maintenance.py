@@ -33,11 +33,11 @@ def maintained(layout: Layout) -> list[tuple[tables.Table, dg.AssetKey, bool]]:
 def maintain_tables(
     context: dg.OpExecutionContext,
     fruits: FruitsConfig,
-    spark: SparkResource,
+    pyspark: SparkResource,
     pyspark_step_launcher: StepLauncherParam,
 ) -> dg.Output[dict]:
     settings, layout = fruits.settings(), fruits.layout()
-    session = spark.session_for(context, fruits)
+    session = pyspark.session_for(context, fruits)
     now = dt.datetime.now(dt.UTC)
     grace = now - dt.timedelta(hours=settings.write_grace_hours)
     results = {}

@@ -111,4 +111,4 @@ class SparkResource(dg.ConfigurableResource):
 
 def pipeline_resources(fruits: FruitsConfig) -> dict[str, Any]:
     """The resources every deployment has; it adds its step launcher."""
-    return {"fruits": fruits, "spark": SparkResource()}
+    return {"fruits": fruits, "pyspark": SparkResource()}

@@ -82,7 +82,7 @@ def test_column_schemas_are_the_outputs_columns_each_described() -> None:
 def test_local_resources_and_in_process_executor() -> None:
     resources = defs.resources
     assert isinstance(resources["fruits"], FruitsConfig)
-    assert isinstance(resources["spark"], SparkResource)
+    assert isinstance(resources["pyspark"], SparkResource)
     assert defs.executor is dg.in_process_executor
 
 

@@ -17,9 +17,9 @@ BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
 
 @dg.asset
 def session_values(
-    context: dg.AssetExecutionContext, fruits: FruitsConfig, spark: SparkResource
+    context: dg.AssetExecutionContext, fruits: FruitsConfig, pyspark: SparkResource
 ) -> dict:
-    session = spark.session_for(context, fruits)
+    session = pyspark.session_for(context, fruits)
     return {"batch": session.conf.get(BATCH), "weights": fruits.weights, "bucket": fruits.bucket}
 
 
