@@ -352,21 +352,8 @@ def stage_reduced(
     return ReducedRun(staged, version, snapshot, {d: per_date.get(d, 0) for d in every}, switched)
 
 
-def write_reduced(
-    spark: SparkSession,
-    layout: Layout,
-    s3: Any,
-    dates: Sequence[str],
-    version: str,
-    *,
-    progress: Report | None = None,
-) -> dict[str, int]:
-    """stage_reduced, then publish without an audit; rows per date."""
-    run = stage_reduced(spark, layout, s3, dates, version, progress=progress)
-    publish_staged(spark, layout, s3, run.staged)
-    return run.staged.counts
-
-
 def cumulative(variance: Sequence[float], at: Sequence[int] = (10, 50, 100)) -> dict[int, float]:
+    """The cumulative explained variance at each of `at` the model has, and at its k."""
     running = pca.cumulative_variance(variance)
-    return {n: round(running[min(n, len(running)) - 1], 6) for n in at if running}
+    kept = sorted({n for n in at if n <= len(running)} | ({len(running)} if running else set()))
+    return {n: round(running[n - 1], 6) for n in kept}

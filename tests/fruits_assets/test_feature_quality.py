@@ -16,7 +16,7 @@ from fruits_assets.feature_quality import automation_conditions, feature_quality
 from fruits_assets.names import FEATURE_QUALITY, PROBE_KEEPS_ACCURACY
 from spark import tables
 from spark.pca import publish_pca
-from spark.pipeline import fit_pca_version, publish_staged, write_reduced
+from spark.pipeline import fit_pca_version, publish_staged, stage_reduced
 from spark.tables import FEATURES
 
 D1 = "2026-11-02"
@@ -57,7 +57,7 @@ def publish_with_k2(layout, spark, s3, rows: list[tuple]) -> str:
     publish_staged(spark, layout, s3, staged)
     version = fit_pca_version(spark, layout, s3, k=2, weights_sha256=DIGEST).version
     publish_pca(layout, s3, version)
-    write_reduced(spark, layout, s3, [D1], version)
+    publish_staged(spark, layout, s3, stage_reduced(spark, layout, s3, [D1], version).staged)
     return version
 
 

@@ -33,7 +33,6 @@ from spark.pipeline import (
     reject_rows,
     stage_features,
     stage_reduced,
-    write_reduced,
 )
 from spark.quality import every_image_accounted, reduced_matches_features
 from spark.storage import get_json, list_keys
@@ -150,7 +149,7 @@ def test_erasure_by_path_and_by_hash(
     extract(layout, [D1, D2], weights)  # the manifests (what raw_images does), then features
     version = fit_pca_version(spark, layout, s3, k=3, weights_sha256=weights.sha256).version
     publish_pca(layout, s3, version)
-    write_reduced(spark, layout, s3, [D1, D2], version)
+    publish_staged(spark, layout, s3, stage_reduced(spark, layout, s3, [D1, D2], version).staged)
     untouched = {
         name: data_files(spark, layout, name, D2) for name in (tables.FEATURES, tables.REDUCED)
     }
@@ -220,7 +219,7 @@ def test_an_erasure_leaves_no_copy_in_any_file_under_the_warehouse(
     extract(layout, [D1, D2], weights)  # a second published version of both dates
     version = fit_pca_version(spark, layout, s3, k=3, weights_sha256=weights.sha256).version
     publish_pca(layout, s3, version)
-    write_reduced(spark, layout, s3, [D1, D2], version)
+    publish_staged(spark, layout, s3, stage_reduced(spark, layout, s3, [D1, D2], version).staged)
     features = tables.table(layout, tables.FEATURES)
     spark.sql(f"ALTER TABLE {features.qualified} CREATE BRANCH audit")  # a reader's branch
     path = raw_paths(s3, layout, D1)[0]

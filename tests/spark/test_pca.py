@@ -180,7 +180,7 @@ def as_feature_table_rows(features):
 
 
 def test_a_variance_target_keeps_the_fewest_components_reaching_it(spark, s3, fresh_layout) -> None:
-    from spark.pipeline import fit_pca_version, publish_staged, read_table, write_reduced
+    from spark.pipeline import fit_pca_version, publish_staged, read_table, stage_reduced
 
     date = "2026-03-01"
     features = scaled_axes(spark, (10.0, 5.0, 2.0, 1.0, 0.5, 0.1)).cache()  # ~.77 .19 .03 ...
@@ -203,7 +203,9 @@ def test_a_variance_target_keeps_the_fewest_components_reaching_it(spark, s3, fr
 
     # k is the length of each reduced row's array, through the Iceberg table.
     publish_pca(fresh_layout, s3, run.version)
-    assert write_reduced(spark, fresh_layout, s3, [date], run.version) == {date: 200}
+    assert publish_staged(
+        spark, fresh_layout, s3, stage_reduced(spark, fresh_layout, s3, [date], run.version).staged
+    )[0].counts == {date: 200}
     reduced = read_table(spark, fresh_layout, tables.REDUCED)
     assert {
         (r.pca_version, r.k)
@@ -391,14 +393,21 @@ def test_a_consumer_projects_new_features_as_the_pipeline_did(
 ) -> None:
     """The docs' snippet, on the properties and rows of the tables: the same float32 values as
     pca_features, and the stored mean centres them."""
-    from spark.pipeline import fit_pca_version, read_features, read_table, write_reduced
+    from spark.pipeline import (
+        fit_pca_version,
+        publish_staged,
+        read_features,
+        read_table,
+        stage_reduced,
+    )
 
     date = "2026-03-01"
     features, _ = spread_over_dates(spark, n=120, dim=16, seed=31, dates=1)
     publish_features(spark, s3, fresh_layout, features, [date])
     run = fit_pca_version(spark, fresh_layout, s3, k=4, weights_sha256=CURRENT)
     publish_pca(fresh_layout, s3, run.version)
-    write_reduced(spark, fresh_layout, s3, [date], run.version)
+    reduced_run = stage_reduced(spark, fresh_layout, s3, [date], run.version)
+    publish_staged(spark, fresh_layout, s3, reduced_run.staged)
 
     reduced = tables.table(fresh_layout, tables.REDUCED)
     properties = {

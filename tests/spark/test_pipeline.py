@@ -44,7 +44,6 @@ from spark.pipeline import (
     reject_rows,
     stage_features,
     stage_reduced,
-    write_reduced,
 )
 from spark.quality import every_image_accounted, reduced_matches_features
 from spark.storage import list_keys
@@ -222,7 +221,9 @@ def test_pca_fit_save_publish_and_reduce(
     assert metadata["features_table"] == f"{layout.namespace}.{tables.FEATURES}"
     assert load_pca(layout, pca.version).getK() == 10
 
-    counts = write_reduced(spark, layout, s3, DATES, pca.version)
+    counts = publish_staged(
+        spark, layout, s3, stage_reduced(spark, layout, s3, DATES, pca.version).staged
+    )[0].counts
     assert counts == {d: 8 for d in DATES}
     reduced = read_table(spark, layout, tables.REDUCED)
     assert reduced.count() == 24
@@ -250,7 +251,7 @@ def test_a_refit_switches_every_date_of_the_reduced_table_in_one_snapshot(
     extract(layout, DATES, weights)
     first = fit_pca_version(spark, layout, s3, k=4, weights_sha256=weights.sha256).version
     publish_pca(layout, s3, first)
-    write_reduced(spark, layout, s3, DATES, first)
+    publish_staged(spark, layout, s3, stage_reduced(spark, layout, s3, DATES, first).staged)
     commits = commits_on_main(spark, layout, tables.REDUCED)
     second = fit_pca_version(spark, layout, s3, k=3, weights_sha256=weights.sha256).version
     publish_pca(layout, s3, second)
@@ -283,7 +284,8 @@ def test_a_refit_switches_every_date_of_the_reduced_table_in_one_snapshot(
 
 
 def test_cumulative_explained_variance() -> None:
-    assert cumulative([0.5, 0.25, 0.125], at=(1, 2, 100)) == {1: 0.5, 2: 0.75, 100: 0.875}
+    assert cumulative([0.5, 0.25, 0.125], at=(1, 2, 100)) == {1: 0.5, 2: 0.75, 3: 0.875}
+    assert cumulative([0.5, 0.25], at=(1, 50)) == {1: 0.5, 2: 0.75}  # never at an absent 50
 
 
 def test_unusual_names_and_places_are_accounted_for(

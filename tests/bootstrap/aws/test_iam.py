@@ -20,7 +20,7 @@ from spark.layout import (
     Layout,
 )
 from spark.pca import publish_pca
-from spark.pipeline import fit_pca_version, write_reduced
+from spark.pipeline import fit_pca_version, publish_staged, stage_reduced
 from spark.settings import Settings
 from spark.storage import list_keys
 
@@ -116,7 +116,8 @@ def test_every_key_a_run_writes_is_allowed(
     extract(fresh_layout, ["2026-11-15"], weights)
     version = fit_pca_version(spark, fresh_layout, s3, k=2, weights_sha256=weights.sha256).version
     publish_pca(fresh_layout, s3, version)
-    write_reduced(spark, fresh_layout, s3, ["2026-11-15"], version)
+    reduced = stage_reduced(spark, fresh_layout, s3, ["2026-11-15"], version)
+    publish_staged(spark, fresh_layout, s3, reduced.staged)
     document = policy(replace(settings, prefix=fresh_layout.prefix))
     raw = fresh_layout.raw_prefix()
     written = [
