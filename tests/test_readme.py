@@ -209,7 +209,7 @@ def test_make_demo_then_make_stop(
         assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-3000:]
         assert "Fruits! pipeline run" in demo.stdout
         assert "rejected" in demo.stdout and "explained variance" in demo.stdout
-        assert "linear probe: accuracy" in demo.stdout and "probe_png" in demo.stdout
+        assert "linear probe at k=" in demo.stdout and "probe_png" in demo.stdout
         # left running to look at the outputs
         assert LocalS3(endpoint).responds() and catalog.responds()
         # ... by clients that are not this project's code, as the README shows them, with

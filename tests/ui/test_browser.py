@@ -102,7 +102,11 @@ def check_resource_config(page: Page, base: str, resource: str, fields: dict[str
     page.goto(f"{base}/locations/{LOCATION}/resources/{resource}")
     for name, value in fields.items():
         row = page.get_by_role("row").filter(has=page.get_by_text(name, exact=True))
-        shown = row.get_by_role("cell", name=json.dumps(value), exact=True)
+        # A deployment's value is the field's default, which the UI marks as such.
+        text = json.dumps(value)
+        shown = row.get_by_role("cell", name=text, exact=True).or_(
+            row.get_by_role("cell", name=f"{text} Default", exact=True)
+        )
         expect(shown).to_be_visible(timeout=90_000)
 
 
