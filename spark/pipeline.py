@@ -45,10 +45,10 @@ class FeatureRun:
     weights_sha256: str
     features_per_date: dict[str, int]
     rejects_per_date: dict[str, int]
-    worker_peak_rss_mb: float = 0.0
     # The manifest entries the run processed (erased uploads left out): what its rows must
     # account for. A plan, not data: reading it reads the manifests again, not the tombstones.
-    expected: DataFrame | None = field(default=None, repr=False, compare=False)
+    expected: DataFrame = field(repr=False, compare=False)
+    worker_peak_rss_mb: float = 0.0
 
     @property
     def feature_rows(self) -> int:
@@ -58,7 +58,6 @@ class FeatureRun:
         """What the blocking checks read: the expected entries, and the staged snapshot's
         feature rows and rejects."""
         staged = tables.read_staged(spark, self.staged)
-        assert self.expected is not None, "a FeatureRun from stage_features"
         return self.expected, feature_rows(staged), reject_rows(staged)
 
 
@@ -151,8 +150,8 @@ def stage_features(
         weights.sha256,
         {d: counts.get((d, True), 0) for d in staged.dates},
         {d: counts.get((d, False), 0) for d in staged.dates},
-        round(model.worker_peak_rss_mb.value, 1),
         expected=images,
+        worker_peak_rss_mb=round(model.worker_peak_rss_mb.value, 1),
     )
 
 
