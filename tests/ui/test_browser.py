@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
@@ -163,12 +164,57 @@ def wait_for_backfill(page: Page, base: str, backfill_id: str, timeout_s: float)
     page.goto(f"{base}/runs/b/{backfill_id}")
     deadline = time.monotonic() + timeout_s
     while (status := backfill_status(page)) != "Succeeded":
-        assert not re.search(r"fail|cancel", status, re.IGNORECASE), f"backfill {status}"
+        if re.search(r"fail|cancel", status, re.IGNORECASE):
+            pytest.fail(f"backfill {status}:\n{failures(base, backfill_id)}")
         assert time.monotonic() < deadline, f"backfill still '{status}' after {timeout_s} s"
         time.sleep(5)
         page.reload()
     # One progress bar per asset of the backfill.
     expect(page.get_by_text("100% completed")).to_have_count(len(CHECKS))
+
+
+FAILURES_QUERY = """query Failures($backfill: String!) {
+  partitionBackfillOrError(backfillId: $backfill) {
+    ... on PartitionBackfill { runs(limit: 20) { runId status } }
+    ... on PythonError { message }
+  }
+}"""
+ERRORS_QUERY = """query Errors($run: ID!) {
+  logsForRun(runId: $run) {
+    ... on EventConnection { events {
+      ... on ErrorEvent { error { message stack causes { message } } }
+      ... on MessageEvent { message }
+    } }
+  }
+}"""
+
+
+def graphql(base: str, query: str, variables: dict[str, str]) -> dict:
+    request = urllib.request.Request(
+        f"{base}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)["data"]
+
+
+def failures(base: str, backfill_id: str) -> str:
+    """What the backfill's failed runs reported, from the webserver's GraphQL API: a failure
+    in CI leaves no other trace of its cause."""
+    backfill = graphql(base, FAILURES_QUERY, {"backfill": backfill_id})["partitionBackfillOrError"]
+    lines = [backfill.get("message", "")]
+    for run in backfill.get("runs", []):
+        lines.append(f"run {run['runId']}: {run['status']}")
+        if run["status"] != "FAILURE":
+            continue
+        events = graphql(base, ERRORS_QUERY, {"run": run["runId"]})["logsForRun"]
+        for event in events.get("events", []):
+            if event.get("error"):
+                error = event["error"]
+                causes = " / ".join(cause["message"] for cause in error["causes"])
+                lines.append(f"  {error['message']}{''.join(error['stack'][-3:])} {causes}")
+    return "\n".join(line for line in lines if line)
 
 
 def backfill_runs(page: Page, base: str, backfill_id: str) -> list[str]:
