@@ -348,8 +348,10 @@ def step_reaches():
 # so these tests cannot prove it (the policies are still written for AWS's semantics):
 # - conditions other than StringEquals (StringLikeIfExists on s3:prefix is ignored: listing
 #   outside the granted prefixes is not refused here);
-# - non-S3 resources: moto authorizes EMR, KMS and EC2 calls against "*", so resource-scoped EMR
-#   statements (the host's, the operator's) cannot be enforced; the fake EMR checks nothing;
+# - non-S3 resources: moto authorizes EMR, KMS, EC2 and Glue calls against "*", so resource-scoped
+#   EMR statements (the host's, the operator's) cannot be enforced; the fake EMR checks nothing;
+#   the instance's Glue statement is granted on "*" (its actions are enforced, not its database
+#   and tables);
 # - S3 action names follow the operation: moto asks s3:HeadBucket where AWS asks s3:ListBucket
 #   (MOTO_ALIASES maps it);
 # - multi-object delete (S3A's) asks s3:DeleteObject on the bucket, then checks each key
@@ -368,6 +370,8 @@ def as_moto_asks(document: dict) -> dict:
         actions = [actions] if isinstance(actions, str) else actions
         extra = [alias for a in actions for alias in MOTO_ALIASES.get(a, [])]
         statements.append(statement | {"Action": actions + extra})
+        if all(a.startswith("glue:") for a in actions):
+            statements[-1]["Resource"] = "*"
         if statement["Effect"] == "Allow" and "s3:DeleteObject" in actions:
             resources = statement["Resource"]
             buckets = {
@@ -437,6 +441,21 @@ class EnforcedIam:
 def enforced_iam(settings: Settings, tmp_path_factory) -> Iterator[EnforcedIam]:
     """A moto server of the module's own that enforces IAM, with the pipeline and staging
     buckets and a user per principal holding only its policy (`bootstrap.aws.iam`)."""
+    with enforcing_moto(settings, tmp_path_factory.mktemp("enforcing_s3") / "moto.log") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def enforcing_iam(settings: Settings):
+    """enforcing_moto(log, **changes): enforced_iam's server, for a module whose policies are
+    written for other settings."""
+    return lambda log, **changes: enforcing_moto(settings, log, **changes)
+
+
+@contextmanager
+def enforcing_moto(settings: Settings, log: Path, **changes: object) -> Iterator[EnforcedIam]:
+    """enforced_iam's server; `changes` are Settings fields the policies are written for
+    (catalog_type="glue": the instance's Glue grants)."""
     import json
     import subprocess
     import sys
@@ -450,7 +469,6 @@ def enforced_iam(settings: Settings, tmp_path_factory) -> Iterator[EnforcedIam]:
     from bootstrap.local.processes import stop_group
 
     endpoint = f"http://127.0.0.1:{free_port()}"
-    log = tmp_path_factory.mktemp("enforcing_s3") / "moto.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("moto_signed_headers.py")),
@@ -464,7 +482,7 @@ def enforced_iam(settings: Settings, tmp_path_factory) -> Iterator[EnforcedIam]:
             time.sleep(0.1)
         target = replace(
             settings, s3_endpoint=endpoint, bucket="fruits-iam", prefix="fruits",
-            staging_bucket="fruits-iam-staging", staging_prefix="emr_staging",
+            staging_bucket="fruits-iam-staging", staging_prefix="emr_staging", **changes,
         )  # fmt: skip
         s3 = boto3.client("s3", region_name=target.region, endpoint_url=endpoint)
         iam = boto3.client("iam", region_name=target.region, endpoint_url=endpoint)
