@@ -10,6 +10,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -177,7 +178,48 @@ def test_readme_command_runs(command: str, tmp_path: Path, local_s3) -> None:
 
 
 @pytest.mark.slow
+def assert_no_credentials(output: str, dagster_home: Path, scan) -> None:
+    """The run's whole log (Dagster, Spark, workers) and what it left in DAGSTER_HOME (logs,
+    event log) never show a credential: neither the local S3 server's nor the environment's."""
+    from fruits_assets.deployments.local import DUMMY_CREDENTIALS
+
+    secrets = set(DUMMY_CREDENTIALS.values()) | {
+        os.environ[key] for key in DUMMY_CREDENTIALS if os.environ.get(key)
+    }
+    stored = [f for f in dagster_home.rglob("*") if f.is_file()]
+    assert stored
+    for where, text in [("output", output)] + [
+        (str(f), f.read_bytes().decode(errors="ignore")) for f in stored
+    ]:
+        assert not [secret for secret in secrets if secret in text], where
+        assert scan(text) == [], where
+
+
+def assert_demo_summary(summary: dict) -> None:
+    """The sample's counts (bootstrap.sample.demo's defaults: 60 small and 2 phone photos a
+    date, two undecodable files on the first date), every image accounted for."""
+    first, *others = sorted(summary["dates"])
+    assert summary["dates"][first] == {"images": 64, "features": 62, "rejects": 2, "reduced": 62}
+    for date in others:
+        assert summary["dates"][date] == {
+            "images": 62, "features": 62, "rejects": 0, "reduced": 62
+        }  # fmt: skip
+    assert summary["feature_shape"] == [186, 1280]
+    assert summary["pca"]["rows"] == 186
+    probe = summary["probe"]
+    # 186 rows over 12 labels support no verdict on what the PCA keeps: the probe says so.
+    assert probe["verdict"] == "inconclusive" and probe["why"] and probe["k"] == 100
+    if probe["ratio"] is not None:
+        assert probe["ratio"] == pytest.approx(probe["reduced"] / probe["full"])
+    assert summary["outputs"]["probe_png"].endswith("feature_quality.png")
+    assert sorted(r["path"].rsplit("/", 1)[-1] for r in summary["rejects"]) == [
+        "not_an_image.jpg",
+        "truncated_upload.jpg",
+    ]
+
+
 def test_make_demo_then_make_stop(
+    scan_credentials,
     tmp_path: Path,
     unused_port: int,
     unused_catalog_uri: str,
@@ -210,6 +252,13 @@ def test_make_demo_then_make_stop(
         assert "Fruits! pipeline run" in demo.stdout
         assert "rejected" in demo.stdout and "explained variance" in demo.stdout
         assert "linear probe at k=" in demo.stdout and "probe_png" in demo.stdout
+        assert_no_credentials(
+            demo.stdout + demo.stderr, Path(env["DAGSTER_HOME"]), scan_credentials
+        )
+        assert_demo_summary(json.loads((REPO / ".fruits" / "last_run.json").read_text()))
+        monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+        with dg.DagsterInstance.get() as instance:
+            assert len(instance.get_run_records()) == 1  # the sample's dates in one run
         # left running to look at the outputs
         assert LocalS3(endpoint).responds() and catalog.responds()
         # ... by clients that are not this project's code, as the README shows them, with

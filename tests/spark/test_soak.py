@@ -22,12 +22,17 @@ def rss_mb(pid: int | None = None) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
-def workers_rss_mb(tree) -> float:
-    """What the largest Python worker (a child of pyspark.daemon) holds now. Not their sum:
-    how many idle workers Spark keeps (one kind per UDF kind, dropped after an idle minute)
-    depends on timing; a leak shows in a worker's own RSS."""
+def python_workers(tree) -> list[int]:
+    """The Python workers (children of pyspark.daemon) alive now."""
     daemons = {p.pid for p in tree if "pyspark.daemon" in p.cmdline}
-    return max((rss_mb(p.pid) for p in tree if p.parent in daemons), default=0.0)
+    return [p.pid for p in tree if p.parent in daemons]
+
+
+def workers_rss_mb(workers: list[int]) -> float:
+    """What the largest Python worker holds now. Not their sum: how many idle workers Spark
+    keeps (one kind per UDF kind, dropped after an idle minute) depends on timing (printed
+    per date); a leak shows in a worker's own RSS."""
+    return max((rss_mb(pid) for pid in workers), default=0.0)
 
 
 def jvm_heap_after_gc_mb(spark) -> float:
@@ -45,6 +50,7 @@ def test_soak_5000_images_over_10_dates(
     figures = []
     for date in DATES:
         run = extract(fresh_layout, [date], weights)
+        workers = python_workers(process_tree())
         assert run.features_per_date[date] + run.rejects_per_date[date] == uploaded[date]
         figures.append(
             {
@@ -53,7 +59,8 @@ def test_soak_5000_images_over_10_dates(
                 "driver_python_rss_mb": round(rss_mb(), 1),
                 "driver_jvm_rss_mb": round(rss_mb(java), 1),
                 "jvm_heap_after_gc_mb": round(jvm_heap_after_gc_mb(spark), 1),
-                "workers_rss_mb": round(workers_rss_mb(process_tree()), 1),
+                "python_workers": len(workers),
+                "workers_rss_mb": round(workers_rss_mb(workers), 1),
                 # ru_maxrss: each worker's peak since it started, earlier tests included
                 "worker_peak_rss_mb": run.worker_peak_rss_mb,
             }
