@@ -51,6 +51,7 @@ from bench.targets import (
     POINTER_DESIGN_FIXED_REQUESTS,
     RESULTS,
     TARGETS,
+    verdicts,
 )
 from bootstrap import cli
 from bootstrap.aws.buckets import ensure_pipeline_bucket
@@ -567,14 +568,8 @@ def measure_all(
     if e2e:
         print("end to end ...", flush=True)
         results |= end_to_end(settings, ["2026-11-20", "2026-11-21", "2026-11-22"])
-    results["targets"] = {key: met(results, key) for key, *_ in TARGETS}
+    results["targets"] = verdicts(results, TARGETS)
     return results
-
-
-def met(results: dict[str, Any], key: str) -> bool:
-    _, comparison, target, _ = next(t for t in TARGETS if t[0] == key)
-    value = results[key]
-    return bool(value <= target if comparison == "<=" else value >= target)
 
 
 def print_results(results: dict[str, Any]) -> None:

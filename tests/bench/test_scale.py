@@ -36,6 +36,9 @@ def test_the_scale_smoke_run_reports_every_figure(
     assert all(t["requested"] == [] for t in ticks)  # a steady tick: nothing new
 
     assert r["scale_refit_s"] > 0 and r["scale_refit_rows"] == 600
+    # Its target's verdict joins bench.run's, and the report shows it.
+    assert r["targets"]["scale_refit_s"] is (r["scale_refit_s"] <= 60)
+    assert set(r["targets"]) > set(earlier["targets"]) - {"scale_refit_s"}
     assert r["scale_reduced_rows_per_s"] > 0
     if "statistics" in r["scale_refit_method"]:
         assert r["scale_statistics_s"] > 0
@@ -45,6 +48,7 @@ def test_the_scale_smoke_run_reports_every_figure(
 
     section = render(r)
     assert "`new_uploads` S3 requests per steady tick" in section
+    assert "8. PCA refit at 1 million rows" in section
     assert "a 6-date backfill" in section and "PCA refit, 600 rows over 6 dates" in section
 
     assert cost(["--images", "10000000", "--bench-results", str(output)]) == 0
