@@ -45,6 +45,11 @@ from spark.settings import Settings
 FEATURE_DIM = 1280
 LAST_DATE = "2027-10-31"  # the bench's year of dates ends there: no real partition needs it
 BENCH_BUCKET = "fruits-bench-scale"
+STATISTICS_PARQUET = {
+    "compression": "none",
+    "parquet.page.size.row.check.min": "1",
+    "parquet.page.size.row.check.max": "1",
+}
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,10 @@ def refit(spark: Any, features: Any, k: int, scratch: Path) -> tuple[Any, dict[s
 
     if hasattr(pca, "date_statistics") and hasattr(pca, "fit_pca_from_statistics"):
         stored = str(scratch / "statistics")
-        _, statistics_s = timed(lambda: pca.date_statistics(features).write.parquet(stored))
+        # As the statistics table writes them (spark.tables.STATISTICS_PROPERTIES): uncompressed,
+        # pages and row groups measured at every row of megabytes.
+        writer = pca.date_statistics(features).write.options(**STATISTICS_PARQUET)
+        _, statistics_s = timed(lambda: writer.parquet(stored))
         statistics = spark.read.parquet(stored)
         model, refit_s = timed(lambda: pca.fit_pca_from_statistics(spark, statistics, k))
         return model, {

@@ -547,6 +547,10 @@ STATISTICS_PROPERTIES = {
     "write.parquet.compression-codec": "uncompressed",
     # Bounds of binary sums say nothing useful.
     "write.metadata.metrics.default": "counts",
+    # A row holds a date's 1280 x 1280 sums (megabytes): Parquet's writer measures its pages
+    # and row groups only every 100 rows by default, by then past an executor's heap.
+    "write.parquet.row-group-check-min-record-count": "1",
+    "write.parquet.row-group-check-max-record-count": "1",
     "commit.retry.num-retries": "20",
     "commit.retry.min-wait-ms": "100",
 }
