@@ -18,7 +18,8 @@ A node's environment is EMR's: the instance profile's credentials, no region and
 preset (what the cluster's configuration exports reaches Spark's processes, through
 spark-env.sh, only). S3 is reached through the subnet's gateway endpoint (S3Gateway), which is
 regional: a request signed for another region (a client given no region signs for us-east-1)
-finds no route there.
+finds no route there. Glue (the catalog of catalog_type glue) through the subnet's interface
+endpoint: the S3 server's address, as moto serves Glue there too.
 
     python -m bootstrap.local.fake_node aws s3 cp [--recursive] [--only-show-errors] S3_URI PATH
 """
@@ -140,7 +141,10 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         for name, value in answer.getheaders():
             if name.lower() not in ("transfer-encoding", "content-length", "connection"):
                 self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
+        # A HEAD's answer has no body, and its Content-Length is the object's size (S3FileIO
+        # reads a file's length there: 0 would make every file look empty).
+        upstream_length = answer.getheader("Content-Length") if self.command == "HEAD" else None
+        self.send_header("Content-Length", upstream_length or str(len(data)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -307,7 +311,7 @@ class FakeNode:
     # --- what runs on the node -------------------------------------------------------------
     def environment(self) -> dict[str, str]:
         """A node's environment: no package index, the node's credentials, no region; S3
-        through the subnet's gateway endpoint."""
+        through the subnet's gateway endpoint, Glue through its interface endpoint."""
         env = {k: v for k, v in os.environ.items() if k in CREDENTIALS or k in HOST_ENV}
         env |= self.credentials
         env |= {
@@ -324,6 +328,11 @@ class FakeNode:
         }
         if self.s3_gateway:  # stands for the DNS that sends S3's names to the gateway endpoint
             env["AWS_ENDPOINT_URL_S3"] = self.s3_gateway
+        if self.settings.s3_endpoint:
+            # The subnet's Glue interface endpoint (the VPC's private DNS for Glue's name): the
+            # stand-in is moto, which serves Glue at the S3 server's address. Iceberg's Glue
+            # client (AWS SDK v2 in iceberg-aws-bundle) and boto3 both read this variable.
+            env["AWS_ENDPOINT_URL_GLUE"] = self.settings.s3_endpoint
         return env
 
     def step_environment(self) -> dict[str, str]:

@@ -6,15 +6,23 @@ its policy (bootstrap.aws.iam): the operator stages the weights and photos and c
 their conditions), the Dagster host materializes (code package, step files, events, log reads,
 raw_images) on the cluster it finds by its tag, and everything on the node runs as the
 instance role (the bootstrap action's `aws s3 cp`, the step's S3A and boto3, log pushes), with
-EMR's environment (no region preset) and S3 only through the subnet's regional endpoint."""
+EMR's environment (no region preset) and S3 only through the subnet's regional endpoint.
+
+The tables' catalog is the EMR deployment's: Iceberg's GlueCatalog with S3FileIO on the node
+(catalog_type glue, the deployment's default), against moto's Glue, which the node reaches
+through the subnet's Glue interface endpoint (AWS_ENDPOINT_URL_GLUE: bootstrap.local.fake_node)
+under the instance policy's Glue grants. The checks read the tables through Glue. This proves
+the wiring, not Glue's optimistic concurrency: moto's UpdateTable ignores VersionId."""
 
 import os
 import subprocess
 import time
 from pathlib import Path
 
+import boto3
 import dagster as dg
 import pytest
+from pyiceberg.catalog.glue import GlueCatalog
 
 from bootstrap.aws.emr_cluster import ClusterOptions, create
 from bootstrap.aws.iam import policy
@@ -23,11 +31,21 @@ from bootstrap.local.dagster_home import prepare_dagster_home
 from bootstrap.local.fake_emr import FakeEmrServer, FakeEmrTiming
 from bootstrap.sample.demo import launch_command
 from fruits_assets.deployments import current_settings
+from spark import tables
 from spark.layout import Layout, split_uri
 
 pytestmark = pytest.mark.slow
 D1, D2 = "2026-11-13", "2026-11-14"
 CLUSTER_KEY = "TEST_EMR_CLUSTER_ID"
+
+
+@pytest.fixture(scope="module")
+def enforced_iam(enforcing_iam, tmp_path_factory):
+    """The conftest's enforcing moto server, its policies written for catalog_type glue (the
+    instance's Glue grants): moto serves Glue there too."""
+    log = tmp_path_factory.mktemp("enforcing_s3") / "moto.log"
+    with enforcing_iam(log, catalog_type="glue", catalog_uri=None) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +72,12 @@ def cluster_layout(enforced_iam) -> Layout:
 
 @pytest.fixture(scope="module")
 def emr_cluster(
-    enforced_iam, cluster_layout, fake_emr, weights, tmp_path_factory, save_legacy_h5, local_catalog
+    enforced_iam, cluster_layout, fake_emr, weights, tmp_path_factory, save_legacy_h5
 ) -> dict[str, str]:
     """One cluster for the module, created by the CLI as the operator (which stages the
     wheelhouse) and bootstrapped by the real bootstrap action as the instance role; the
     host's environment for it, with the host's credentials."""
     target = enforced_iam.settings
-    local_catalog_uri = os.environ["FRUITS_CATALOG_URI"]  # the tests' catalog (test_env)
     scratch = tmp_path_factory.mktemp("emr_cluster")
     save_legacy_h5(scratch / "weights.h5", weights.arrays)
     weights_uri = cluster_layout.weights_uri("mobilenet_v2_no_top.h5")
@@ -77,16 +94,16 @@ def emr_cluster(
         "FRUITS_WEIGHTS": weights_uri,
         "FRUITS_STAGING_BUCKET": target.staging_bucket,
         "FRUITS_STAGING_PREFIX": target.staging_prefix,
-        # The cluster's Iceberg on the local JDBC catalog, not Glue's: moto's Glue ignores
-        # UpdateTable's VersionId, so it would prove wiring, not commits (README: not tested).
-        "FRUITS_CATALOG_TYPE": "jdbc",
-        "FRUITS_CATALOG_URI": local_catalog_uri,
+        "FRUITS_NAMESPACE": target.namespace,  # the Glue database the policies grant
+        # No FRUITS_CATALOG_TYPE: the emr deployment's own, glue.
         # Where an AWS SDK would find AWS, it finds the local stand-ins.
         "AWS_ENDPOINT_URL_EMR": fake_emr.endpoint,
         "AWS_ENDPOINT_URL_S3": target.s3_endpoint,
+        "AWS_ENDPOINT_URL_GLUE": target.s3_endpoint,
         "AWS_DEFAULT_REGION": target.region,
     }
     emr_settings = current_settings(env)
+    assert emr_settings.catalog_type == "glue"
     options = ClusterOptions(
         kms_key_arn="arn:aws:kms:eu-west-3:1:key/k",
         tls_certificates=f"s3://{target.staging_bucket}/{target.staging_prefix}/bootstrap/t.zip",
@@ -118,6 +135,38 @@ def emr_cluster(
 @pytest.fixture
 def emr_env(emr_cluster, tmp_path) -> dict[str, str]:
     return emr_cluster | {"DAGSTER_HOME": str(prepare_dagster_home(tmp_path / "dagster_home"))}
+
+
+def glue_catalog(enforced_iam) -> GlueCatalog:
+    """pyiceberg's Glue catalog on moto's Glue, files through pyarrow's S3: a reader outside
+    the cluster, with the instance role's credentials (a principal that may read the tables)."""
+    target = enforced_iam.settings
+    key, secret = enforced_iam.keys["instance"]
+    return GlueCatalog(
+        "glue",
+        **{
+            "glue.endpoint": target.s3_endpoint,
+            "glue.region": target.region,
+            "glue.access-key-id": key,
+            "glue.secret-access-key": secret,
+            "s3.endpoint": target.s3_endpoint,
+            "s3.region": target.region,
+            "s3.access-key-id": key,
+            "s3.secret-access-key": secret,
+            "s3.force-virtual-addressing": "false",
+        },
+    )
+
+
+def glue_table(enforced_iam, name: str) -> dict:
+    """The Glue table of one of the pipeline's tables, as boto3 sees it (the instance role)."""
+    target = enforced_iam.settings
+    key, secret = enforced_iam.keys["instance"]
+    glue = boto3.client(
+        "glue", region_name=target.region, endpoint_url=target.s3_endpoint,
+        aws_access_key_id=key, aws_secret_access_key=secret,
+    )  # fmt: skip
+    return glue.get_table(DatabaseName=target.namespace, Name=name)["Table"]
 
 
 def materialize(
@@ -168,6 +217,27 @@ def test_a_backfill_runs_as_one_emr_step_and_reports_back(
         )
         statuses = {c.status.value for c in checks}
         assert "SUCCEEDED" in statuses and "FAILED" not in statuses
+        snapshots = {r.asset_materialization.metadata["snapshot_id"].value for r in records}
+
+    # The step's commits went to Glue: the table is Iceberg's, its metadata file on S3 is the
+    # one Iceberg reads, and its `main` is the snapshot both dates were published in.
+    found = glue_table(enforced_iam, tables.FEATURES)
+    assert found["Parameters"]["table_type"] == "ICEBERG"
+    metadata_location = found["Parameters"]["metadata_location"]
+    bucket, key = split_uri(metadata_location)
+    assert enforced_iam.s3("instance").head_object(Bucket=bucket, Key=key)
+    features = glue_catalog(enforced_iam).load_table(
+        f"{enforced_iam.settings.namespace}.{tables.FEATURES}"
+    )
+    assert features.metadata_location == metadata_location
+    assert snapshots == {features.current_snapshot().snapshot_id}  # one commit, both dates
+    rows = features.scan().to_arrow()
+    dates = rows["upload_date"].to_pylist()
+    assert {d: dates.count(d) for d in set(dates)} == {D1: 6, D2: 6}
+    layout = Layout(enforced_iam.settings.bucket, enforced_iam.settings.prefix)
+    paths = rows["path"].to_pylist()
+    assert all(p.startswith(layout.raw_date_uri(d)) for p, d in zip(paths, dates, strict=True))
+    assert rows["reject_reason"].null_count == 12  # the photos are all readable
 
 
 def test_a_failing_step_fails_the_dagster_step_with_its_stderr(

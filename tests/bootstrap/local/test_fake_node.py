@@ -189,3 +189,25 @@ def test_the_gateway_decides_the_nodes_requests_with_the_policy_s_conditions(
         assert gw.refused == [
             f"s3:ListBucket on arn:aws:s3:::{settings.bucket} {{'s3:prefix': 'elsewhere/'}}"
         ]
+
+
+def test_a_head_through_the_gateway_gives_the_object_s_size(gateway, s3, settings) -> None:
+    """S3FileIO takes a file's length from HEAD: the gateway passes the S3 server's on."""
+    body = b"Obj\x01" + bytes(range(256)) * 4
+    s3.put_object(Bucket=settings.bucket, Key="fake_node/head/probe.avro", Body=body)
+    through = boto3.client(
+        "s3", region_name=settings.region, endpoint_url=gateway.endpoint,
+        aws_access_key_id="local", aws_secret_access_key="local",
+    )  # fmt: skip
+    head = through.head_object(Bucket=settings.bucket, Key="fake_node/head/probe.avro")
+    assert head["ContentLength"] == len(body)
+    got = through.get_object(Bucket=settings.bucket, Key="fake_node/head/probe.avro")
+    assert got["Body"].read() == body
+
+
+def test_the_node_reaches_glue_through_its_interface_endpoint(node, settings) -> None:
+    """The node's Glue endpoint is the stand-in's (moto serves Glue at the S3 server's address);
+    it sets no region for it either."""
+    env = node.environment()
+    assert env["AWS_ENDPOINT_URL_GLUE"] == settings.s3_endpoint
+    assert env["AWS_ENDPOINT_URL_S3"] == node.s3_gateway != settings.s3_endpoint
