@@ -178,7 +178,6 @@ def test_readme_command_runs(command: str, tmp_path: Path, local_s3) -> None:
         assert (tmp_path / command.split(">")[1].strip()).stat().st_size > 0
 
 
-@pytest.mark.slow
 def assert_no_credentials(output: str, dagster_home: Path, scan) -> None:
     """The run's whole log (Dagster, Spark, workers) and what it left in DAGSTER_HOME (logs,
     event log) never show a credential: neither the local S3 server's nor the environment's."""
@@ -219,6 +218,7 @@ def assert_demo_summary(summary: dict) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_make_demo_then_make_stop(
     scan_credentials,
     tmp_path: Path,
