@@ -145,11 +145,12 @@ def refit(spark: Any, features: Any, k: int, scratch: Path) -> tuple[Any, dict[s
 
     if hasattr(pca, "date_statistics") and hasattr(pca, "fit_pca_from_statistics"):
         stored = str(scratch / "statistics")
-        # As the statistics table writes them (spark.tables.STATISTICS_PROPERTIES): uncompressed,
-        # pages and row groups measured at every row of megabytes.
+        # As the statistics table lays them out (spark.tables.STATISTICS_PROPERTIES): a file per
+        # date (a batch of the reader holds one row of megabytes, not hundreds), uncompressed,
+        # pages and row groups measured at every row.
         writer = pca.date_statistics(features).write.options(**STATISTICS_PARQUET)
-        _, statistics_s = timed(lambda: writer.parquet(stored))
-        statistics = spark.read.parquet(stored)
+        _, statistics_s = timed(lambda: writer.partitionBy(PARTITION_COLUMN).parquet(stored))
+        statistics = spark.read.schema(pca.STATISTICS_DDL).parquet(stored)
         model, refit_s = timed(lambda: pca.fit_pca_from_statistics(spark, statistics, k))
         return model, {
             "scale_refit_method": "per-date statistics (spark.pca.fit_pca_from_statistics)",
