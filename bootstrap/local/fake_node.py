@@ -108,6 +108,9 @@ LIST_QUERY = {"list-type", "prefix", "delimiter", "continuation-token", "max-key
 
 
 class _GatewayHandler(BaseHTTPRequestHandler):
+    # HTTP/1.1, so that it answers `Expect: 100-continue` as S3 does (S3FileIO's uploads wait
+    # seconds for that answer otherwise); every answer carries its Content-Length.
+    protocol_version = "HTTP/1.1"
     upstream: str
     region: str
     refused: list[str]  # "<method> <path> signed for <region>", what a test reads
@@ -171,6 +174,8 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         self._answer(403, NO_ROUTE, message)
 
     def _answer(self, status: int, code: str, message: str) -> None:
+        # Refused before its body was read: the connection cannot carry another request.
+        self.close_connection = True
         body = (f"<Error><Code>{code}</Code><Message>{message}</Message></Error>").encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/xml")
