@@ -228,7 +228,7 @@ def test_a_run_aimed_at_an_ended_or_missing_cluster_fails_first_in_one_line(
     assert [o["Key"] for o in staged.get("Contents", []) if "emr_staging" in o["Key"]] == []
 
 
-@pytest.mark.slow  # make check stays a few minutes
+@pytest.mark.slow
 def test_terminating_the_dagster_run_cancels_its_emr_step(
     start_cluster, quick_emr, step_reaches, settings, fresh_layout, repo_root, tmp_path
 ) -> None:

@@ -179,7 +179,7 @@ def as_feature_table_rows(features):
     )
 
 
-@pytest.mark.slow  # make check stays a few minutes
+@pytest.mark.slow
 def test_a_variance_target_keeps_the_fewest_components_reaching_it(spark, s3, fresh_layout) -> None:
     from spark.pipeline import fit_pca_version, publish_staged, read_table, stage_reduced
 
@@ -274,7 +274,7 @@ def test_a_fit_from_per_date_statistics_equals_pca_fit_on_the_rows(spark, tmp_pa
     statistics.unpersist()
 
 
-@pytest.mark.slow  # make check stays a few minutes
+@pytest.mark.slow
 def test_the_variance_target_is_served_by_the_same_statistics(spark) -> None:
     features, _ = spread_over_dates(spark, n=240, dim=10, seed=9)
     statistics = date_statistics(features).cache()
@@ -352,7 +352,7 @@ def assert_fit_matches_the_rows(spark, s3, layout, k: int = 3) -> dict:
     return metadata
 
 
-@pytest.mark.slow  # make check stays a few minutes
+@pytest.mark.slow
 def test_the_statistics_follow_every_change_of_a_dates_features(spark, s3, fresh_layout) -> None:
     from spark.pipeline import features_snapshot, read_features
 

@@ -86,7 +86,7 @@ def known(spark):
     return run_probe(features, reduced, model, options)
 
 
-@pytest.mark.slow  # make check stays a few minutes
+@pytest.mark.slow
 def test_the_ratios_interval_holds_the_known_value_and_the_check_sees_the_loss(known) -> None:
     assert known.scores[FULL].accuracy > 0.95
     assert known.scores[REDUCED].accuracy == pytest.approx(0.5, abs=0.12)
@@ -99,7 +99,7 @@ def test_the_ratios_interval_holds_the_known_value_and_the_check_sees_the_loss(k
     assert verdict(known, 0.3).outcome == KEEPS  # the interval reaches above 0.3
 
 
-@pytest.mark.slow  # make check stays a few minutes
+@pytest.mark.slow
 def test_the_k_curve_recovers_the_quiet_bit_beyond_the_current_k(known) -> None:
     assert known.ks == [5, 25]
     assert known.scores[variant(25)].accuracy > 0.95
@@ -109,7 +109,7 @@ def test_the_k_curve_recovers_the_quiet_bit_beyond_the_current_k(known) -> None:
     assert all(a <= b + 1e-9 for a, b in zip(running, running[1:], strict=False))
 
 
-@pytest.mark.slow  # make check stays a few minutes
+@pytest.mark.slow
 def test_the_fits_are_comparable(known) -> None:
     # One λ, chosen by cross-validation, for every variant; each fit's iterations recorded.
     assert set(known.cross_validation) == {"0.001", "0.1"}
@@ -125,7 +125,7 @@ def test_the_fits_are_comparable(known) -> None:
         assert 0 <= known.scores[name].macro_f1 <= 1
 
 
-@pytest.mark.slow  # make check stays a few minutes
+@pytest.mark.slow
 def test_the_split_holds_out_whole_objects_per_label(known) -> None:
     per_label = known.rows_per_label
     assert set(per_label) == set(BITS)
@@ -138,7 +138,7 @@ def test_the_split_holds_out_whole_objects_per_label(known) -> None:
     )
 
 
-@pytest.mark.slow  # make check stays a few minutes
+@pytest.mark.slow
 def test_a_demo_sized_set_is_inconclusive(spark) -> None:
     """186 rows of 12 labels, as the demo's: too few held-out rows to judge a ratio."""
     rng = np.random.default_rng(11)
@@ -298,7 +298,7 @@ def test_probe_ks_are_within_the_data() -> None:
     assert probe_ks((10, 200), 5, rows=66, dim=1280) == [5, 10, 66]
 
 
-@pytest.mark.slow  # make check stays a few minutes
+@pytest.mark.slow
 def test_the_picture_is_a_png_with_or_without_scores(known) -> None:
     for result in (known, dataclasses.replace(known, scores={})):
         image = Image.open(io.BytesIO(probe_png(result)))

@@ -68,7 +68,7 @@ def test_the_node_is_bare_and_names_its_cluster(node) -> None:
     assert offline.returncode != 0
 
 
-@pytest.mark.slow  # make check stays a few minutes
+@pytest.mark.slow
 def test_it_installs_the_staged_wheelhouse_once(node, stage_wheelhouse) -> None:
     # (a name as some projects spell it: wheels normalize it to fruits_other_probe)
     folder = stage_wheelhouse(["fruits-probe==1.0", "Fruits.Other-Probe==2.0"])
@@ -106,7 +106,7 @@ def test_a_node_without_python_3_11_fails_in_one_line(node, stage_wheelhouse, tm
     assert f"no {bare.python} on this node, and dnf could not install python3.11" in line
 
 
-@pytest.mark.slow  # make check stays a few minutes
+@pytest.mark.slow
 def test_a_failing_bootstrap_action_terminates_the_fake_cluster(
     settings, local_s3, stage_wheelhouse, s3, tmp_path
 ) -> None:
