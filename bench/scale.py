@@ -337,8 +337,9 @@ def print_results(results: dict[str, Any]) -> None:
         f"  refit of {r['scale_refit_rows']:,} rows over {r['scale_refit_dates']} dates "
         f"({r['scale_refit_method']}): {r['scale_refit_s']:.1f} s"
     )
+    met = verdicts(r, SCALE_TARGETS)
     for key, comparison, target, label in SCALE_TARGETS:
-        verdict = "met" if verdicts(r, SCALE_TARGETS)[key] else "NOT MET"
+        verdict = "met" if met[key] else "NOT MET"
         print(f"  {label}: {r[key]:.1f}, target {comparison} {target}, {verdict}")
     print(f"  reduced rows per second after it: {r['scale_reduced_rows_per_s']:,.0f}")
     print(
