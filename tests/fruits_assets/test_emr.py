@@ -179,8 +179,10 @@ def test_an_interrupted_dagster_step_cancels_its_emr_step(
     started = tmp_path / "started"
     step_id = add_script_step(launcher, f"touch {started}; sleep 60")
     interrupt = threading.Thread(target=interrupt_once_exists, args=(started,), daemon=True)
-    interrupt.start()
     with capture_interrupts(), pytest.raises(DagsterExecutionInterruptedError):
+        # Started only once Dagster's handler is in: a SIGINT before it would reach pytest's
+        # own handler and kill the test process (the step can start within milliseconds).
+        interrupt.start()
         wait_as_the_launcher_does(launcher, step_id)
     interrupt.join()
     assert step_reaches(emr, cluster_id, step_id, "CANCELLED")
