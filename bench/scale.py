@@ -45,11 +45,6 @@ from spark.settings import Settings
 FEATURE_DIM = 1280
 LAST_DATE = "2027-10-31"  # the bench's year of dates ends there: no real partition needs it
 BENCH_BUCKET = "fruits-bench-scale"
-STATISTICS_PARQUET = {
-    "compression": "none",
-    "parquet.page.size.row.check.min": "1",
-    "parquet.page.size.row.check.max": "1",
-}
 
 
 @dataclass(frozen=True)
@@ -138,27 +133,27 @@ def feature_rows(spark: Any, rows: int, dates: list[str], seed: int = 0) -> Any:
 
 
 # --- the refit and the reduce ----------------------------------------------------------------
-def refit(spark: Any, features: Any, k: int, scratch: Path) -> tuple[Any, dict[str, Any]]:
-    """The refit as the library does it: from per-date statistics written once (read back
-    from Parquet, as from their table) when spark.pca has them, from every row otherwise."""
-    from spark import pca
+def refit(
+    spark: Any, features: Any, dates: list[str], k: int, layout: Layout
+) -> tuple[Any, dict[str, Any]]:
+    """The refit as the library does it: each date's statistics written to the statistics
+    table (paid once per date, when its features are written), then read back and summed."""
+    from pyspark.sql import functions as F
 
-    if hasattr(pca, "date_statistics") and hasattr(pca, "fit_pca_from_statistics"):
-        stored = str(scratch / "statistics")
-        # As the statistics table lays them out (spark.tables.STATISTICS_PROPERTIES): a file per
-        # date (a batch of the reader holds one row of megabytes, not hundreds), uncompressed,
-        # pages and row groups measured at every row.
-        writer = pca.date_statistics(features).write.options(**STATISTICS_PARQUET)
-        _, statistics_s = timed(lambda: writer.partitionBy(PARTITION_COLUMN).parquet(stored))
-        statistics = spark.read.schema(pca.STATISTICS_DDL).parquet(stored)
-        model, refit_s = timed(lambda: pca.fit_pca_from_statistics(spark, statistics, k))
-        return model, {
-            "scale_refit_method": "per-date statistics (spark.pca.fit_pca_from_statistics)",
-            "scale_refit_s": refit_s,
-            "scale_statistics_s": statistics_s,
-        }
-    model, refit_s = timed(lambda: pca.fit_pca(features, k))
-    return model, {"scale_refit_method": "every row (spark.pca.fit_pca)", "scale_refit_s": refit_s}
+    from spark import pca, tables
+
+    target = tables.statistics_table(layout)
+    tables.ensure_statistics_table(spark, target)
+    # The fingerprint of the date's data files, which the bench's rows have none of.
+    statistics = pca.date_statistics(features).withColumn("features_files", F.lit("bench"))
+    _, statistics_s = timed(lambda: tables.overwrite_dates(spark, target, statistics, dates))
+    stored = tables.read(spark, target)
+    model, refit_s = timed(lambda: pca.fit_pca_from_statistics(spark, stored, k))
+    return model, {
+        "scale_refit_method": "per-date statistics (spark.pca.fit_pca_from_statistics)",
+        "scale_refit_s": refit_s,
+        "scale_statistics_s": statistics_s,
+    }
 
 
 def reduce_rate(model: Any, features: Any, rows: int) -> float:
@@ -170,15 +165,14 @@ def reduce_rate(model: Any, features: Any, rows: int) -> float:
     return rows / seconds
 
 
-def refit_figures(spark: Any, sizes: ScaleSizes) -> dict[str, Any]:
+def refit_figures(spark: Any, layout: Layout, sizes: ScaleSizes) -> dict[str, Any]:
     from pyspark import StorageLevel
 
     dates = dates_ending(LAST_DATE, sizes.dates)
     features = feature_rows(spark, sizes.refit_rows, dates).persist(StorageLevel.DISK_ONLY)
     try:
         _, generate_s = timed(features.count)
-        with tempfile.TemporaryDirectory(prefix="fruits-bench-scale-") as scratch:
-            model, figures = refit(spark, features, sizes.k, Path(scratch))
+        model, figures = refit(spark, features, dates, sizes.k, layout)
         rate = reduce_rate(model, features, sizes.refit_rows)
     finally:
         features.unpersist()
@@ -293,17 +287,21 @@ def backfill_figures(sizes: ScaleSizes) -> dict[str, Any]:
 
 
 # --- the run ---------------------------------------------------------------------------------
-def run(settings: Settings, sizes: ScaleSizes) -> dict[str, Any]:
+def parts(settings: Settings, sizes: ScaleSizes) -> Iterator[dict[str, Any]]:
+    """Each part's figures as it completes: a part that fails keeps those before it."""
     from bootstrap.aws.buckets import ensure_pipeline_bucket
     from bootstrap.local import local_catalog
     from bootstrap.local.local_s3 import from_settings
     from spark.session import build_session
 
-    results: dict[str, Any] = {"scale_date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    yield {
+        "scale_date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "scale_cores": os.cpu_count(),
+    }
     print("scale: sensor ticks ...", flush=True)
-    results["scale_sensor_requests_per_tick"] = sensor(sizes)
+    yield {"scale_sensor_requests_per_tick": sensor(sizes)}
     print("scale: Dagster backfill ...", flush=True)
-    results |= backfill_figures(sizes)
+    yield backfill_figures(sizes)
     server, catalog = from_settings(settings), local_catalog.from_uri(settings.catalog_uri)
     started = [s for s in (server, catalog) if not s.responds()]
     for each in started:
@@ -313,16 +311,25 @@ def run(settings: Settings, sizes: ScaleSizes) -> dict[str, Any]:
         spark = build_session(settings, "fruits-bench-scale")
         try:
             print("scale: refit and reduce ...", flush=True)
-            results |= refit_figures(spark, sizes)
+            yield refit_figures(spark, Layout.of(settings), sizes)
             print("scale: files per date ...", flush=True)
-            results |= files_per_date(spark, settings, sizes)
+            yield files_per_date(spark, settings, sizes)
         finally:
             spark.stop()
     finally:
         for each in started:
             each.stop()
-    results["scale_cores"] = os.cpu_count()
-    return results
+
+
+def merge(output: Path, results: dict[str, Any]) -> None:
+    """Into the results file: this run's scale figures replace every earlier one (and their
+    verdicts), the other benchmarks' figures stay."""
+    merged = json.loads(output.read_text()) if output.exists() else {}
+    merged = {k: v for k, v in merged.items() if not k.startswith("scale_")} | results
+    earlier = {k: v for k, v in merged.get("targets", {}).items() if not k.startswith("scale_")}
+    merged["targets"] = earlier | verdicts(merged, SCALE_TARGETS)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(merged, indent=2, default=str))
 
 
 def print_results(results: dict[str, Any]) -> None:
@@ -367,13 +374,10 @@ def main(argv: list[str] | None = None) -> int:
         prefix=f"bench-scale-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}",
         namespace=os.environ.get("FRUITS_NAMESPACE") or f"{base.namespace}_bench_scale",
     )
-    results = run(settings, SMOKE if args.smoke else FULL)
-    results["scale_smoke"] = args.smoke
-    merged = json.loads(args.output.read_text()) if args.output.exists() else {}
-    merged = {k: v for k, v in merged.items() if not k.startswith("scale_")} | results
-    merged["targets"] = merged.get("targets", {}) | verdicts(merged, SCALE_TARGETS)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(merged, indent=2, default=str))
+    results: dict[str, Any] = {"scale_smoke": args.smoke}
+    for figures in parts(settings, SMOKE if args.smoke else FULL):
+        results |= figures
+        merge(args.output, results)
     print_results(results)
     print(f"\nmerged into {args.output}")
     return 0

@@ -58,6 +58,9 @@ PROPERTIES = {
     "write.metadata.metrics.column.path": "none",
     # Files by partition and by size, not by the number of tasks.
     "write.distribution-mode": "hash",
+    # One open file per task, its rows sorted by date (a sort that spills), not one open
+    # Parquet writer per date: a task of a year's backfill holds hundreds of dates.
+    "write.spark.fanout.enabled": "false",
     # Concurrent writers: Iceberg retries a commit that lost the race on the metadata.
     "commit.retry.num-retries": "20",
     "commit.retry.min-wait-ms": "100",
@@ -109,17 +112,12 @@ def table(layout: Layout, name: str) -> Table:
 
 
 def ensure_table(spark: SparkSession, target: Table, target_file_mb: int | None = None) -> None:
-    """Create the namespace and the table when missing (idempotent, safe concurrently); with
-    `target_file_mb`, the size its writes aim at, changed in place when the field changed."""
+    """Create the namespace and the table when missing (idempotent, safe concurrently), and
+    set the properties that differ from PROPERTIES; with `target_file_mb`, the size its writes
+    aim at, changed in place when the field changed."""
     size = {FILE_SIZE: str(target_file_mb << 20)} if target_file_mb else {}
     _create(spark, target, SCHEMAS[target.name], PROPERTIES | size)
-    if size:
-        current = spark.sql(f"SHOW TBLPROPERTIES {target.qualified} ('{FILE_SIZE}')").first()
-        if current is None or current["value"] != size[FILE_SIZE]:
-            spark.sql(
-                f"ALTER TABLE {target.qualified} SET TBLPROPERTIES "
-                f"('{FILE_SIZE}'='{size[FILE_SIZE]}')"
-            )
+    set_properties(spark, target, PROPERTIES | size)  # a table made by an older release too
 
 
 def _create(spark: SparkSession, target: Table, schema: str, properties: dict[str, str]) -> None:
@@ -551,6 +549,8 @@ STATISTICS_PROPERTIES = {
     # and row groups only every 100 rows by default, by then past an executor's heap.
     "write.parquet.row-group-check-min-record-count": "1",
     "write.parquet.row-group-check-max-record-count": "1",
+    # A year's first refit writes 365 such rows at once: one open file per task, not per date.
+    "write.spark.fanout.enabled": "false",
     "commit.retry.num-retries": "20",
     "commit.retry.min-wait-ms": "100",
 }
@@ -562,6 +562,7 @@ def statistics_table(layout: Layout) -> Table:
 
 def ensure_statistics_table(spark: SparkSession, target: Table) -> None:
     _create(spark, target, STATISTICS_SCHEMA, STATISTICS_PROPERTIES)
+    set_properties(spark, target, STATISTICS_PROPERTIES)
 
 
 def overwrite_dates(spark: SparkSession, target: Table, rows: DataFrame, dates: Sequence[str]):
@@ -594,12 +595,15 @@ def partition_fingerprints(spark: SparkSession, target: Table, snapshot_id: int)
     return {r["date"]: r["files"] for r in rows}
 
 
-def set_properties(spark: SparkSession, target: Table, properties: dict[str, str]) -> None:
+def properties(spark: SparkSession, target: Table) -> dict[str, str]:
+    rows = spark.sql(f"SHOW TBLPROPERTIES {target.qualified}").collect()
+    return {r["key"]: r["value"] for r in rows}
+
+
+def set_properties(spark: SparkSession, target: Table, wanted: dict[str, str]) -> None:
     """Set the table properties that differ (one commit, none when all match)."""
-    current = {
-        r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES {target.qualified}").collect()
-    }
-    changed = {k: v for k, v in properties.items() if current.get(k) != v}
+    current = properties(spark, target)
+    changed = {k: v for k, v in wanted.items() if current.get(k) != v}
     if changed:
         listed = ", ".join(f"'{k}'='{_sql_literal(v)}'" for k, v in changed.items())
         spark.sql(f"ALTER TABLE {target.qualified} SET TBLPROPERTIES ({listed})")

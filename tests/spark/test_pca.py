@@ -413,9 +413,7 @@ def test_a_consumer_projects_new_features_as_the_pipeline_did(
     publish_staged(spark, fresh_layout, s3, reduced_run.staged)
 
     reduced = tables.table(fresh_layout, tables.REDUCED)
-    properties = {
-        r.key: r.value for r in spark.sql(f"SHOW TBLPROPERTIES {reduced.qualified}").collect()
-    }
+    properties = tables.properties(spark, reduced)
     assert properties["fruits.pca.version"] == run.version
     assert properties["fruits.pca.centred"] == "false"
     snippet = docs_snippet(repo_root / "docs" / "pipeline.md")

@@ -175,3 +175,15 @@ def test_runs_creating_the_same_table_at_once_all_go_on(spark, fresh_layout) -> 
     tables._create_unless_raced(
         spark, f"CREATE TABLE {missing.qualified} (x int) USING iceberg", lambda: True
     )
+
+
+def test_a_table_made_by_an_older_release_gets_todays_properties(spark, features) -> None:
+    """Properties reach existing tables: a deployment's tables outlive the release that made
+    them (one without the clustered writer opens a Parquet writer per date of a backfill)."""
+    older = {k: v for k, v in tables.PROPERTIES.items() if k != "write.spark.fanout.enabled"}
+    tables._create(spark, features, tables.SCHEMAS[tables.FEATURES], older)
+    tables.ensure_table(spark, features, target_file_mb=32)
+    properties = tables.properties(spark, features)
+    assert properties["write.spark.fanout.enabled"] == "false"
+    assert properties[tables.FILE_SIZE] == str(32 << 20)
+    assert properties.items() >= tables.PROPERTIES.items()
