@@ -111,11 +111,9 @@ def local_s3(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @contextmanager
 def catalog_state() -> Iterator[Path]:
-    """A scratch folder for a LocalCatalog. Under root the server runs as PostgreSQL's system
-    user, which must reach its data folder: pytest's tmp folders are their owner's only (0700),
-    this one lets others through (0711) without listing it."""
+    """A scratch folder for a LocalCatalog (its owner's only, 0700: under root the catalog
+    keeps its data where PostgreSQL's system user can reach it)."""
     path = Path(tempfile.mkdtemp(prefix="fruits-catalog-"))
-    path.chmod(0o711)
     try:
         yield path
     finally:

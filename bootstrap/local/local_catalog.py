@@ -5,21 +5,25 @@
 Iceberg's JDBC catalog keeps each table's current metadata location in it and commits by a
 conditional UPDATE there, so concurrent writers in separate processes commit atomically (a
 SQLite file fails them with SQLITE_BUSY instead). The address is the local deployment's
-`catalog_uri` (fruits_assets/deployments/local.py); its data folder is under .fruits/ and is
-made anew at every start: like the local S3 server, which keeps objects in memory, it starts
+`catalog_uri` (fruits_assets/deployments/local.py); its data folder is under .fruits/ (or the
+system's temporary folder, where PostgreSQL's system user cannot reach .fruits/) and is made
+anew at every start: like the local S3 server, which keeps objects in memory, it starts
 empty (a catalog naming files that are gone would be worse than none). `make stop` stops both.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +63,14 @@ class LocalCatalog:
 
     @property
     def data_dir(self) -> Path:
-        return self.state_dir / f"catalog_{self.address.port}"
+        """Under the state folder, unless the server's system user (under root) cannot enter
+        it, as in a clone under root's 0700 home: then in the system's temporary folder."""
+        own = self.state_dir / f"catalog_{self.address.port}"
+        user = _as_server_user()
+        if not user or _enterable(self.state_dir, pwd.getpwnam(user["user"])):
+            return own
+        digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"fruits-{digest}-catalog_{self.address.port}"
 
     @property
     def server(self) -> BackgroundServer:
@@ -97,8 +108,11 @@ class LocalCatalog:
         return self.server.spawn(command, self._create_database, timeout_s, **_as_server_user())
 
     def stop(self) -> bool:
-        """Stop the server and its backends; False when it was not running."""
-        return self.server.stop(signal.SIGINT)  # PostgreSQL's fast shutdown
+        """Stop the server and its backends, and remove its data (the next start makes it
+        anew); False when it was not running."""
+        stopped = self.server.stop(signal.SIGINT)  # PostgreSQL's fast shutdown
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        return stopped
 
     def _initdb(self) -> None:
         self.data_dir.mkdir(parents=True)
@@ -158,6 +172,23 @@ def _as_server_user() -> dict[str, Any]:
             f"running as root needs the system user {SERVER_USER!r}: run `make install`"
         ) from None
     return {"user": entry.pw_name, "group": entry.pw_gid}
+
+
+def _enterable(folder: Path, user: pwd.struct_passwd) -> bool:
+    """Whether `user` may enter every folder from / down to `folder` (those that exist)."""
+    for each in [*reversed(folder.parents), folder]:
+        if not each.exists():
+            break
+        status = each.stat()
+        if status.st_uid == user.pw_uid:
+            searchable = stat.S_IXUSR
+        elif status.st_gid == user.pw_gid:
+            searchable = stat.S_IXGRP
+        else:
+            searchable = stat.S_IXOTH
+        if not status.st_mode & searchable:
+            return False
+    return True
 
 
 def from_uri(catalog_uri: str | None, state_dir: Path = STATE_DIR) -> LocalCatalog:

@@ -1,5 +1,6 @@
 import contextlib
 import os
+import pwd
 
 import psutil
 import pytest
@@ -60,6 +61,26 @@ def test_start_serves_the_database_and_stop_ends_all_its_processes(
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)  # no process group left either
     assert not server.stop()  # nothing left to stop
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server runs as another user under root only")
+def test_under_root_the_data_goes_where_the_server_user_can_reach_it(
+    catalog_state_dir, unused_catalog_uri, test_env
+) -> None:
+    """A clone under root's home (0700): PostgreSQL's system user cannot enter .fruits/ there,
+    and initdb would stop at "Permission denied"."""
+    server = from_uri(unused_catalog_uri, catalog_state_dir)
+    assert catalog_state_dir.stat().st_mode & 0o777 == 0o700
+    assert not server.data_dir.is_relative_to(catalog_state_dir)
+    server.start()
+    try:
+        assert server.responds() and user_tables(server) == []
+        assert server.data_dir.stat().st_uid == pwd.getpwnam(SERVER_USER).pw_uid
+    finally:
+        assert server.stop()
+    assert not server.data_dir.exists()  # made anew at each start: nothing left behind
+    catalog_state_dir.chmod(0o711)  # others may enter: the data stays under the state folder
+    assert server.data_dir.parent == catalog_state_dir
 
 
 def test_every_start_is_a_fresh_table_less_catalog(
