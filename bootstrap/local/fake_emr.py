@@ -4,7 +4,7 @@ It speaks EMR's JSON API (the calls the cluster CLI and Dagster's EMR step launc
 loopback, and really runs each step: the exact spark-submit command a step holds, with only
 the master switched from YARN to Spark's `local-cluster` (executors in JVMs of their own,
 each with its own Python workers, so nothing relies on the driver's memory) and the S3A
-settings that make s3:// URIs reach the local S3 server.
+settings that make s3:// URIs reach the local S3 server (through the subnet's gateway).
 
 The control plane behaves as EMR's does, because the host's code must survive it:
 - a cluster walks STARTING -> BOOTSTRAPPING -> WAITING (RUNNING while a step runs) and ends
@@ -29,8 +29,9 @@ Where AWS refuses, so does the fake, when it is given what to judge by:
   published AmazonEMRServicePolicy_v2 (MANAGED_POLICIES), so a cluster whose default security
   groups it may not create (a VPC without for-use-with-amazon-emr-managed-policies=true) ends
   TERMINATED_WITH_ERRORS with VALIDATION_ERROR, before any node starts;
-- the nodes reach S3 only through a regional gateway endpoint (bootstrap.local.fake_node),
-  which, given `instance_policy`, decides their requests under it, conditions included.
+- the nodes reach S3 only through a regional gateway endpoint (bootstrap.local.fake_node):
+  boto3, the AWS CLI shim and Spark's S3A alike; given `instance_policy`, it decides their
+  requests under it, conditions included.
 
 Each cluster starts one node (bootstrap.local.fake_node): an empty Python 3.11, job-flow.json, and
 the request's real bootstrap actions run on it with no package index; steps then run with
@@ -60,7 +61,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -654,7 +655,9 @@ class FakeEmr:
         source_env = 'set -a; . "$0"; set +a; exec "$@"'
         command = ["bash", "-c", source_env, str(cluster.spark_env_file)]
         command += [str(spark_home() / "bin" / "spark-submit")]
-        hadoop = s3a_conf(self.settings)
+        # S3A (standing for EMRFS) through the subnet's gateway too, as the node's boto3.
+        node_s3 = self.gateway.endpoint if self.gateway else self.settings.s3_endpoint
+        hadoop = s3a_conf(replace(self.settings, s3_endpoint=node_s3))
         command += [a for k, v in hadoop.items() for a in ("--conf", f"spark.hadoop.{k}={v}")]
         # On every node's disk, as EMRFS is on EMR's: the driver's and the executors' class path;
         # Iceberg's runtime only where the cluster enabled it, as on EMR.
