@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from pyspark import RDD
 from pyspark.ml.common import _py2java
 from pyspark.ml.feature import PCA, PCAModel
 from pyspark.ml.functions import array_to_vector, vector_to_array
@@ -226,6 +227,8 @@ STATISTICS_DDL = (
 FLOAT64 = np.dtype("<f8")
 # Rows per matrix product: bounds a Python worker's memory whatever its Arrow batch holds.
 CHUNK_ROWS = 4096
+# At most this many partial sums of the statistics reach the driver (sum_statistics).
+MAX_PARTIAL_SUMS = 16
 
 
 @dataclass(frozen=True)
@@ -360,12 +363,24 @@ def date_statistics(features: DataFrame) -> DataFrame:
     return features.sparkSession.createDataFrame(by_date, STATISTICS_DDL)
 
 
+def partial_sums(statistics: DataFrame) -> RDD[Sums]:
+    """The per-date statistics summed in a few tasks, one partial sum each: every partial
+    reaches the driver, and each holds a whole triangle (6.6 MB at 1280 dimensions), so a
+    year's 365 date files read one per task would send it gigabytes."""
+    rows = statistics.select("rows", "feature_sum", "gram").rdd
+    tasks = min(
+        rows.getNumPartitions(),
+        statistics.sparkSession.sparkContext.defaultParallelism,
+        MAX_PARTIAL_SUMS,
+    )
+    return rows.coalesce(max(tasks, 1)).map(_sums_of).mapPartitions(_sum_all)
+
+
 def sum_statistics(statistics: DataFrame) -> Totals:
-    """The sum of per-date statistics (rows, feature_sum, gram as in STATISTICS_DDL): one
-    partial sum per task, added up on the driver."""
-    partial = statistics.select("rows", "feature_sum", "gram").rdd.map(_sums_of)
+    """The sum of per-date statistics (rows, feature_sum, gram as in STATISTICS_DDL): partial
+    sums in a few tasks, added up on the driver."""
     rows, feature_sum, gram = functools.reduce(
-        _add_sums, partial.mapPartitions(_sum_all).collect(), NO_ROWS
+        _add_sums, partial_sums(statistics).collect(), NO_ROWS
     )
     if rows == 0:
         raise ValueError("no feature rows in the statistics to fit on")

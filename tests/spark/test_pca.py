@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 from spark import tables
 from spark.pca import (
     CARRIED_COLUMNS,
+    MAX_PARTIAL_SUMS,
     MixedWeightsError,
     date_statistics,
     explained_variance,
@@ -24,6 +25,7 @@ from spark.pca import (
     latest_version,
     load_pca,
     new_version,
+    partial_sums,
     publish_pca,
     read_pca_metadata,
     reduce_features,
@@ -271,6 +273,11 @@ def test_a_fit_from_per_date_statistics_equals_pca_fit_on_the_rows(spark, tmp_pa
         rtol=1e-5,
         atol=1e-3,  # float32 scores of magnitude ~100
     )
+    # However many files the dates are read from, few partial sums reach the driver (a year
+    # of dates, one 6.6 MB triangle per task, went past spark.driver.maxResultSize).
+    spread = statistics.repartition(3 * MAX_PARTIAL_SUMS)
+    assert partial_sums(spread).getNumPartitions() <= MAX_PARTIAL_SUMS
+    assert sum_statistics(spread).rows == 300
     statistics.unpersist()
 
 
