@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from bootstrap.aws import buckets, roles, wheelhouse
+from bootstrap.aws import buckets, network, roles, wheelhouse
 from bootstrap.aws.iam import instance_policy
 from bootstrap.aws.prices import PRICES_FILE, region_prices
 from bootstrap.aws.wheelhouse import TLS_ZIP, WHEELHOUSE, bootstrap_uri
@@ -197,34 +197,10 @@ def check_network(
             why = " (EMR may not create its security groups there)" if rid in vpc_ids else ""
             yield f"{rid} lacks the tag {tag['Key']}=true{why}", tag_fix
     for subnet in subnets:
-        table = _route_table(ec2, subnet)
+        table = network.route_table(ec2, subnet)
         yield from _s3_route(ec2, region, subnet, table)
         for service in interface_services:
             yield from _interface_route(ec2, region, subnet, table, service, group_ids)
-
-
-def _route_table(ec2: Any, subnet: dict[str, Any]) -> dict[str, Any]:
-    """The subnet's route table: its own, else the VPC's main one."""
-    own = [{"Name": "association.subnet-id", "Values": [subnet["SubnetId"]]}]
-    main = [
-        {"Name": "vpc-id", "Values": [subnet["VpcId"]]},
-        {"Name": "association.main", "Values": ["true"]},
-    ]
-    tables = (
-        ec2.describe_route_tables(Filters=own)["RouteTables"]
-        or ec2.describe_route_tables(Filters=main)["RouteTables"]
-    )
-    return tables[0] if tables else {"RouteTableId": "?", "Routes": []}
-
-
-def _routes_to_internet(table: dict[str, Any]) -> bool:
-    """A default route through a NAT or internet gateway: AWS's public endpoints are reached."""
-    return any(
-        r.get("DestinationCidrBlock") == "0.0.0.0/0"
-        and (r.get("NatGatewayId") or str(r.get("GatewayId", "")).startswith("igw-"))
-        and r.get("State", "active") == "active"
-        for r in table.get("Routes", [])
-    )
 
 
 def _interface_route(
@@ -236,20 +212,11 @@ def _interface_route(
     group_ids: list[str],
 ) -> Iterator[Finding]:
     """An interface endpoint for `service` in the subnet's VPC, with private DNS (so the
-    service's usual name reaches it), or a route to the internet."""
-    if _routes_to_internet(table):
+    service's usual name reaches it), or a route to the internet (bootstrap.aws.network, the
+    fake EMR's nodes' rule too)."""
+    if network.reaches_service(ec2, region, subnet, service, table):
         return
-    vpc, name = subnet["VpcId"], f"com.amazonaws.{region}.{service}"
-    endpoints = ec2.describe_vpc_endpoints(
-        Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "service-name", "Values": [name]}]
-    )["VpcEndpoints"]
-    if any(
-        e.get("VpcEndpointType") == "Interface"
-        and e.get("State", "").lower() == "available"
-        and e.get("PrivateDnsEnabled")
-        for e in endpoints
-    ):
-        return
+    vpc, name = subnet["VpcId"], network.interface_service(region, service)
     groups = "".join(f" --security-group-ids {g}" for g in group_ids)
     yield (
         f"{subnet['SubnetId']} has no route to {service.upper()} (no interface endpoint "

@@ -66,8 +66,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 from bootstrap import cli
-from bootstrap.local.fake_node import BootstrapFailure, FakeNode, S3Gateway, spark_home
+from bootstrap.aws.network import describe_subnet, reaches_service
+from bootstrap.local.fake_node import (
+    BootstrapFailure,
+    FakeNode,
+    S3Gateway,
+    key_use_decision,
+    spark_home,
+)
 from fruits_assets.deployments import current_settings
 from spark.layout import split_uri
 from spark.session import ICEBERG_RUNTIME_JAR, s3a_conf, s3a_jars
@@ -302,6 +311,8 @@ class FakeEmr:
         # With the instance role's policy, it decides the nodes' requests with their
         # conditions (s3:prefix) before the S3 server does.
         self.gateway = None
+        # The instance role's identity policy: also what KMS decides the nodes' boot call by.
+        self.instance_policy = instance_policy
         if settings.s3_endpoint:
             gateway = S3Gateway(settings.s3_endpoint, settings.region, instance_policy)
             self.gateway = gateway.__enter__()
@@ -506,6 +517,11 @@ class FakeEmr:
             refusal = None if cluster.state in ENDED else self._provisioning_refusal(cluster)
             if refusal is not None:
                 self._terminate(cluster, ("VALIDATION_ERROR", refusal), errors=True)
+        # The node boots (outside the lock: its KMS call goes over the network).
+        failure = None if cluster.state in ENDED else self._boot_failure(cluster)
+        with self.lock:
+            if failure is not None and cluster.state not in ENDED:
+                self._terminate(cluster, ("INSTANCE_FAILURE", failure), errors=True)
             elif cluster.state not in ENDED:
                 cluster.enter("BOOTSTRAPPING")
         if cluster.state == "BOOTSTRAPPING":
@@ -526,6 +542,42 @@ class FakeEmr:
         if self.network is None:
             return None
         return default_groups_refusal(self.network, cluster.request, self.settings.region)
+
+    def _boot_failure(self, cluster: Cluster) -> str | None:
+        """Why the cluster's node fails to boot, or None (only with `network`). Local-disk
+        encryption with AwsKms (the cluster's SecurityConfiguration) makes every node ask KMS
+        for its disks' data key at boot, as the instance role: from a subnet that reaches KMS
+        (bootstrap.aws.network, doctor's rule), and under the key's policy and the role's."""
+        named = cluster.request.get("SecurityConfiguration")
+        key = local_disk_key(self.security_configurations.get(named))
+        if self.network is None or key is None:
+            return None
+        region = self.settings.region
+        subnet_id = cluster_subnet(cluster.request)
+        # Without a subnet: the default VPC's, whose default subnets route to its internet gateway.
+        reaches = subnet_id is None or reaches_service(
+            self.network, region, describe_subnet(self.network, subnet_id), "kms"
+        )
+        role = _role_arn(_profile_role(cluster.request.get("JobFlowRole", "")))
+        decision = functools.partial(self._key_use, key, role)
+        return cluster.node.request_disk_key(key, reaches, decision)
+
+    def _key_use(self, key: str, role: str, action: str) -> str | None:
+        """KMS's decision on the role's `action` on the key (fake_node.key_use_decision): its
+        key policy, read as KMS holds it, and the instance role's policy where the fake has it;
+        None for a key KMS does not know (its own answer, NotFoundException, follows)."""
+        kms = boto3.client(
+            "kms", region_name=self.settings.region, endpoint_url=self.settings.s3_endpoint
+        )
+        try:
+            arn = kms.describe_key(KeyId=key)["KeyMetadata"]["Arn"]
+            policy = kms.get_key_policy(KeyId=arn, PolicyName="default")["Policy"]
+        except kms.exceptions.NotFoundException:
+            return None
+        context = {"aws:RequestedRegion": self.settings.region}
+        return key_use_decision(
+            json.loads(policy), self.instance_policy, role, action, arn, context
+        )
 
     def _bootstrap_nodes(self, cluster: Cluster) -> None:
         """Provision the cluster's node (a clean Python 3.11, job-flow.json) and run the
@@ -750,12 +802,28 @@ class FakeEmr:
             self.gateway = None
 
 
-def cluster_vpc(ec2: Any, request: dict[str, Any]) -> str | None:
-    """The VPC the cluster starts in: its first subnet's, else the region's default VPC."""
+def cluster_subnet(request: dict[str, Any]) -> str | None:
+    """The subnet the cluster's node starts in (the request's first), or None."""
     instances = request.get("Instances", {})
     subnets = instances.get("Ec2SubnetIds") or [instances.get("Ec2SubnetId")]
-    if subnets[0]:
-        return ec2.describe_subnets(SubnetIds=subnets[:1])["Subnets"][0]["VpcId"]
+    return subnets[0] or None
+
+
+def local_disk_key(configuration: dict[str, Any] | None) -> str | None:
+    """The KMS key of a security configuration's local-disk encryption (AwsKms), or None."""
+    encryption = (configuration or {}).get("EncryptionConfiguration", {})
+    if not encryption.get("EnableAtRestEncryption"):
+        return None
+    at_rest = encryption.get("AtRestEncryptionConfiguration", {})
+    local = at_rest.get("LocalDiskEncryptionConfiguration", {})
+    return local.get("AwsKmsKey") if local.get("EncryptionKeyProviderType") == "AwsKms" else None
+
+
+def cluster_vpc(ec2: Any, request: dict[str, Any]) -> str | None:
+    """The VPC the cluster starts in: its first subnet's, else the region's default VPC."""
+    subnet_id = cluster_subnet(request)
+    if subnet_id:
+        return describe_subnet(ec2, subnet_id)["VpcId"]
     default = [{"Name": "isDefault", "Values": ["true"]}]
     vpcs = ec2.describe_vpcs(Filters=default)["Vpcs"]
     return vpcs[0]["VpcId"] if vpcs else None

@@ -107,6 +107,51 @@ LIST_QUERY = {"list-type", "prefix", "delimiter", "continuation-token", "max-key
               "encoding-type", "fetch-owner", "start-after", "marker"}  # fmt: skip
 
 
+def _principals(statement: dict[str, Any]) -> list[str]:
+    """The AWS principals a resource policy's statement names ("*" for anyone)."""
+    principal = statement.get("Principal", {})
+    if principal == "*":
+        return ["*"]
+    named = principal.get("AWS", []) if isinstance(principal, dict) else []
+    return named if isinstance(named, list) else [named]
+
+
+def key_use_decision(
+    key_policy: dict[str, Any],
+    identity_policy: dict[str, Any] | None,
+    role_arn: str,
+    action: str,
+    key_arn: str,
+    context: dict[str, Any],
+) -> str:
+    """KMS's decision on a role's use of a key, as AWS documents its evaluation: a Deny in the
+    key policy (for the role, its account or anyone) or in the role's identity policy refuses;
+    the key policy allows the role itself, or allows the account (`:root`, which lets the
+    account's IAM policies decide) and the identity policy allows too. Statements are
+    evaluated by bootstrap.aws.iam.decide, conditions included. `identity_policy` None: the
+    identity side is not judged (the fake was not given it)."""
+    from bootstrap.aws.iam import decide
+
+    account = role_arn.split(":")[4]
+
+    def naming(*principals: str) -> dict[str, Any]:
+        chosen = [
+            s for s in key_policy.get("Statement", []) if set(_principals(s)) & set(principals)
+        ]
+        return {"Statement": chosen}
+
+    direct = decide([naming(role_arn, "*")], action, key_arn, context)
+    delegated = decide([naming(f"arn:aws:iam::{account}:root", account)], action, key_arn, context)
+    identity = "Allow"
+    if identity_policy is not None:
+        identity = decide([identity_policy], action, key_arn, context)
+    if "Deny" in (direct, delegated, identity):
+        return "Deny"
+    if direct == "Allow" or (delegated == "Allow" and identity == "Allow"):
+        return "Allow"
+    return "ImplicitDeny"
+
+
 class _GatewayHandler(BaseHTTPRequestHandler):
     # HTTP/1.1, so that it answers `Expect: 100-continue` as S3 does (S3FileIO's uploads wait
     # seconds for that answer otherwise); every answer carries its Content-Length.
@@ -235,6 +280,8 @@ class FakeNode:
         self.instance_id = instance_id
         self.credentials = credentials or {}
         self.s3_gateway = s3_gateway or settings.s3_endpoint
+        # Each KMS call of the node's boot: "<action> <key>: <outcome>", what a test reads.
+        self.kms_calls: list[str] = []
 
     @property
     def python(self) -> Path:
@@ -257,6 +304,56 @@ class FakeNode:
             aws_secret_access_key=self.credentials["AWS_SECRET_ACCESS_KEY"],
         )
         return s3_client(self.settings, session)
+
+    def kms(self) -> Any:
+        """KMS as the node reaches it (the subnet's interface endpoint, standing for its
+        private DNS: moto serves KMS at the S3 server's address), with the node's credentials;
+        EMR's boot agent names the cluster's region."""
+        keys = {}
+        if self.credentials:
+            keys = {
+                "aws_access_key_id": self.credentials["AWS_ACCESS_KEY_ID"],
+                "aws_secret_access_key": self.credentials["AWS_SECRET_ACCESS_KEY"],
+            }
+        return boto3.client(
+            "kms", region_name=self.settings.region, endpoint_url=self.settings.s3_endpoint,
+            **keys,
+        )  # fmt: skip
+
+    def request_disk_key(
+        self, key_arn: str, reaches_kms: bool, decision: Callable[[str], str | None]
+    ) -> str | None:
+        """The boot's call for the local disks' data key (local-disk encryption with AwsKms):
+        GenerateDataKey on the key, refused when the subnet has no route to KMS or when
+        `decision` (KMS's, on the instance role: key policy and identity policy) is not Allow
+        (None: nothing to judge by, KMS's own answer follows).
+        Returns why the node cannot start, or None; every call is recorded in kms_calls."""
+        action = "kms:GenerateDataKey"
+        if not reaches_kms:
+            self.kms_calls.append(f"{action} {key_arn}: no route to KMS")
+            return (
+                f"On the master instance ({self.instance_id}), local disk encryption could "
+                f"not reach KMS in {self.settings.region} to get its data key for {key_arn}: "
+                "the subnet has no route to KMS (no NAT or internet gateway, no KMS interface "
+                "endpoint with private DNS)"
+            )
+        if (verdict := decision(action)) not in (None, "Allow"):
+            self.kms_calls.append(f"{action} {key_arn}: AccessDeniedException ({verdict})")
+            return (
+                f"On the master instance ({self.instance_id}), local disk encryption was "
+                f"refused a data key: the instance role is not authorized to perform "
+                f"{action} on {key_arn} (its key policy and identity policy)"
+            )
+        try:
+            self.kms().generate_data_key(KeyId=key_arn, KeySpec="AES_256")
+        except (ClientError, BotoCoreError) as error:
+            self.kms_calls.append(f"{action} {key_arn}: {error}")
+            return (
+                f"On the master instance ({self.instance_id}), local disk encryption could "
+                f"not get a data key from {key_arn}: {error}"
+            )
+        self.kms_calls.append(f"{action} {key_arn}: granted")
+        return None
 
     def on_node(self, value: str) -> str:
         """A configuration value as seen on this node (its Python lives under the root)."""

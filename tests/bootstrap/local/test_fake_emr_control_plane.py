@@ -187,3 +187,178 @@ def test_a_node_s_s3_client_needs_the_region_the_cluster_exports(
     assert outcomes["exported"]["State"] == "COMPLETED", outcomes["exported"]
     assert outcomes["none"]["State"] == "FAILED"
     assert quick_emr.emr.gateway.refused[-1].endswith("signed for us-east-1")
+
+
+# --- a node's boot under local-disk encryption with KMS (issue 21, finding 5) ------------------
+# The fake is given the account's network (moto's EC2, served with KMS by the test S3 server):
+# a node of a cluster whose security configuration encrypts local disks with AwsKms asks KMS
+# for its data key at boot, as the instance role, from its subnet.
+KMS_SECURITY_CONFIGURATION = "fruits-kms-test"
+
+
+@pytest.fixture
+def account(settings, local_s3):
+    """moto's EC2 and KMS of the test S3 server (one server serves every service)."""
+    import boto3
+
+    def client(service: str):
+        return boto3.client(service, region_name=settings.region, endpoint_url=settings.s3_endpoint)
+
+    return client
+
+
+@pytest.fixture
+def private_subnet(account, settings) -> str:
+    """A subnet on a route table of its own with no default route (no NAT, no internet
+    gateway), in a VPC tagged for the EMR managed policies, with S3's gateway endpoint."""
+    from bootstrap.aws.roles import MANAGED_POLICY_TAG
+
+    ec2 = account("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    ec2.create_tags(Resources=[vpc], Tags=[MANAGED_POLICY_TAG])
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
+    table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+    ec2.associate_route_table(RouteTableId=table, SubnetId=subnet)
+    ec2.create_vpc_endpoint(
+        VpcId=vpc, ServiceName=f"com.amazonaws.{settings.region}.s3",
+        VpcEndpointType="Gateway", RouteTableIds=[table],
+    )  # fmt: skip
+    return subnet
+
+
+def add_kms_endpoint(account, settings, subnet: str) -> None:
+    ec2 = account("ec2")
+    vpc = ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0]["VpcId"]
+    ec2.create_vpc_endpoint(
+        VpcId=vpc, ServiceName=f"com.amazonaws.{settings.region}.kms",
+        VpcEndpointType="Interface", SubnetIds=[subnet], PrivateDnsEnabled=True,
+    )  # fmt: skip
+
+
+def project_key(account, key_policy: dict) -> str:
+    import json
+
+    kms = account("kms")
+    arn = kms.create_key(Description="fruits: test disks")["KeyMetadata"]["Arn"]
+    kms.put_key_policy(KeyId=arn, PolicyName="default", Policy=json.dumps(key_policy))
+    return arn
+
+
+@pytest.fixture
+def kms_cluster(settings, account, tmp_path):
+    """kms_cluster(subnet, key, instance_policy, actions) -> (the fake EMR, the cluster) once
+    the cluster is WAITING or has ended: a fake EMR given the network, its security
+    configuration `create`'s (bootstrap.aws.emr_cluster) with the key; for each of `actions`,
+    a bootstrap action that fails the cluster (BOOTSTRAP_FAILURE) if it runs."""
+    import json
+
+    from bootstrap.aws import roles
+    from bootstrap.aws.emr_cluster import ClusterOptions, security_configuration
+    from bootstrap.local.fake_emr import FakeEmr, FakeEmrTiming
+
+    fakes = []
+
+    def _start(subnet: str, key: str, instance_policy: dict | None = None, actions=()):
+        fake = FakeEmr(
+            settings, tmp_path / f"emr{len(fakes)}", timing=FakeEmrTiming(starting_s=0.05),
+            network=account("ec2"), instance_policy=instance_policy,
+        )  # fmt: skip
+        fakes.append(fake)
+        options = ClusterOptions(kms_key_arn=key, tls_certificates="s3://staging/bootstrap/t.zip")
+        fake.call("CreateSecurityConfiguration", {
+            "Name": KMS_SECURITY_CONFIGURATION,
+            "SecurityConfiguration": json.dumps(security_configuration(options)),
+        })  # fmt: skip
+        never_staged = {"Name": "deps", "ScriptBootstrapAction": {
+            "Path": f"s3://{settings.bucket}/kms-test/never-staged.sh", "Args": []}}  # fmt: skip
+        request = {
+            "Name": "kms", "SecurityConfiguration": KMS_SECURITY_CONFIGURATION,
+            "Instances": {"Ec2SubnetId": subnet, "KeepJobFlowAliveWhenNoSteps": True},
+            "BootstrapActions": [never_staged for _ in actions],
+            "JobFlowRole": roles.INSTANCE_PROFILE, "ServiceRole": roles.SERVICE_ROLE,
+        }  # fmt: skip
+        cluster = fake.clusters[fake.call("RunJobFlow", request)["JobFlowId"]]
+        deadline = time.monotonic() + 90  # a WAITING node has made its venv
+        while cluster.state not in ("WAITING", "TERMINATED", "TERMINATED_WITH_ERRORS"):
+            assert time.monotonic() < deadline, cluster.history
+            time.sleep(0.05)
+        return fake, cluster
+
+    yield _start
+    for fake in fakes:
+        fake.stop()
+
+
+def test_a_kms_encrypted_node_without_a_route_to_kms_fails_to_boot(
+    kms_cluster, account, settings, private_subnet
+) -> None:
+    """No NAT, no KMS interface endpoint: the node cannot get its disks' data key; the cluster
+    ends TERMINATED_WITH_ERRORS (INSTANCE_FAILURE) before any bootstrap action runs."""
+    from bootstrap.aws.roles import key_policy
+    from bootstrap.local.fake_emr import ACCOUNT
+
+    key = project_key(account, key_policy(ACCOUNT))
+    fake, cluster = kms_cluster(private_subnet, key, actions=["never staged"])
+    assert cluster.state == "TERMINATED_WITH_ERRORS", cluster.history
+    reason = fake.call("DescribeCluster", {"ClusterId": cluster.id})["Cluster"]["Status"]
+    assert reason["StateChangeReason"]["Code"] == "INSTANCE_FAILURE"
+    assert "no route to KMS" in reason["StateChangeReason"]["Message"]
+    assert key in reason["StateChangeReason"]["Message"]
+    assert "BOOTSTRAPPING" not in [state for state, _ in cluster.history]
+    assert not (cluster.node.root / "tmp" / "bootstrap-actions").exists()
+    assert cluster.node.kms_calls == [f"kms:GenerateDataKey {key}: no route to KMS"]
+
+
+def test_a_kms_encrypted_node_gets_its_data_key_through_the_kms_endpoint(
+    kms_cluster, account, settings, private_subnet
+) -> None:
+    """With KMS's interface endpoint (private DNS) the node's GenerateDataKey reaches moto's
+    KMS and the cluster reaches WAITING; the project's key policy names the instance role,
+    so its identity policy (bootstrap.aws.iam instance, no KMS statement) needs no grant."""
+    from bootstrap.aws.iam import instance_policy
+    from bootstrap.aws.roles import key_policy
+    from bootstrap.local.fake_emr import ACCOUNT
+
+    add_kms_endpoint(account, settings, private_subnet)
+    key = project_key(account, key_policy(ACCOUNT))
+    _, cluster = kms_cluster(private_subnet, key, instance_policy(settings))
+    assert cluster.state == "WAITING", cluster.reason
+    assert cluster.node.kms_calls == [f"kms:GenerateDataKey {key}: granted"]
+
+
+def test_a_node_whose_role_the_key_does_not_grant_is_refused_its_data_key(
+    kms_cluster, account, settings, private_subnet
+) -> None:
+    """A key policy that leaves the key's use to IAM (the account's statement only): the
+    instance policy without a KMS grant is refused, as KMS refuses it; with the grant (its
+    conditions evaluated: the cluster's region) the node boots."""
+    from bootstrap.aws.iam import instance_policy
+    from bootstrap.aws.roles import key_policy
+    from bootstrap.local.fake_emr import ACCOUNT
+
+    add_kms_endpoint(account, settings, private_subnet)
+    account_only = key_policy(ACCOUNT) | {"Statement": key_policy(ACCOUNT)["Statement"][:1]}
+    key = project_key(account, account_only)
+    fake, refused = kms_cluster(private_subnet, key, instance_policy(settings))
+    assert refused.state == "TERMINATED_WITH_ERRORS", refused.history
+    assert refused.reason[0] == "INSTANCE_FAILURE"
+    assert f"not authorized to perform kms:GenerateDataKey on {key}" in refused.reason[1]
+    assert refused.node.kms_calls == [
+        f"kms:GenerateDataKey {key}: AccessDeniedException (ImplicitDeny)"
+    ]
+
+    policy = instance_policy(settings)
+
+    def with_kms_grant(region: str) -> dict:
+        grant = {
+            "Effect": "Allow", "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
+            "Resource": [key], "Condition": {"StringEquals": {"aws:RequestedRegion": region}},
+        }  # fmt: skip
+        return policy | {"Statement": [*policy["Statement"], grant]}
+
+    _, other_region = kms_cluster(private_subnet, key, with_kms_grant("eu-north-1"))
+    assert other_region.state == "TERMINATED_WITH_ERRORS"  # the grant's condition fails
+    granted = with_kms_grant(settings.region)
+    _, booted = kms_cluster(private_subnet, key, granted)
+    assert booted.state == "WAITING", booted.reason
+    assert booted.node.kms_calls == [f"kms:GenerateDataKey {key}: granted"]
