@@ -28,7 +28,13 @@ Where AWS refuses, so does the fake, when it is given what to judge by:
 - `network` (an EC2 client of the account, moto's): the service role provisions under the
   published AmazonEMRServicePolicy_v2 (MANAGED_POLICIES), so a cluster whose default security
   groups it may not create (a VPC without for-use-with-amazon-emr-managed-policies=true) ends
-  TERMINATED_WITH_ERRORS with VALIDATION_ERROR, before any node starts;
+  TERMINATED_WITH_ERRORS with VALIDATION_ERROR, before any node starts; and where the
+  cluster's SecurityConfiguration encrypts local disks with AwsKms, its node asks KMS for its
+  disks' data key at boot (GenerateDataKey, as the instance role, on moto's KMS): from a
+  subnet with no route to KMS (no NAT or internet gateway, no KMS interface endpoint with
+  private DNS: bootstrap.aws.network, the rule `doctor` checks), or refused by the key policy
+  and the instance role's policy (`instance_policy`, conditions included), the cluster ends
+  TERMINATED_WITH_ERRORS with INSTANCE_FAILURE before any bootstrap action runs;
 - the nodes reach S3 only through a regional gateway endpoint (bootstrap.local.fake_node):
   boto3, the AWS CLI shim and Spark's S3A alike; given `instance_policy`, it decides their
   requests under it, conditions included.

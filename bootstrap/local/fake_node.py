@@ -19,7 +19,11 @@ preset (what the cluster's configuration exports reaches Spark's processes, thro
 spark-env.sh, only). S3 is reached through the subnet's gateway endpoint (S3Gateway), which is
 regional: a request signed for another region (a client given no region signs for us-east-1)
 finds no route there. Glue (the catalog of catalog_type glue) through the subnet's interface
-endpoint: the S3 server's address, as moto serves Glue there too.
+endpoint: the S3 server's address, as moto serves Glue there too. Under local-disk encryption
+with AwsKms the node asks KMS for its disks' data key at boot (request_disk_key, at the same
+address, with the node's credentials): refused without a route to KMS or when the key's
+policy and the instance role's (key_use_decision) do not allow it, as on AWS; each call is
+recorded in kms_calls.
 
     python -m bootstrap.local.fake_node aws s3 cp [--recursive] [--only-show-errors] S3_URI PATH
 """

@@ -213,3 +213,32 @@ def test_the_node_reaches_glue_through_its_interface_endpoint(node, settings) ->
     env = node.environment()
     assert env["AWS_ENDPOINT_URL_GLUE"] == settings.s3_endpoint
     assert env["AWS_ENDPOINT_URL_S3"] == node.s3_gateway != settings.s3_endpoint
+
+
+def test_kms_decides_a_role_s_use_of_a_key_by_its_key_policy_and_the_role_s() -> None:
+    """As KMS evaluates: a key policy naming the role allows it alone; one naming only the
+    account leaves it to the role's identity policy; a Deny in either refuses."""
+    from bootstrap.aws.roles import key_policy
+    from bootstrap.local.fake_node import key_use_decision
+
+    account, role = "123456789012", "arn:aws:iam::123456789012:role/fruits-emr-instance"
+    key, action = f"arn:aws:kms:eu-west-3:{account}:key/k", "kms:GenerateDataKey"
+    context = {"aws:RequestedRegion": "eu-west-3"}
+    project = key_policy(account)
+    account_only = project | {"Statement": project["Statement"][:1]}
+    no_grant = {"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}
+    grant = {"Statement": [{"Effect": "Allow", "Action": "kms:GenerateDataKey*", "Resource": key}]}
+    deny = {"Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*"}
+
+    def decision(policy: dict, identity: dict | None) -> str:
+        return key_use_decision(policy, identity, role, action, key, context)
+
+    assert decision(project, no_grant) == "Allow"
+    assert decision(account_only, no_grant) == "ImplicitDeny"
+    assert decision(account_only, grant) == "Allow"
+    assert decision(account_only, None) == "Allow"  # the identity side not judged
+    other_role = key_policy("210987654321")  # names another account's roles only
+    assert decision(other_role, grant) == "ImplicitDeny"
+    assert decision(project | {"Statement": [*project["Statement"], deny]}, grant) == "Deny"
+    identity_deny = {"Effect": "Deny", "Action": "kms:*", "Resource": "*"}
+    assert decision(project, {"Statement": [*grant["Statement"], identity_deny]}) == "Deny"
