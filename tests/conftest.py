@@ -389,9 +389,92 @@ def as_moto_asks(document: dict) -> dict:
 
 
 @dataclass
+class PrivateNetwork:
+    """The account as the runbook (docs/deploying-on-aws.md) has the user set it up: a private
+    subnet (no NAT, no internet gateway) with S3's gateway endpoint and KMS's and Glue's
+    interface endpoints (private DNS), then `roles` (bootstrap.aws.roles.ensure_roles): the
+    roles, the KMS key with its key policy, the subnet and its VPC tagged."""
+
+    subnet_id: str
+    kms_key_arn: str
+    endpoint: str
+    region: str
+    service_keys: tuple[str, str]  # EMR's and KMS's own reads (SERVICE_READS)
+
+    def client(self, service: str):
+        """An `ec2` or `kms` client with the service side's credentials: what the fake EMR
+        describes the network and reads key policies with."""
+        import boto3
+
+        key, secret = self.service_keys
+        return boto3.client(
+            service, region_name=self.region, endpoint_url=self.endpoint,
+            aws_access_key_id=key, aws_secret_access_key=secret,
+        )  # fmt: skip
+
+
+# What AWS's side reads on its own (the EMR service role's ec2:Describe* under
+# AmazonEMRServicePolicy_v2, KMS reading its key policies): one moto user stands for both.
+SERVICE_READS = {
+    "Version": "2012-10-17",
+    "Statement": [{
+        "Effect": "Allow", "Resource": "*",
+        "Action": ["ec2:Describe*", "kms:DescribeKey", "kms:GetKeyPolicy"],
+    }],
+}  # fmt: skip
+# moto decides KMS calls by the caller's IAM user policy only, never by the key policy's grants:
+# this stands for the grant of bootstrap.aws.roles.key_policy to the instance role (the
+# instance policy has no KMS statement), which the fake EMR checks on its own
+# (fake_node.key_use_decision) before the node's GenerateDataKey reaches moto.
+KEY_POLICY_GRANT_TO_INSTANCE = {
+    "Effect": "Allow", "Action": ["kms:GenerateDataKey"], "Resource": "*"
+}  # fmt: skip
+
+
+def create_private_subnet(ec2, region: str) -> str:
+    """The user's own part of the runbook's network (no project command creates it): a VPC,
+    a subnet on a route table of its own with no default route, S3's gateway endpoint on that
+    table, and KMS's and Glue's interface endpoints with private DNS. `roles` tags them."""
+    from bootstrap.aws.network import interface_service
+
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
+    table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+    ec2.associate_route_table(RouteTableId=table, SubnetId=subnet)
+    ec2.create_vpc_endpoint(
+        VpcId=vpc, ServiceName=interface_service(region, "s3"), VpcEndpointType="Gateway",
+        RouteTableIds=[table],
+    )  # fmt: skip
+    for service in ("kms", "glue"):
+        ec2.create_vpc_endpoint(
+            VpcId=vpc, ServiceName=interface_service(region, service),
+            VpcEndpointType="Interface", SubnetIds=[subnet], PrivateDnsEnabled=True,
+        )  # fmt: skip
+    return subnet
+
+
+def set_up_private_network(target: Settings, endpoint: str) -> tuple[str, str]:
+    """create_private_subnet, then `roles` for it (ensure_roles, as the runbook's step 3), by
+    the account's administrator before the server enforces IAM; (subnet id, KMS key ARN)."""
+    import boto3
+
+    from bootstrap.aws.roles import ensure_roles
+
+    admin = boto3.Session(
+        aws_access_key_id="admin", aws_secret_access_key="admin", region_name=target.region
+    )
+    subnet = create_private_subnet(admin.client("ec2", endpoint_url=endpoint), target.region)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ENDPOINT_URL", endpoint)  # ensure_roles's clients name no endpoint
+        key_arn = ensure_roles(admin, target, (subnet,), report=lambda line: None)
+    return subnet, key_arn
+
+
+@dataclass
 class EnforcedIam:
     settings: Settings  # the enforcing server's endpoint, buckets and prefixes
     keys: dict[str, tuple[str, str]]  # principal -> access key id, secret
+    network: PrivateNetwork | None = None  # enforcing_moto(network=True)
 
     def credentials(self, principal: str) -> dict[str, str]:
         """The principal's credentials as environment variables (what its processes get)."""
@@ -458,9 +541,13 @@ def enforcing_iam(settings: Settings):
 
 
 @contextmanager
-def enforcing_moto(settings: Settings, log: Path, **changes: object) -> Iterator[EnforcedIam]:
+def enforcing_moto(
+    settings: Settings, log: Path, network: bool = False, **changes: object
+) -> Iterator[EnforcedIam]:
     """enforced_iam's server; `changes` are Settings fields the policies are written for
-    (catalog_type="glue": the instance's Glue grants)."""
+    (catalog_type="glue": the instance's Glue grants). `network`: the account also has the
+    runbook's private subnet, roles and KMS key (PrivateNetwork), and the instance user may
+    ask KMS for data keys (KEY_POLICY_GRANT_TO_INSTANCE)."""
     import json
     import subprocess
     import sys
@@ -479,6 +566,8 @@ def enforcing_moto(settings: Settings, log: Path, **changes: object) -> Iterator
             [sys.executable, str(Path(__file__).with_name("moto_signed_headers.py")),
              "-H", "127.0.0.1", "-p", endpoint.rsplit(":", 1)[1]],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            # `roles` attaches AmazonEMRServicePolicy_v2, which moto then has to know.
+            env=os.environ | ({"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"} if network else {}),
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
@@ -497,19 +586,31 @@ def enforcing_moto(settings: Settings, log: Path, **changes: object) -> Iterator
             )
         keys = {}
         for principal in PRINCIPALS:
+            document = as_moto_asks(policy(target, principal))
+            if network and principal == "instance":
+                document["Statement"].append(KEY_POLICY_GRANT_TO_INSTANCE)
             iam.create_user(UserName=principal)
             iam.put_user_policy(
-                UserName=principal, PolicyName="only",
-                PolicyDocument=json.dumps(as_moto_asks(policy(target, principal))),
-            )  # fmt: skip
+                UserName=principal, PolicyName="only", PolicyDocument=json.dumps(document)
+            )
             key = iam.create_access_key(UserName=principal)["AccessKey"]
             keys[principal] = (key["AccessKeyId"], key["SecretAccessKey"])
+        private = None
+        if network:
+            subnet, key_arn = set_up_private_network(target, endpoint)
+            iam.create_user(UserName="aws-service")
+            iam.put_user_policy(
+                UserName="aws-service", PolicyName="only", PolicyDocument=json.dumps(SERVICE_READS)
+            )
+            key = iam.create_access_key(UserName="aws-service")["AccessKey"]
+            service_keys = (key["AccessKeyId"], key["SecretAccessKey"])
+            private = PrivateNetwork(subnet, key_arn, endpoint, target.region, service_keys)
         # From now on every request is authenticated and authorized.
         reset = urllib.request.Request(  # as text: a form body would not reach moto's handler
             f"{endpoint}/moto-api/reset-auth", data=b"0", headers={"Content-Type": "text/plain"}
         )
         urllib.request.urlopen(reset, timeout=10).read()
-        yield EnforcedIam(target, keys)
+        yield EnforcedIam(target, keys, private)
     finally:
         stop_group(server, timeout_s=10)
 

@@ -304,6 +304,7 @@ class FakeEmr:
         network: Any | None = None,
         principals: dict[str, dict[str, Any]] | None = None,
         instance_policy: dict[str, Any] | None = None,
+        kms: Any | None = None,
     ) -> None:
         self.settings = settings
         # Access key id -> the identity policy of whoever holds it: with them, every call is
@@ -319,6 +320,9 @@ class FakeEmr:
         self.gateway = None
         # The instance role's identity policy: also what KMS decides the nodes' boot call by.
         self.instance_policy = instance_policy
+        # A KMS client of the account, to read key policies as KMS holds them (a server that
+        # enforces IAM needs credentials that may); None: one with the default credentials.
+        self.kms = kms
         if settings.s3_endpoint:
             gateway = S3Gateway(settings.s3_endpoint, settings.region, instance_policy)
             self.gateway = gateway.__enter__()
@@ -572,7 +576,7 @@ class FakeEmr:
         """KMS's decision on the role's `action` on the key (fake_node.key_use_decision): its
         key policy, read as KMS holds it, and the instance role's policy where the fake has it;
         None for a key KMS does not know (its own answer, NotFoundException, follows)."""
-        kms = boto3.client(
+        kms = self.kms or boto3.client(
             "kms", region_name=self.settings.region, endpoint_url=self.settings.s3_endpoint
         )
         try:
@@ -914,10 +918,11 @@ class FakeEmrServer:
         network: Any | None = None,
         principals: dict[str, dict[str, Any]] | None = None,
         instance_policy: dict[str, Any] | None = None,
+        kms: Any | None = None,
     ) -> None:
         self.emr = FakeEmr(
             settings, state_dir, timing=timing, instance_credentials=instance_credentials,
-            network=network, principals=principals, instance_policy=instance_policy,
+            network=network, principals=principals, instance_policy=instance_policy, kms=kms,
         )  # fmt: skip
         handler = type("Handler", (_Handler,), {"emr": self.emr})
         self.http = ThreadingHTTPServer(("127.0.0.1", port), handler)

@@ -8,6 +8,13 @@ raw_images) on the cluster it finds by its tag, and everything on the node runs 
 instance role (the bootstrap action's `aws s3 cp`, the step's S3A and boto3, log pushes), with
 EMR's environment (no region preset) and S3 only through the subnet's regional endpoint.
 
+The account is set up as the runbook has the user set it up (conftest.PrivateNetwork): a
+private subnet without NAT, with S3's gateway endpoint and KMS's and Glue's interface
+endpoints, then `roles` (the roles, the KMS key and its key policy, the subnet and its VPC
+tagged); `create` starts the cluster in that subnet with that key. The fake EMR, given the
+account's EC2, provisions there as the service role, and the node boots through its KMS call
+for its local disks' data key (GenerateDataKey as the instance role, on moto's KMS).
+
 The tables' catalog is the EMR deployment's: Iceberg's GlueCatalog with S3FileIO on the node
 (catalog_type glue, the deployment's default), against moto's Glue, which the node reaches
 through the subnet's Glue interface endpoint (AWS_ENDPOINT_URL_GLUE: bootstrap.local.fake_node)
@@ -42,15 +49,19 @@ CLUSTER_KEY = "TEST_EMR_CLUSTER_ID"
 @pytest.fixture(scope="module")
 def enforced_iam(enforcing_iam, tmp_path_factory):
     """The conftest's enforcing moto server, its policies written for catalog_type glue (the
-    instance's Glue grants): moto serves Glue there too."""
+    instance's Glue grants): moto serves Glue there too; and EC2 and KMS, with the runbook's
+    private subnet (S3 gateway, KMS and Glue interface endpoints), roles and KMS key
+    (conftest.PrivateNetwork)."""
     log = tmp_path_factory.mktemp("enforcing_s3") / "moto.log"
-    with enforcing_iam(log, catalog_type="glue", catalog_uri=None) as server:
+    with enforcing_iam(log, catalog_type="glue", catalog_uri=None, network=True) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def fake_emr(enforced_iam, tmp_path_factory):
-    """The fake EMR on the enforcing S3 server; its nodes hold the instance role's credentials."""
+    """The fake EMR on the enforcing S3 server; its nodes hold the instance role's credentials.
+    Given the account's network, it provisions in the cluster's subnet as EMR's service role
+    and boots the node through its KMS call for the local disks' data key."""
     # Step logs come 2 s after a step ends (EMR: minutes), within the launcher's wait.
     timing = FakeEmrTiming(log_push_delay_s=2)
     principals = {
@@ -60,6 +71,7 @@ def fake_emr(enforced_iam, tmp_path_factory):
         enforced_iam.settings, tmp_path_factory.mktemp("fake_emr"), timing=timing,
         instance_credentials=enforced_iam.credentials("instance"), principals=principals,
         instance_policy=policy(enforced_iam.settings, "instance"),
+        network=enforced_iam.network.client("ec2"), kms=enforced_iam.network.client("kms"),
     ) as server:  # fmt: skip
         yield server
 
@@ -104,9 +116,11 @@ def emr_cluster(
     }
     emr_settings = current_settings(env)
     assert emr_settings.catalog_type == "glue"
+    # As `create --subnet-id S --kms-key-arn K` (the key `roles` made) on the runbook's subnet.
     options = ClusterOptions(
-        kms_key_arn="arn:aws:kms:eu-west-3:1:key/k",
+        kms_key_arn=enforced_iam.network.kms_key_arn,
         tls_certificates=f"s3://{target.staging_bucket}/{target.staging_prefix}/bootstrap/t.zip",
+        subnet_ids=(enforced_iam.network.subnet_id,),
     )
     saved = dict(os.environ)
     os.environ.clear()
@@ -192,6 +206,11 @@ def test_a_backfill_runs_as_one_emr_step_and_reports_back(
     cluster = fake_emr.emr.clusters[emr_env[CLUSTER_KEY]]
     steps = [s for s in cluster.steps if s.args[0].endswith("spark-submit")]
     assert len(steps) == 1 and steps[0].state == "COMPLETED"  # two dates, one step
+    # The node booted in the runbook's private subnet, through its KMS call for the local
+    # disks' data key (the key `roles` made), granted under the key policy.
+    network = enforced_iam.network
+    assert cluster.request["Instances"]["Ec2SubnetIds"] == [network.subnet_id]
+    assert cluster.node.kms_calls == [f"kms:GenerateDataKey {network.kms_key_arn}: granted"]
     # The cluster walked through its start before the run; the step's logs came.
     walk = [state for state, _ in cluster.history]
     assert walk[:3] == ["STARTING", "BOOTSTRAPPING", "WAITING"] and "RUNNING" in walk
