@@ -37,6 +37,12 @@ FIGURES = [
      "{ratio_to_s3_ceiling:.2f}; {phone_ratio_to_s3_ceiling:.2f}"),
     ("... requests by type", "{requests_text}"),
     ("... CPU ms per image by process", "{roles_text}"),
+    ("... its floors here (bench.floors): a signed GET alone over a kept-alive connection; "
+     "Spark with no image (a fixed vector per manifest row, cached, staged)",
+     "{floor_get_cpu_ms_per_image:.2f} ms (photos {phone_floor_get_cpu_ms_per_image:.2f}); "
+     "{floor_spark_cpu_ms_per_image:.2f} ms CPU/img"),
+    ("... the lowest CPU ratio they leave: (decode + model + floors) / decode + model; "
+     "photos 1280x960", "{floor_cpu_ratio:.2f}; {phone_floor_cpu_ratio:.2f}"),
     ("... with 100 ms per S3 request / without", "{latency_100ms_ratio:.2f}"),
     ("... seconds added by 30 ms, by 100 ms per request; the run without",
      "{latency_30ms_added_s:.1f} s; {latency_100ms_added_s:.1f} s; {seconds:.1f} s"),
@@ -115,7 +121,12 @@ def render(results: dict[str, Any]) -> str:
         BEGIN,
         f"Figures of {results['date'][:10]}, {results['machine']}, `{results['command']}`: "
         f"{results['images']:,} images of 100x100, {results['phone_images']:,} photos of "
-        f"1280x960.",
+        f"1280x960."
+        + (
+            f" Scale figures (`python -m bench.scale`) of {results['scale_date'][:16]} UTC."
+            if "scale_date" in results
+            else ""
+        ),
         "",
         "| target | measured | required | |",
         "|---|---|---|---|",

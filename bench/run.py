@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench import floors
 from bench.measure import DRIVER, JVM, WORKERS, Roles, Window, listening_pid
 from bench.proxy import LatencyProxy
 from bench.targets import (
@@ -111,6 +112,11 @@ class S3Images:
     region: str
     bucket: str
     keys: list[str]
+    etags: list[str]
+
+    @property
+    def paths(self) -> list[str]:
+        return [f"s3://{self.bucket}/{key}" for key in self.keys]
 
 
 def model_alone(
@@ -408,9 +414,11 @@ def s3_images(settings: Settings, layout: Layout, date: str) -> S3Images:
     """The bench's images of `date`, for a ceiling that reads them from S3."""
     pages = s3_client(settings).get_paginator("list_objects_v2")
     listed = pages.paginate(Bucket=layout.bucket, Prefix=layout.raw_date_key(date))
-    keys = [obj["Key"] for page in listed for obj in page.get("Contents", [])]
+    objects = [obj for page in listed for obj in page.get("Contents", [])]
     assert settings.s3_endpoint, "the benchmark runs against the local S3 server"
-    return S3Images(settings.s3_endpoint, settings.region, layout.bucket, keys)
+    keys = [obj["Key"] for obj in objects]
+    etags = [obj["ETag"].strip('"') for obj in objects]
+    return S3Images(settings.s3_endpoint, settings.region, layout.bucket, keys, etags)
 
 
 def workload(
@@ -435,6 +443,24 @@ def workload(
         f"{prefix}s3_server_cpu_ms_per_image": by_role.get("s3_server"),
         f"{prefix}proxy_cpu_ms_per_image": by_role["proxy"],
     }
+
+
+def floor_figures(
+    spark_run: dict[str, Any], get_ms: dict[str, float], results: dict[str, Any]
+) -> dict[str, Any]:
+    """bench.floors against decode + model alone: the CPU ratio no design of the feature step
+    can go under on this machine, for each workload (the Spark floor holds no image bytes)."""
+    figures = {
+        "floor_spark_cpu_ms_per_image": spark_run["pipeline_cpu_ms_per_image"],
+        "floor_spark_cpu_ms_by_role": spark_run["cpu_ms_per_image_by_role"],
+    }
+    for prefix, get in get_ms.items():
+        alone = results[f"{prefix}decode_model_cpu_ms_per_image"]
+        figures[f"{prefix}floor_get_cpu_ms_per_image"] = get
+        figures[f"{prefix}floor_cpu_ratio"] = (
+            alone + get + spark_run["pipeline_cpu_ms_per_image"]
+        ) / alone
+    return figures
 
 
 def run(sizes: Sizes, smoke: bool, e2e: bool, pca: bool = True) -> dict[str, Any]:
@@ -478,12 +504,9 @@ def measure_all(
     # The same, each image read from the local S3 server through the proxy, as the pipeline's.
     via_proxy = replace(settings, s3_endpoint=proxy.url)
     layout = Layout.of(settings)
-    s3_ceiling = model_alone(
-        model, processes=2, seconds=sizes.window_s, s3=s3_images(via_proxy, layout, SMALL_DATE)
-    )
-    phone_s3_ceiling = model_alone(
-        model, processes=2, seconds=sizes.window_s, s3=s3_images(via_proxy, layout, PHONE_DATE)
-    )
+    small_s3, phone_s3 = (s3_images(via_proxy, layout, d) for d in (SMALL_DATE, PHONE_DATE))
+    s3_ceiling = model_alone(model, processes=2, seconds=sizes.window_s, s3=small_s3)
+    phone_s3_ceiling = model_alone(model, processes=2, seconds=sizes.window_s, s3=phone_s3)
     results |= decode_trial(contents["phone"][:50])
     results["decode_ms_small"] = decode_ms(contents["small"][:200], decode_image)
 
@@ -503,6 +526,14 @@ def measure_all(
             delayed[delay] = bench.pipeline(SMALL_DATE, sizes.small)
         proxy.set_delay(0)
         phone = bench.pipeline(PHONE_DATE, sizes.phone)
+        print("floors ...", flush=True)
+        floor_spark = bench.measured(
+            sizes.small, lambda: floors.spark_floor(spark, layout, SMALL_DATE, sizes.small)
+        )[1]
+        floor_get = {
+            prefix: floors.get_floor_ms(ImageSource.of(via_proxy), images.paths, images.etags)
+            for prefix, images in (("", small_s3), ("phone_", phone_s3))
+        }
         print("tf_threads_2 ...", flush=True)
         two_threads = bench.pipeline(SMALL_DATE, sizes.small, tf_threads=2)
         print("baseline ...", flush=True)
@@ -522,6 +553,7 @@ def measure_all(
 
     results |= workload("", main, ceiling, s3_ceiling)
     results |= workload("phone_", phone, phone_ceiling, phone_s3_ceiling)
+    results |= floor_figures(floor_spark, floor_get, results)
     results |= {
         "decode_share_phone": results["decode_ms_phone"]
         / (phone_ceiling["cpu_ms_per_image"] - results["decode_ms_phone"]),
@@ -583,6 +615,10 @@ def print_results(results: dict[str, Any]) -> None:
     lines = [
         f"requests by type: {r['requests_by_type']}",
         f"CPU ms per image by process: {roles}",
+        f"floors: a signed GET alone {r['floor_get_cpu_ms_per_image']:.2f} ms "
+        f"(photos {r['phone_floor_get_cpu_ms_per_image']:.2f}), Spark with no image "
+        f"{r['floor_spark_cpu_ms_per_image']:.2f} ms CPU per image: CPU ratio at least "
+        f"{r['floor_cpu_ratio']:.2f} (photos {r['phone_floor_cpu_ratio']:.2f})",
         f"decode + model alone: {r['decode_model_cpu_ms_per_image']:.2f} ms CPU per image, "
         f"{r['decode_model_ceiling_ips']:.0f} img/s; pipeline {r['pipeline_ips']:.0f} img/s, "
         f"ratio to ceiling {r['ratio_to_ceiling']:.2f}",
@@ -626,7 +662,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-e2e", action="store_true", help="skip the Dagster end-to-end run")
     parser.add_argument("--no-pca", action="store_true", help="skip PCA's fit times")
     parser.add_argument(
-        "--no-scale", action="store_true", help="skip the scale benchmark (bench.scale)"
+        "--no-scale",
+        action="store_true",
+        help="skip the scale benchmark (bench.scale): the output keeps its last scale figures",
     )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -641,6 +679,13 @@ def main(argv: list[str] | None = None) -> int:
     results = run(sizes, args.smoke, e2e=not args.no_e2e, pca=not (args.no_pca or args.smoke))
     given = argv if argv is not None else sys.argv[1:]
     results["command"] = " ".join(["python -m bench.run", *given])
+    if args.no_scale and args.output.exists():
+        # The scale figures of the last bench.scale stay (dated by their scale_date).
+        earlier = json.loads(args.output.read_text())
+        scale = {k: v for k, v in earlier.items() if k.startswith("scale_")}
+        verdicts_kept = {k: v for k, v in earlier.get("targets", {}).items() if k in scale}
+        results |= scale
+        results["targets"] |= verdicts_kept
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2, default=str))
     print_results(results)

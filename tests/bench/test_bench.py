@@ -31,6 +31,9 @@ def test_the_benchmark_smoke_run_reports_every_figure(
     tmp_path, repo_root, test_env, local_s3, fresh_layout
 ) -> None:
     output = tmp_path / "results.json"
+    # bench.scale's figures of an earlier run: --no-scale keeps them (and their verdict).
+    scale = {"scale_date": "2026-12-06T16:46:00+00:00", "scale_refit_s": 36.7}
+    output.write_text(json.dumps(scale | {"images": 1, "targets": {"scale_refit_s": True}}))
     # Its own tables: the tests' catalog is shared by the other tests of this process.
     env = {**os.environ, "FRUITS_NAMESPACE": fresh_layout.namespace}
     result = subprocess.run(
@@ -59,10 +62,18 @@ def test_the_benchmark_smoke_run_reports_every_figure(
     assert all(r[k] > 0 for k in positive)
     assert r["worker_peak_rss_mb"] < r["run_peak_rss_mb"]
     assert r["simplejpeg_max_abs_difference"] < 1e-3  # the trial decodes the same pixels
-    assert set(r["targets"]) == {key for key, *_ in TARGETS}
+    assert set(r["targets"]) == {key for key, *_ in TARGETS} | {"scale_refit_s"}
+    assert r["targets"]["scale_refit_s"] is True and r.items() >= scale.items()
+    assert r["images"] != 1  # the rest is this run's
     # The ceiling read through the same S3 server: its GETs go through the proxy too.
     assert r["decode_model_s3_ceiling_ips"] > 0 and r["ratio_to_s3_ceiling"] > 0
     assert r["decode_model_s3_cpu_ms_per_image"] > 0
+    # The floors: a bare GET, and Spark with no image (its Python workers return the vectors).
+    assert r["floor_get_cpu_ms_per_image"] > 0 and r["floor_spark_cpu_ms_per_image"] > 0
+    assert r["floor_spark_cpu_ms_by_role"]["python_workers"] > 0
+    for prefix in ("", "phone_"):
+        assert r[f"{prefix}floor_cpu_ratio"] > 1
+    assert "the lowest CPU ratio they leave" in render(r)
     # Each workload's memory in a session of its own: its workers, within its whole run.
     for prefix in ("", "phone_"):
         worker, run = (r[f"{prefix}own_session_{k}_peak_rss_mb"] for k in ("worker", "run"))
