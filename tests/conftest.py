@@ -354,9 +354,10 @@ def step_reaches():
 # - conditions other than StringEquals (StringLikeIfExists on s3:prefix is ignored: listing
 #   outside the granted prefixes is not refused here);
 # - non-S3 resources: moto authorizes EMR, KMS, EC2 and Glue calls against "*", so resource-scoped
-#   EMR statements (the host's, the operator's) cannot be enforced; the fake EMR checks nothing;
-#   the instance's Glue statement is granted on "*" (its actions are enforced, not its database
-#   and tables);
+#   EMR statements (the host's, the operator's) cannot be enforced by moto (the fake EMR
+#   decides its own calls, with conditions, from the policies it is given); the nodes' S3
+#   requests are decided by the fake's S3 gateway, conditions included; the instance's Glue
+#   statement is granted on "*" (its actions are enforced, not its database and tables);
 # - S3 action names follow the operation: moto asks s3:HeadBucket where AWS asks s3:ListBucket
 #   (MOTO_ALIASES maps it);
 # - multi-object delete (S3A's) asks s3:DeleteObject on the bucket, then checks each key
