@@ -184,7 +184,11 @@ class LatencyProxy:
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.wait(timeout=30)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # SIGTERM ignored (inherited): it must still go
+            self.process.kill()
+            self.process.wait(timeout=30)
 
 
 @cli.command

@@ -11,8 +11,10 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -107,6 +109,36 @@ def local_s3(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
         yield server
     finally:
         server.stop()
+
+
+# Children inherit ignored signals and the signal mask: a test that leaves SIGTERM ignored or
+# blocked in this process makes every later child here deaf to it (servers that never stop,
+# EMR steps that stay CANCEL_PENDING), far from the test that did it.
+WATCHED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _signal_state() -> tuple[object, ...]:
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    return (*(signal.getsignal(s) for s in WATCHED_SIGNALS), frozenset(blocked))
+
+
+@pytest.fixture(autouse=True)
+def signals_left_as_found(request) -> Iterator[None]:
+    """Each test leaves SIGINT's and SIGTERM's handlers and the signal mask as it found them
+    (Dagster's in-process runs map SIGTERM to SIGINT's handler: put back); one that leaves a
+    signal ignored or blocked, which children inherit, is named in a warning."""
+    before = _signal_state()
+    yield
+    after = _signal_state()
+    if after == before:
+        return
+    inherited = signal.SIG_IGN in after[:-1] or bool(set(after[-1]) - set(before[-1]))
+    if inherited:
+        what = f"{request.node.nodeid} left signals ignored or blocked: {before} -> {after}"
+        warnings.warn(what, stacklevel=1)
+    for signum, handler in zip(WATCHED_SIGNALS, before, strict=False):
+        signal.signal(signum, handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, before[-1])
 
 
 @contextmanager
