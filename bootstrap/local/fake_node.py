@@ -299,29 +299,28 @@ class FakeNode:
     def shims(self) -> Path:
         return self.root / "shims"
 
+    def _keys(self) -> dict[str, str]:
+        """The node's credentials as boto3's arguments (none: the default chain)."""
+        if not self.credentials:
+            return {}
+        return {
+            "aws_access_key_id": self.credentials["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": self.credentials["AWS_SECRET_ACCESS_KEY"],
+        }
+
     def s3(self) -> Any:
         """S3 as the node reaches it, with the node's credentials."""
         if not self.credentials:
             return s3_client(self.settings)
-        session = boto3.Session(
-            aws_access_key_id=self.credentials["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=self.credentials["AWS_SECRET_ACCESS_KEY"],
-        )
-        return s3_client(self.settings, session)
+        return s3_client(self.settings, boto3.Session(**self._keys()))
 
     def kms(self) -> Any:
         """KMS as the node reaches it (the subnet's interface endpoint, standing for its
         private DNS: moto serves KMS at the S3 server's address), with the node's credentials;
         EMR's boot agent names the cluster's region."""
-        keys = {}
-        if self.credentials:
-            keys = {
-                "aws_access_key_id": self.credentials["AWS_ACCESS_KEY_ID"],
-                "aws_secret_access_key": self.credentials["AWS_SECRET_ACCESS_KEY"],
-            }
         return boto3.client(
             "kms", region_name=self.settings.region, endpoint_url=self.settings.s3_endpoint,
-            **keys,
+            **self._keys(),
         )  # fmt: skip
 
     def request_disk_key(
