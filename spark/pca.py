@@ -464,15 +464,43 @@ def _store_statistics(
     """Compute the statistics of `stale` as of a snapshot of the features table, each row
     naming its date's data files there; replace the stored rows of `stale` and `gone`."""
     features = tables.table(layout, tables.FEATURES)
-    named = spark.createDataFrame([(d, fingerprints[d]) for d in stale], FINGERPRINT_DDL)
     # Rejects too: a date of rejects only gets its row (rows = 0), so it is not stale later.
     rows = tables.read(spark, features, stale, snapshot_id)
+    _write_statistics(spark, layout, rows, stale, gone, fingerprints)
+
+
+def _write_statistics(
+    spark: SparkSession,
+    layout: Layout,
+    rows: DataFrame,
+    stale: Sequence[str],
+    gone: Sequence[str],
+    fingerprints: dict[str, str],
+) -> None:
+    named = spark.createDataFrame([(d, fingerprints[d]) for d in stale], FINGERPRINT_DDL)
     fresh = date_statistics(rows).join(F.broadcast(named), PARTITION_COLUMN).persist()
     try:
         fresh.count()  # computed before the write takes the session's write lock
         tables.overwrite_dates(spark, tables.statistics_table(layout), fresh, [*stale, *gone])
     finally:
         fresh.unpersist()
+
+
+def store_staged_statistics(
+    spark: SparkSession, layout: Layout, staged: tables.Staged, rows: DataFrame
+) -> None:
+    """The statistics of a staged write of the features table, from its rows while the caller
+    holds them (cached), stored under the staged data files' fingerprints: once those files
+    are published, refresh_statistics finds them current and reads no feature back. Where
+    main ends up with other files (an audit failed, an erasure was filtered out at
+    publication), the date's row matches nothing and refresh_statistics computes it again."""
+    fingerprints = tables.partition_fingerprints(spark, staged.table, staged.snapshot_id)
+    dates = [d for d in staged.dates if d in fingerprints]  # an emptied date has no files
+    if not dates:
+        return
+    tables.ensure_statistics_table(spark, tables.statistics_table(layout))
+    ours = rows.where(F.col(PARTITION_COLUMN).isin(dates))
+    _write_statistics(spark, layout, ours, dates, [], fingerprints)
 
 
 def refresh_statistics(

@@ -128,6 +128,12 @@ def stage_features(
             staged = tables.stage(
                 spark, tables.table(layout, FEATURES), scored, dates, target_file_mb=target_file_mb
             )
+            # From the cached rows, not read back from S3 after publication.
+            _best_effort(
+                lambda: pca.store_staged_statistics(spark, layout, staged, scored),
+                f"PCA statistics of {', '.join(dates)} not computed from the run's rows; "
+                "they are computed from the table after publication",
+            )
             per_kind = scored.groupBy(PARTITION_COLUMN, F.col("error").isNull().alias("ok"))
             counts = {
                 (r[PARTITION_COLUMN], r["ok"]): r["count"] for r in per_kind.count().collect()
@@ -169,13 +175,13 @@ def publish_staged(
     # The rows are published: what follows describes them, and its failure must not fail the
     # run (a warning says what is left to do).
     if staged.table.name == FEATURES:
-        _after_publication(
+        _best_effort(
             lambda: pca.refresh_statistics(spark, layout, snapshot, published.dates),
             f"PCA statistics of {', '.join(published.dates)} not written; the next PCA fit "
             "computes them (pca.refresh_statistics)",
         )
     elif staged.table.name == REDUCED:
-        _after_publication(
+        _best_effort(
             lambda: describe_projection(spark, layout, s3, snapshot),
             f"the properties of {staged.table.qualified} were not updated to its PCA version; "
             "its rows' pca_version names it",
@@ -183,7 +189,9 @@ def publish_staged(
     return published, snapshot
 
 
-def _after_publication(step: Callable[[], object], consequence: str) -> None:
+def _best_effort(step: Callable[[], object], consequence: str) -> None:
+    """Run a step that describes rows without deciding what is published: its failure is a
+    warning that says what is left to do, not the run's."""
     try:
         step()
     except Exception as error:  # any: the published rows stand whatever happens here

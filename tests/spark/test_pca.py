@@ -32,6 +32,7 @@ from spark.pca import (
     require_one_digest,
     require_one_digest_in_statistics,
     save_pca,
+    store_staged_statistics,
     sum_statistics,
     unpack_upper,
 )
@@ -396,6 +397,53 @@ def test_the_statistics_follow_every_change_of_a_dates_features(spark, s3, fresh
     tables.delete_where(spark, features_table, f"upload_date = '{d2}' AND path = '{other}'")
     metadata = assert_fit_matches_the_rows(spark, s3, fresh_layout)
     assert metadata["rows_per_date"] == {d1: 49, d2: 39}
+
+
+@pytest.mark.slow
+def test_a_runs_statistics_come_from_its_rows_and_stand_only_for_what_main_holds(
+    spark, s3, fresh_layout
+) -> None:
+    """stage_features stores the statistics of its staged rows (store_staged_statistics):
+    published as staged, nothing is read back or written again; an audit that fails or an
+    erasure filtered out at publication leaves main with other files, and the fit computes
+    those dates again from main."""
+    from spark.layout import upload_digest
+    from spark.pipeline import features_snapshot, publish_staged
+
+    d1, d2 = "2026-03-01", "2026-03-02"
+    table = tables.table(fresh_layout, tables.FEATURES)
+    statistics = tables.statistics_table(fresh_layout)
+    features, _ = spread_over_dates(spark, n=120, dim=8, seed=41, dates=2)
+    rows = as_feature_table_rows(features).cache()
+    staged = tables.stage(spark, table, rows, [d1, d2])
+    store_staged_statistics(spark, fresh_layout, staged, rows)
+    written = tables.current_snapshot(spark, statistics)
+    publish_staged(spark, fresh_layout, s3, staged)
+    assert tables.current_snapshot(spark, statistics) == written  # nothing computed again
+    published = tables.partition_fingerprints(spark, table, features_snapshot(spark, fresh_layout))
+    assert stored_statistics(spark, fresh_layout) == published
+    assert_fit_matches_the_rows(spark, s3, fresh_layout)
+
+    # A version of d1 staged with its statistics, its audit failed: main keeps the old rows.
+    again, _ = spread_over_dates(spark, n=30, dim=8, seed=42, dates=1)
+    failed = tables.stage(spark, table, as_feature_table_rows(again), [d1])
+    store_staged_statistics(spark, fresh_layout, failed, as_feature_table_rows(again))
+    assert stored_statistics(spark, fresh_layout)[d1] != published[d1]
+    fitted = assert_fit_matches_the_rows(spark, s3, fresh_layout)
+    assert fitted["rows_per_date"] == {d1: 60, d2: 60}
+
+    # An upload of d2 erased between staging and publication: published without it.
+    restaged = tables.stage(spark, table, rows.where(F.col("upload_date") == d2), [d2])
+    store_staged_statistics(spark, fresh_layout, restaged, rows)
+    erased = rows.where(F.col("upload_date") == d2).orderBy("path").first()
+    tombstone = fresh_layout.tombstone_key(
+        d2, erased.path, upload_digest(erased.etag, erased.last_modified)
+    )
+    s3.put_object(Bucket=fresh_layout.bucket, Key=tombstone, Body=b"")
+    publish_staged(spark, fresh_layout, s3, restaged)
+    fitted = assert_fit_matches_the_rows(spark, s3, fresh_layout)
+    assert fitted["rows_per_date"] == {d1: 60, d2: 59}
+    rows.unpersist()
 
 
 def test_a_consumer_projects_new_features_as_the_pipeline_did(
