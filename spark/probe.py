@@ -22,12 +22,13 @@ on the 1280 features, and do the held-out rows say so with confidence?
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
-from pyspark import StorageLevel
+from pyspark import StorageLevel, inheritable_thread_target
 from pyspark.ml.classification import LogisticRegression, LogisticRegressionModel
 from pyspark.ml.feature import PCAModel, VectorSlicer
 from pyspark.ml.functions import array_to_vector, vector_to_array
@@ -46,6 +47,7 @@ REG_PARAMS = (1e-4, 1e-3, 1e-2, 1e-1)
 FULL, REDUCED = "full", "reduced"
 NULL_SHARE = 1e-9  # a component explaining less is rounding noise
 NEAR_ZERO_VARIANCE = 1e-6  # of the largest raw column's variance
+R = TypeVar("R")
 KEEPS, LOSES, INCONCLUSIVE = "keeps", "loses", "inconclusive"
 
 
@@ -61,6 +63,9 @@ class ProbeOptions:
     bootstrap_samples: int = 2000
     confidence: float = 0.95
     seed: int = 0
+    # Fits run at once, as CrossValidator's `parallelism`: a fit on a probe's rows is a chain
+    # of small Spark jobs, each mostly scheduling, which leaves cores idle that another fills.
+    parallelism: int = 4
 
 
 def variant(k: int) -> str:
@@ -340,12 +345,14 @@ def _probe(
         reg_param = max(options.reg_params, key=lambda x: (cross_validation.get(x, 0.0), x))
         # At the current k the projection is the reduced features themselves: one fit.
         names = [FULL, REDUCED, *(variant(k) for k in ks if k != current_k)]
-        predictions, iterations = {}, {}
-        for name in names:
+
+        def fit_and_predict(name: str) -> tuple[int, dict[str, int] | None]:
             fitted = _fit(train, name, reg_param, options.max_iter)
-            iterations[name] = fitted.summary.totalIterations
-            if tested:
-                predictions[name] = _predict(fitted, test, name)
+            return fitted.summary.totalIterations, _predict(fitted, test, name) if tested else None
+
+        fits = dict(zip(names, _at_once(fit_and_predict, names, options), strict=True))
+        iterations = {name: n for name, (n, _) in fits.items()}
+        predictions = {name: p for name, (_, p) in fits.items() if p is not None}
     finally:
         assembled.unpersist()
     if current_k in ks:
@@ -478,18 +485,29 @@ def _cross_validate(train: DataFrame, options: ProbeOptions) -> dict[float, floa
     }
     # A fold is validated on when the other folds still hold two labels or more.
     folds = sorted(f for f in labels_per_fold if len(_others(labels_per_fold, f)) >= 2)
-    results: dict[float, float] = {}
-    for reg_param in options.reg_params:
-        accuracies = []
-        for fold in folds:
-            inside, outside = train.where(F.col("fold") != fold), train.where(F.col("fold") == fold)
-            fitted = _fit(inside, FULL, reg_param, options.max_iter)
-            counts = fitted.transform(outside).groupBy("label_index", "prediction").count()
-            confusion = {(str(r[0]), str(r[1])): r["count"] for r in counts.collect()}
-            accuracies.append(score(confusion, sorted({t for t, _ in confusion})).balanced_accuracy)
-        # No fold to validate on (too few groups): every λ ties and the largest is taken.
-        results[reg_param] = float(np.mean(accuracies)) if accuracies else 0.0
-    return results
+
+    def validate(reg_param: float, fold: int) -> float:
+        inside, outside = train.where(F.col("fold") != fold), train.where(F.col("fold") == fold)
+        fitted = _fit(inside, FULL, reg_param, options.max_iter)
+        counts = fitted.transform(outside).groupBy("label_index", "prediction").count()
+        confusion = {(str(r[0]), str(r[1])): r["count"] for r in counts.collect()}
+        return score(confusion, sorted({t for t, _ in confusion})).balanced_accuracy
+
+    pairs = [(reg_param, fold) for reg_param in options.reg_params for fold in folds]
+    scores = _at_once(lambda pair: validate(*pair), pairs, options)
+    accuracies = dict(zip(pairs, scores, strict=True))
+    # No fold to validate on (too few groups): every λ ties and the largest is taken.
+    return {
+        reg_param: float(np.mean([accuracies[reg_param, f] for f in folds])) if folds else 0.0
+        for reg_param in options.reg_params
+    }
+
+
+def _at_once(work: Callable[[Any], R], items: Iterable[Any], options: ProbeOptions) -> list[R]:
+    """`work` on each item, `options.parallelism` at a time, results in the items' order; each
+    thread keeps the caller's Spark job properties."""
+    with ThreadPoolExecutor(max(1, options.parallelism)) as pool:
+        return list(pool.map(inheritable_thread_target(work), items))
 
 
 def _others(labels_per_fold: Mapping[int, list[float]], fold: int) -> set[float]:
