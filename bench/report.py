@@ -43,6 +43,9 @@ FIGURES = [
      "{floor_spark_cpu_ms_per_image:.2f} ms CPU/img"),
     ("... the lowest CPU ratio they leave: (decode + model + floors) / decode + model; "
      "photos 1280x960", "{floor_cpu_ratio:.2f}; {phone_floor_cpu_ratio:.2f}"),
+    ("... the highest ratio to the S3 ceiling they leave (every core busy at the floors, with "
+     "the S3 server's and proxy's CPU); photos 1280x960",
+     "{floor_ratio_to_s3_ceiling:.2f}; {phone_floor_ratio_to_s3_ceiling:.2f}"),
     ("... with 100 ms per S3 request / without", "{latency_100ms_ratio:.2f}"),
     ("... seconds added by 30 ms, by 100 ms per request; the run without",
      "{latency_30ms_added_s:.1f} s; {latency_100ms_added_s:.1f} s; {seconds:.1f} s"),

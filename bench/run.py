@@ -456,10 +456,17 @@ def floor_figures(
     }
     for prefix, get in get_ms.items():
         alone = results[f"{prefix}decode_model_cpu_ms_per_image"]
+        floor_ms = alone + get + spark_run["pipeline_cpu_ms_per_image"]
         figures[f"{prefix}floor_get_cpu_ms_per_image"] = get
-        figures[f"{prefix}floor_cpu_ratio"] = (
-            alone + get + spark_run["pipeline_cpu_ms_per_image"]
-        ) / alone
+        figures[f"{prefix}floor_cpu_ratio"] = floor_ms / alone
+        # Every core busy at the floors, the S3 server and proxy serving the workload's GETs:
+        # the most images/s any design reaches here, against the ceiling read through S3.
+        roles = results[f"{prefix}cpu_ms_per_image_by_role"]
+        serving = roles.get("s3_server", 0.0) + roles["proxy"]
+        most_ips = (os.cpu_count() or 1) * 1000 / (floor_ms + serving)
+        figures[f"{prefix}floor_ratio_to_s3_ceiling"] = (
+            most_ips / results[f"{prefix}decode_model_s3_ceiling_ips"]
+        )
     return figures
 
 
@@ -618,7 +625,9 @@ def print_results(results: dict[str, Any]) -> None:
         f"floors: a signed GET alone {r['floor_get_cpu_ms_per_image']:.2f} ms "
         f"(photos {r['phone_floor_get_cpu_ms_per_image']:.2f}), Spark with no image "
         f"{r['floor_spark_cpu_ms_per_image']:.2f} ms CPU per image: CPU ratio at least "
-        f"{r['floor_cpu_ratio']:.2f} (photos {r['phone_floor_cpu_ratio']:.2f})",
+        f"{r['floor_cpu_ratio']:.2f} (photos {r['phone_floor_cpu_ratio']:.2f}), ratio to the S3 "
+        f"ceiling at most {r['floor_ratio_to_s3_ceiling']:.2f} "
+        f"(photos {r['phone_floor_ratio_to_s3_ceiling']:.2f})",
         f"decode + model alone: {r['decode_model_cpu_ms_per_image']:.2f} ms CPU per image, "
         f"{r['decode_model_ceiling_ips']:.0f} img/s; pipeline {r['pipeline_ips']:.0f} img/s, "
         f"ratio to ceiling {r['ratio_to_ceiling']:.2f}",

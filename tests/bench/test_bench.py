@@ -72,7 +72,7 @@ def test_the_benchmark_smoke_run_reports_every_figure(
     assert r["floor_get_cpu_ms_per_image"] > 0 and r["floor_spark_cpu_ms_per_image"] > 0
     assert r["floor_spark_cpu_ms_by_role"]["python_workers"] > 0
     for prefix in ("", "phone_"):
-        assert r[f"{prefix}floor_cpu_ratio"] > 1
+        assert r[f"{prefix}floor_cpu_ratio"] > 1 and r[f"{prefix}floor_ratio_to_s3_ceiling"] > 0
     assert "the lowest CPU ratio they leave" in render(r)
     # Each workload's memory in a session of its own: its workers, within its whole run.
     for prefix in ("", "phone_"):
