@@ -122,23 +122,32 @@ def _signal_state() -> tuple[object, ...]:
     return (*(signal.getsignal(s) for s in WATCHED_SIGNALS), frozenset(blocked))
 
 
+def _ignored_here(signum: int, frame: object) -> None:
+    """Ignores the signal in this process; being a handler, not SIG_IGN, it is reset to the
+    default in children."""
+
+
 @pytest.fixture(autouse=True)
 def signals_left_as_found(request) -> Iterator[None]:
-    """Each test leaves SIGINT's and SIGTERM's handlers and the signal mask as it found them
-    (Dagster's in-process runs map SIGTERM to SIGINT's handler: put back); one that leaves a
-    signal ignored or blocked, which children inherit, is named in a warning."""
+    """Each test leaves SIGINT's and SIGTERM's handlers and the signal mask as it found them;
+    one that leaves a signal ignored or blocked, which children inherit, is named in a warning.
+    xdist's workers ignore SIGINT, and Dagster's in-process runs end by giving SIGTERM SIGINT's
+    handler (dagster._utils.interrupts.capture_interrupts): SIG_IGN there made every child
+    started later in the test deaf to SIGTERM (a cancelled EMR step left CANCEL_PENDING). So a
+    test runs with SIGINT ignored by a handler, which children do not inherit."""
+    found = _signal_state()
+    if found[0] == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _ignored_here)
     before = _signal_state()
     yield
     after = _signal_state()
-    if after == before:
-        return
     inherited = signal.SIG_IGN in after[:-1] or bool(set(after[-1]) - set(before[-1]))
     if inherited:
         what = f"{request.node.nodeid} left signals ignored or blocked: {before} -> {after}"
         warnings.warn(what, stacklevel=1)
-    for signum, handler in zip(WATCHED_SIGNALS, before, strict=False):
+    for signum, handler in zip(WATCHED_SIGNALS, found, strict=False):
         signal.signal(signum, handler)
-    signal.pthread_sigmask(signal.SIG_SETMASK, before[-1])
+    signal.pthread_sigmask(signal.SIG_SETMASK, found[-1])
 
 
 @contextmanager
