@@ -493,7 +493,9 @@ def store_staged_statistics(
     holds them (cached), stored under the staged data files' fingerprints: once those files
     are published, refresh_statistics finds them current and reads no feature back. Where
     main ends up with other files (an audit failed, an erasure was filtered out at
-    publication), the date's row matches nothing and refresh_statistics computes it again."""
+    publication), the date's row matches nothing and refresh_statistics computes it again:
+    so the caller leaves out of `rows` the uploads erased since they were staged (their sums
+    must be written nowhere), which publication will leave out too."""
     fingerprints = tables.partition_fingerprints(spark, staged.table, staged.snapshot_id)
     dates = [d for d in staged.dates if d in fingerprints]  # an emptied date has no files
     if not dates:

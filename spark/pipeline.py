@@ -128,9 +128,12 @@ def stage_features(
             staged = tables.stage(
                 spark, tables.table(layout, FEATURES), scored, dates, target_file_mb=target_file_mb
             )
-            # From the cached rows, not read back from S3 after publication.
+            # From the cached rows, not read back from S3 after publication; less the uploads
+            # erased since the run began, whose sums must be written nowhere.
             _best_effort(
-                lambda: pca.store_staged_statistics(spark, layout, staged, scored),
+                lambda: pca.store_staged_statistics(
+                    spark, layout, staged, without_erased(scored, tombstoned(s3, layout, dates))
+                ),
                 f"PCA statistics of {', '.join(dates)} not computed from the run's rows; "
                 "they are computed from the table after publication",
             )
