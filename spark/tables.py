@@ -68,8 +68,14 @@ PROPERTIES = {
 FILE_SIZE = "write.target-file-size-bytes"
 # How often publish() stages again after Iceberg refused its cherry-pick.
 PUBLISH_ATTEMPTS = 5
-# Iceberg's messages for a write that must be redone on the current `main`.
-CONFLICTS = ("ValidationException", "CommitFailedException")
+# Iceberg's messages for a write that must be redone on the current `main`; the last one is a
+# row-level DELETE whose table another process committed to between its scan and its write
+# (its runtime filter refuses, before anything is written).
+CONFLICTS = (
+    "ValidationException",
+    "CommitFailedException",
+    "Runtime file filtering is not possible",
+)
 
 
 class StagedSnapshotGone(RuntimeError):
