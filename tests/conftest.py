@@ -131,10 +131,11 @@ def _ignored_here(signum: int, frame: object) -> None:
 def signals_left_as_found(request) -> Iterator[None]:
     """Each test leaves SIGINT's and SIGTERM's handlers and the signal mask as it found them;
     one that leaves a signal ignored or blocked, which children inherit, is named in a warning.
-    xdist's workers ignore SIGINT, and Dagster's in-process runs end by giving SIGTERM SIGINT's
-    handler (dagster._utils.interrupts.capture_interrupts): SIG_IGN there made every child
-    started later in the test deaf to SIGTERM (a cancelled EMR step left CANCEL_PENDING). So a
-    test runs with SIGINT ignored by a handler, which children do not inherit."""
+    pytest started in the background by a non-interactive shell has SIGINT ignored (POSIX), and
+    Dagster's in-process runs end by giving SIGTERM SIGINT's handler
+    (dagster._utils.interrupts.capture_interrupts): SIG_IGN there made every child started later
+    in the test deaf to SIGTERM (a cancelled EMR step left CANCEL_PENDING). So a test runs with
+    SIGINT ignored by a handler, which children do not inherit."""
     found = _signal_state()
     if found[0] == signal.SIG_IGN:
         signal.signal(signal.SIGINT, _ignored_here)
