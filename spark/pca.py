@@ -496,7 +496,9 @@ def store_staged_statistics(
     publication), the date's row matches nothing and refresh_statistics computes it again:
     so the caller leaves out of `rows` the uploads erased since they were staged (their sums
     must be written nowhere), which publication will leave out too."""
-    fingerprints = tables.partition_fingerprints(spark, staged.table, staged.snapshot_id)
+    fingerprints = tables.partition_fingerprints(
+        spark, staged.table, staged.snapshot_id, staged.dates
+    )
     dates = [d for d in staged.dates if d in fingerprints]  # an emptied date has no files
     if not dates:
         return
@@ -519,7 +521,7 @@ def refresh_statistics(
     target = tables.statistics_table(layout)
     tables.ensure_statistics_table(spark, target)
     fingerprints = tables.partition_fingerprints(
-        spark, tables.table(layout, tables.FEATURES), snapshot_id
+        spark, tables.table(layout, tables.FEATURES), snapshot_id, dates
     )
     asked = set(fingerprints) if dates is None else set(dates)
     expected = spark.createDataFrame(

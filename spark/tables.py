@@ -587,15 +587,22 @@ def overwrite_dates(spark: SparkSession, target: Table, rows: DataFrame, dates: 
                 raise
 
 
-def partition_fingerprints(spark: SparkSession, target: Table, snapshot_id: int) -> dict[str, str]:
-    """Per date of a snapshot, a digest of its data files' paths: data files never change, so
-    any change of the date's rows (a write, a DELETE, a compaction) changes it. From Iceberg's
-    metadata (unlike last_updated_snapshot_id, it outlives snapshot expiry); no data file is
-    read. An emptied date is absent."""
+def partition_fingerprints(
+    spark: SparkSession, target: Table, snapshot_id: int, dates: Sequence[str] | None = None
+) -> dict[str, str]:
+    """Per date of a snapshot (of `dates` only, when given: the manifests of the others are
+    pruned), a digest of its data files' paths: data files never change, so any change of the
+    date's rows (a write, a DELETE, a compaction) changes it. From Iceberg's metadata (unlike
+    last_updated_snapshot_id, it outlives snapshot expiry); no data file is read. An emptied
+    date is absent."""
+    only = ""
+    if dates is not None:
+        listed = ", ".join(f"'{_sql_literal(d)}'" for d in sorted(set(dates)))
+        only = f" AND partition.{PARTITION_COLUMN} IN ({listed})" if listed else " AND false"
     rows = spark.sql(
         f"SELECT partition.{PARTITION_COLUMN} AS date, "
         "sha2(concat_ws(',', sort_array(collect_list(file_path))), 256) AS files "
-        f"FROM {target.qualified}.files VERSION AS OF {snapshot_id} WHERE content = 0 "
+        f"FROM {target.qualified}.files VERSION AS OF {snapshot_id} WHERE content = 0{only} "
         "GROUP BY 1"
     ).collect()
     return {r["date"]: r["files"] for r in rows}
