@@ -62,7 +62,8 @@ def probe_metadata(result: probe.ProbeResult) -> dict[str, float | int]:
     numbers[names.ROWS_TEST] = result.test_rows
     numbers[names.GROUPS_TRAIN] = result.groups.get("train", 0)
     numbers[names.GROUPS_TEST] = result.groups.get("test", 0)
-    numbers[names.PROBE_REG_PARAM] = float(result.reg_param)
+    if result.iterations:  # no fit runs when the held-out rows alone rule out a verdict
+        numbers[names.PROBE_REG_PARAM] = float(result.reg_param)
     return numbers
 
 

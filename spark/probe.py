@@ -13,10 +13,10 @@ on the 1280 features, and do the held-out rows say so with confidence?
 - Variants: the full features; the current PCA version's reduced features; projections at
   other k: the current model's leading components up to its k, and beyond it a PCA fitted on
   the training rows only.
-- Verdict: "inconclusive" below a minimum of held-out rows (overall or for a label), or when
-  the full model does not beat the majority label's share; otherwise the ratio reduced/full
-  accuracy with a paired bootstrap interval (groups resampled), a loss only when the
-  interval's upper bound is below the floor.
+- Verdict: "inconclusive" below a minimum of held-out rows (overall or for a label: then no
+  fit runs at all), or when the full model does not beat the majority label's share; otherwise
+  the ratio reduced/full accuracy with a paired bootstrap interval (groups resampled), a loss
+  only when the interval's upper bound is below the floor.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -319,6 +319,38 @@ def _probe(
     if sum(1 for x in labels if per_label[x]["train"]) < 2:
         raise ValueError(f"the probe needs two labels or more with training rows: {per_label}")
     tested = [x for x in labels if per_label[x]["test"]]
+    counted = ProbeResult(
+        scores={},
+        current_k=model.getK(),
+        ks=[],
+        cumulative_variance=cumulative_variance(explained_variance(model)),
+        rows_per_label=per_label,
+        confidence=options.confidence,
+        majority_share=_majority_share(per_label),
+        max_iter=options.max_iter,
+        groups=groups,
+        group_pattern=options.group_pattern,
+        min_test_rows=options.min_test_rows,
+        min_test_rows_per_label=options.min_test_rows_per_label,
+        dates_not_reduced=missing,
+        variance_at_current_k=float(sum(explained_variance(model))),
+    )
+    if counted.inconclusive():
+        # The held-out rows alone rule out a verdict: no fit is run. Accuracies on so few rows
+        # would read as the verdict they cannot support, and the fits are the probe's cost.
+        return counted
+    return _fit_variants(labelled, model, options, labels, tested, counted)
+
+
+def _fit_variants(
+    labelled: DataFrame,
+    model: PCAModel,
+    options: ProbeOptions,
+    labels: list[str],
+    tested: list[str],
+    counted: ProbeResult,
+) -> ProbeResult:
+    per_label = counted.rows_per_label
     train_rows = sum(r["train"] for r in per_label.values())
     # Balanced: each label weighs as much in the loss, whatever its rows.
     weights = {x: train_rows / (len(labels) * max(1, per_label[x]["train"])) for x in labels}
@@ -360,31 +392,20 @@ def _probe(
         if REDUCED in predictions:
             predictions[variant(current_k)] = predictions[REDUCED]
     truth = _truth(labelled)
-    scores = {name: _score(predictions[name], truth, labels, tested) for name in predictions}
     interval = None
     if predictions:
         interval = _interval(predictions[FULL], predictions[REDUCED], truth, labels, options)
     variance_model = training_pca if training_pca is not None else model
-    return ProbeResult(
-        scores=scores,
-        current_k=current_k,
+    return replace(
+        counted,
+        scores={name: _score(predictions[name], truth, labels, tested) for name in predictions},
         ks=ks,
         cumulative_variance=cumulative_variance(explained_variance(variance_model)),
-        rows_per_label=per_label,
         ratio_interval=interval,
-        confidence=options.confidence,
-        majority_share=_majority_share(per_label),
         reg_param=reg_param,
         cross_validation={str(k): v for k, v in cross_validation.items()},
         iterations=iterations,
-        max_iter=options.max_iter,
         full_columns=len(kept),
-        groups=groups,
-        group_pattern=options.group_pattern,
-        min_test_rows=options.min_test_rows,
-        min_test_rows_per_label=options.min_test_rows_per_label,
-        dates_not_reduced=missing,
-        variance_at_current_k=float(sum(explained_variance(model))),
     )
 
 

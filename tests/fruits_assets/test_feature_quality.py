@@ -87,10 +87,11 @@ def test_too_few_labelled_rows_is_inconclusive_not_a_failure(
 
 
 @pytest.mark.slow
-def test_too_few_held_out_rows_give_figures_but_no_verdict(
+def test_too_few_held_out_rows_give_no_verdict_and_fit_nothing(
     published_with_k2, asset_layout, asset_resources
 ) -> None:
-    """36 rows (9 held out) under the default minimum of 100 held-out rows."""
+    """36 rows (9 held out) under the default minimum of 100 held-out rows: the counts
+    and the picture of explained variance, no classifier fitted."""
     result = dg.materialize([feature_quality], resources=asset_resources())
     assert result.success
     (check,) = result.get_asset_check_evaluations()
@@ -99,7 +100,10 @@ def test_too_few_held_out_rows_give_figures_but_no_verdict(
     (event,) = result.asset_materializations_for_node(FEATURE_QUALITY.to_python_identifier())
     values = {k: v.value for k, v in event.metadata.items()}
     assert values[names.PROBE_VERDICT] == "inconclusive"
-    assert values[names.ROWS_TEST] < 100 and f"{names.ACCURACY}full" in values
+    assert values[names.ROWS_TEST] < 100 and names.VARIANCE_AT_CURRENT_K in values
+    assert not [key for key in values if key.startswith(names.ACCURACY)]
+    assert names.PROBE_REG_PARAM not in values and values[names.PROBE_ITERATIONS] == {}
+    assert values[names.PROBE_PNG].endswith("feature_quality.png")
 
 
 @pytest.mark.slow
