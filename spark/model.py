@@ -11,6 +11,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,20 +74,52 @@ _CONVERTED: dict[str, bytes] = {}
 
 
 def tflite_flatbuffer(arrays: list[np.ndarray]) -> bytes:
-    """The model with these weights, converted for LiteRT: on the driver, once per process
-    and weights (converting is slow next to a batch of inference)."""
+    """The model with these weights, converted for LiteRT on the driver: once per process and
+    weights, and kept in the user's cache for the next processes (converting costs seconds of
+    CPU that every run of a deployment, every Dagster run here, would pay again)."""
+    import tensorflow as tf
+
+    key = f"{weights_sha256(arrays)}-tf{tf.__version__}"  # another converter, another model
+    if key not in _CONVERTED:
+        cached = converted_cache() / f"{key}.tflite"
+        try:
+            _CONVERTED[key] = cached.read_bytes()
+        except OSError:
+            _CONVERTED[key] = _convert(arrays)
+            _keep(cached, _CONVERTED[key])
+    return _CONVERTED[key]
+
+
+def converted_cache() -> Path:
+    """Where converted models are kept: $XDG_CACHE_HOME/fruits/tflite (~/.cache by default)."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root, "fruits", "tflite")
+
+
+def _convert(arrays: list[np.ndarray]) -> bytes:
     import contextlib
     import io
 
     import tensorflow as tf
 
-    key = weights_sha256(arrays)
-    if key not in _CONVERTED:
-        model = build_mobilenet(None)
-        model.set_weights(arrays)
-        with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its signatures
-            _CONVERTED[key] = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    return _CONVERTED[key]
+    model = build_mobilenet(None)
+    model.set_weights(arrays)
+    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its signatures
+        return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+def _keep(path: Path, flatbuffer: bytes) -> None:
+    """Written whole or not at all (a rename), so that a reader never loads half a model;
+    best effort: a cache that cannot be written costs a conversion, not the run."""
+    partial = None
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as partial:
+            partial.write(flatbuffer)
+        os.replace(partial.name, path)
+    except OSError:
+        if partial is not None:
+            Path(partial.name).unlink(missing_ok=True)
 
 
 def tflite_predictor(flatbuffer: bytes, threads: int) -> Callable[[np.ndarray], np.ndarray]:

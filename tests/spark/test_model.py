@@ -6,12 +6,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from spark import model as model_module
 from spark.model import (
     FEATURE_DIM,
     IMAGENET_NO_TOP_FILE,
     build_mobilenet,
     compiled_predictor,
+    converted_cache,
     load_weights,
+    tflite_flatbuffer,
     weights_sha256,
 )
 from spark.settings import ConfigError
@@ -84,3 +87,30 @@ def test_missing_weights_on_s3_name_the_uri(s3, settings) -> None:
     uri = f"s3://{settings.bucket}/nowhere/weights.h5"
     with pytest.raises(ConfigError, match=f"cannot read weights {uri}"):
         load_weights(uri, s3=s3)
+
+
+def test_a_conversion_is_kept_for_the_next_process(weights, tmp_path: Path, monkeypatch) -> None:
+    """Converted once; another process (an empty in-memory cache) reads the user's cache;
+    a cache that cannot be written costs a conversion, never the run."""
+    conversions = []
+
+    def counted(arrays: list[np.ndarray]) -> bytes:
+        conversions.append(1)
+        return convert(arrays)
+
+    convert = model_module._convert
+    monkeypatch.setattr(model_module, "_convert", counted)
+    monkeypatch.setattr(model_module, "_CONVERTED", {})
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = tflite_flatbuffer(weights.arrays)
+    (kept,) = converted_cache().glob("*.tflite")
+    assert kept.name.startswith(weights.sha256) and kept.read_bytes() == first
+    assert list(converted_cache().iterdir()) == [kept]  # no partial file left
+    monkeypatch.setattr(model_module, "_CONVERTED", {})
+    assert tflite_flatbuffer(weights.arrays) == first and len(conversions) == 1
+
+    blocked = tmp_path / "a_file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    monkeypatch.setattr(model_module, "_CONVERTED", {})
+    assert tflite_flatbuffer(weights.arrays)[4:8] == b"TFL3" and len(conversions) == 2
