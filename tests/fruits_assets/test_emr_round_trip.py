@@ -216,7 +216,11 @@ def test_a_backfill_runs_as_one_emr_step_and_reports_back(
     assert walk[:3] == ["STARTING", "BOOTSTRAPPING", "WAITING"] and "RUNNING" in walk
     assert cluster.state == "WAITING"
     output = result.stdout + result.stderr
-    assert "Spark Driver stdout" in output and "did not appear on S3" not in output
+    # What the launcher said of the step and its logs, should they be missing.
+    said = "\n".join(
+        line[-300:] for line in output.splitlines() if "EMR step" in line or "log" in line
+    )
+    assert "Spark Driver stdout" in output and "did not appear on S3" not in output, said[-4000:]
     assert steps[0].args[:5] == [
         "/usr/lib/spark/bin/spark-submit",
         "--master",
