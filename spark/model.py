@@ -18,7 +18,7 @@ import numpy as np
 
 from spark.decode import INPUT_SIZE
 from spark.layout import split_uri
-from spark.settings import ENGINES, ConfigError
+from spark.settings import ENGINES, ConfigError, user_cache
 
 FEATURE_DIM = 1280
 IMAGENET = "imagenet"
@@ -91,9 +91,7 @@ def tflite_flatbuffer(arrays: list[np.ndarray]) -> bytes:
 
 
 def converted_cache() -> Path:
-    """Where converted models are kept: $XDG_CACHE_HOME/fruits/tflite (~/.cache by default)."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root, "fruits", "tflite")
+    return user_cache(TFLITE)
 
 
 def _convert(arrays: list[np.ndarray]) -> bytes:

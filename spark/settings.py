@@ -8,12 +8,20 @@ reads the environment for them. Nothing here hard-codes an endpoint, a bucket or
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def user_cache(kind: str) -> Path:
+    """This user's cache of the project's `kind` of files: $XDG_CACHE_HOME/fruits/<kind>
+    (~/.cache by default), kept between runs."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "fruits", kind)
+
 
 # GDPR: the AWS regions inside the European Union. eu-west-2 (London) and eu-central-2
 # (Zurich) are in Europe but outside the EU, so they are refused too.

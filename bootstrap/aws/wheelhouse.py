@@ -22,7 +22,6 @@ installing what it was created with even after a newer lock is staged:
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import subprocess
@@ -36,7 +35,7 @@ from packaging.version import Version
 
 from bootstrap import cli
 from spark.layout import split_uri, staging_uri
-from spark.settings import PROJECT_ROOT, ConfigError, Settings
+from spark.settings import PROJECT_ROOT, ConfigError, Settings, user_cache
 from spark.storage import SSE, s3_client
 
 CLUSTER_LOCK = PROJECT_ROOT / "requirements-emr.lock"
@@ -89,11 +88,6 @@ def digest(*paths: Path) -> str:
 def bundle_digest(script: Path = BOOTSTRAP_SCRIPT, lock: Path = CLUSTER_LOCK) -> str:
     """Names the staged folder: a change to the action or to the lock stages a new one."""
     return digest(script, lock)
-
-
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "fruits" / WHEELHOUSE
 
 
 def _run(command: list[str], what: str) -> None:
@@ -162,7 +156,7 @@ def write_install_list(lock: Path, wheelhouse: Path) -> None:
 
 def build(lock: Path = CLUSTER_LOCK, cache: Path | None = None) -> Path:
     """The wheelhouse of `lock`, built once into the cache (a finished one is never rebuilt)."""
-    target = (cache or cache_root()) / digest(lock)
+    target = (cache or user_cache(WHEELHOUSE)) / digest(lock)
     if (target / INSTALL_LIST).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
