@@ -319,11 +319,12 @@ def _probe(
     if sum(1 for x in labels if per_label[x]["train"]) < 2:
         raise ValueError(f"the probe needs two labels or more with training rows: {per_label}")
     tested = [x for x in labels if per_label[x]["test"]]
+    variance = explained_variance(model)
     counted = ProbeResult(
         scores={},
         current_k=model.getK(),
         ks=[],
-        cumulative_variance=cumulative_variance(explained_variance(model)),
+        cumulative_variance=cumulative_variance(variance),
         rows_per_label=per_label,
         confidence=options.confidence,
         majority_share=_majority_share(per_label),
@@ -333,7 +334,7 @@ def _probe(
         min_test_rows=options.min_test_rows,
         min_test_rows_per_label=options.min_test_rows_per_label,
         dates_not_reduced=missing,
-        variance_at_current_k=float(sum(explained_variance(model))),
+        variance_at_current_k=float(sum(variance)),
     )
     if counted.inconclusive():
         # The held-out rows alone rule out a verdict: no fit is run. Accuracies on so few rows
