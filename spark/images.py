@@ -22,9 +22,12 @@ MANIFEST_DDL = (
     "last_modified string"
 )
 TOMBSTONE_DDL = "path_sha256 string, upload_sha256 string"
-# Small tasks, at least two per core: a failed task is retried cheaply, a slow one does not
-# hold the stage, and progress (counted as tasks end) moves while the stage runs.
-IMAGES_PER_TASK = 256
+# Tasks of a few seconds, at least two per core: a failed task is retried cheaply, a slow one
+# does not hold the stage, and progress (counted as tasks end) moves while the stage runs. Not
+# smaller: every task has a fixed cost in the JVM and in its Python worker (PySpark's worker
+# re-reads the directories of the zips and of Spark's jar on its path as each task starts),
+# which small tasks pay every few images.
+IMAGES_PER_TASK = 1024
 TASKS_PER_CORE = 2
 
 
@@ -74,6 +77,10 @@ def manifest_images(
         .select(*MANIFEST_COLUMNS)
     )
     rows = without_erased(rows, erased or set())
-    cores = spark.sparkContext.defaultParallelism
-    tasks = max(TASKS_PER_CORE * cores, math.ceil((images or 0) / IMAGES_PER_TASK))
-    return rows.repartition(tasks)
+    return rows.repartition(task_count(images, spark.sparkContext.defaultParallelism))
+
+
+def task_count(images: int | None, cores: int) -> int:
+    """Tasks for `images` (None: not known) on `cores`: about IMAGES_PER_TASK images each, at
+    least TASKS_PER_CORE per core."""
+    return max(TASKS_PER_CORE * cores, math.ceil((images or 0) / IMAGES_PER_TASK))

@@ -351,10 +351,14 @@ def statistics_row(date: str, weights_sha256: str, vectors: np.ndarray) -> tuple
 def date_statistics(features: DataFrame) -> DataFrame:
     """The sufficient statistics of feature rows (upload_date, weights_sha256, features; rows
     with null features, rejects, count as no row), one row per date and digest
-    (STATISTICS_DDL): partial sums per task over Arrow batches, then one sum per date. The
+    (STATISTICS_DDL): partial sums over Arrow batches in one task per core, then one sum per
+    date. The
     second step handles rows of megabytes: an RDD, where Arrow batches would hold too many."""
     rows = features.select(PARTITION_COLUMN, "weights_sha256", "features")
-    partial = rows.mapInArrow(_statistics_of_rows, STATISTICS_DDL)
+    # One partial sum per core rather than per task of the run that made the rows (the
+    # feature step's tasks are small): each is a 6.6 MB triangle that the RDD below pickles.
+    cores = features.sparkSession.sparkContext.defaultParallelism
+    partial = rows.coalesce(cores).mapInArrow(_statistics_of_rows, STATISTICS_DDL)
     by_date = (
         partial.rdd.map(lambda r: ((r[PARTITION_COLUMN], r["weights_sha256"]), _sums_of(r)))
         .reduceByKey(_add_sums)
