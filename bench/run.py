@@ -7,7 +7,9 @@ each target of issue 15 as a ratio, met or not met:
 2. throughput with 30 ms and 100 ms added to every S3 request, against the same run without;
 3. the pipeline's CPU per image (driver, JVM, Python workers, from the OS: bench.measure)
    against decode + model alone on the same bytes in memory (2 processes, same engine), and
-   its throughput against theirs; the S3 server's and the proxy's CPU apart;
+   its throughput against theirs and against the same reading each image from the same S3
+   server (each ceiling measured right before and right after the run); the S3 server's and
+   the proxy's CPU apart;
 4. the speedup over the common public pattern (BASELINE below) on the same images, both
    warmed up the same way;
 5. the same figures for 1280x960 phone photos, and their decode with Pillow against
@@ -32,12 +34,14 @@ import json
 import os
 import pickle
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +172,42 @@ def model_alone(
         "cpu_ms_per_image": 1000 * sum(r["cpu_s"] for r in results) / images,
         "seconds": min(r["seconds"] for r in results),
     }
+
+
+@dataclass
+class Ceilings:
+    """A workload's decode + model ceilings, on its bytes in memory and read from S3, measured
+    right before and right after the pipeline's run: this machine's speed drifts by more than
+    the targets' margins within minutes, and the run is judged against its own minutes."""
+
+    model: bytes
+    seconds: float
+    contents: list[bytes]
+    s3: S3Images
+    windows: list[dict[str, dict[str, float]]] = field(default_factory=list)
+
+    def measure(self) -> None:
+        window = partial(model_alone, self.model, processes=2, seconds=self.seconds)
+        self.windows.append({"memory": window(contents=self.contents), "s3": window(s3=self.s3)})
+
+    def around(self, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        print("decode + model alone, before ...", flush=True)
+        self.measure()
+        figures = run()
+        print("decode + model alone, after ...", flush=True)
+        self.measure()
+        return figures
+
+    def ips(self, kind: str) -> list[float]:
+        return [w[kind]["ips"] for w in self.windows]
+
+    def mean(self, kind: str) -> dict[str, float]:
+        each = [w[kind] for w in self.windows]
+        return {
+            "ips": statistics.fmean(e["ips"] for e in each),
+            "cpu_ms_per_image": statistics.fmean(e["cpu_ms_per_image"] for e in each),
+            "seconds": min(e["seconds"] for e in each),
+        }
 
 
 # --- pipeline and baseline -------------------------------------------------------------------
@@ -421,16 +461,17 @@ def s3_images(settings: Settings, layout: Layout, date: str) -> S3Images:
     return S3Images(settings.s3_endpoint, settings.region, layout.bucket, keys, etags)
 
 
-def workload(
-    prefix: str, run: dict[str, Any], ceiling: dict[str, float], s3_ceiling: dict[str, float]
-) -> dict[str, Any]:
+def workload(prefix: str, run: dict[str, Any], ceilings: Ceilings) -> dict[str, Any]:
     """One workload's figures (100x100 images, or phone photos with prefix "phone_"): the
     pipeline's run against decode + model alone on the same bytes, in memory and read from
-    the same S3 server."""
+    the same S3 server (each the mean of its windows before and after the run, both kept)."""
     keys = ("ips", "seconds", "requests_per_image", "requests_by_type", "cpu_ms_per_image_by_role",
             "pipeline_cpu_ms_per_image", "worker_peak_rss_mb", "run_peak_rss_mb")  # fmt: skip
     by_role = run["cpu_ms_per_image_by_role"]
+    ceiling, s3_ceiling = ceilings.mean("memory"), ceilings.mean("s3")
     return {f"{prefix}{k}": run[k] for k in keys} | {
+        f"{prefix}decode_model_ceiling_ips_before_after": ceilings.ips("memory"),
+        f"{prefix}decode_model_s3_ceiling_ips_before_after": ceilings.ips("s3"),
         f"{prefix}pipeline_ips": run["ips"],
         f"{prefix}decode_model_ceiling_ips": ceiling["ips"],
         f"{prefix}decode_model_ceiling_window_s": ceiling["seconds"],
@@ -501,19 +542,15 @@ def measure_all(
         "phone_images": sizes.phone,
         "warmup_images": sizes.warmup,
     }
-    print("decode + model alone ...", flush=True)
     weights = load_weights("random", 42)
     model = tflite_flatbuffer(weights.arrays)  # the pipeline's conversion, done once here
-    ceiling = model_alone(model, processes=2, seconds=sizes.window_s, contents=contents["small"])
-    phone_ceiling = model_alone(
-        model, processes=2, seconds=sizes.window_s, contents=contents["phone"]
-    )
-    # The same, each image read from the local S3 server through the proxy, as the pipeline's.
+    # The ceilings read the images from the local S3 server through the proxy too, as the
+    # pipeline's workers do.
     via_proxy = replace(settings, s3_endpoint=proxy.url)
     layout = Layout.of(settings)
     small_s3, phone_s3 = (s3_images(via_proxy, layout, d) for d in (SMALL_DATE, PHONE_DATE))
-    s3_ceiling = model_alone(model, processes=2, seconds=sizes.window_s, s3=small_s3)
-    phone_s3_ceiling = model_alone(model, processes=2, seconds=sizes.window_s, s3=phone_s3)
+    small_ceilings = Ceilings(model, sizes.window_s, contents["small"], small_s3)
+    phone_ceilings = Ceilings(model, sizes.window_s, contents["phone"], phone_s3)
     results |= decode_trial(contents["phone"][:50])
     results["decode_ms_small"] = decode_ms(contents["small"][:200], decode_image)
 
@@ -526,13 +563,13 @@ def measure_all(
         bench = Bench(spark, layout, s3_client(via_proxy), weights, source, proxy, roles)
         print("pipeline ...", flush=True)
         warm = bench.pipeline(WARM_DATE, sizes.warmup)  # JVM, Python workers, their model
-        main = bench.pipeline(SMALL_DATE, sizes.small)
+        main = small_ceilings.around(lambda: bench.pipeline(SMALL_DATE, sizes.small))
         delayed = {}
         for delay in DELAYS_MS:
             proxy.set_delay(delay)
             delayed[delay] = bench.pipeline(SMALL_DATE, sizes.small)
         proxy.set_delay(0)
-        phone = bench.pipeline(PHONE_DATE, sizes.phone)
+        phone = phone_ceilings.around(lambda: bench.pipeline(PHONE_DATE, sizes.phone))
         print("floors ...", flush=True)
         floor_spark = bench.measured(
             sizes.small, lambda: floors.spark_floor(spark, layout, SMALL_DATE, sizes.small)
@@ -558,12 +595,12 @@ def measure_all(
         results[f"{prefix}own_session_worker_peak_rss_mb"] = memory["worker_peak_rss_mb"]
         results[f"{prefix}own_session_run_peak_rss_mb"] = memory["run_peak_rss_mb"]
 
-    results |= workload("", main, ceiling, s3_ceiling)
-    results |= workload("phone_", phone, phone_ceiling, phone_s3_ceiling)
+    results |= workload("", main, small_ceilings)
+    results |= workload("phone_", phone, phone_ceilings)
     results |= floor_figures(floor_spark, floor_get, results)
     results |= {
         "decode_share_phone": results["decode_ms_phone"]
-        / (phone_ceiling["cpu_ms_per_image"] - results["decode_ms_phone"]),
+        / (results["phone_decode_model_cpu_ms_per_image"] - results["decode_ms_phone"]),
         "worker_peak_rss_mb": max(r["worker_peak_rss_mb"] for r in (warm, main, phone)),
         "run_peak_rss_mb": max(r["run_peak_rss_mb"] for r in (warm, main, phone)),
         "baseline_ips": base_run["ips"],
