@@ -330,16 +330,28 @@ STATISTICS_ARROW = pa.schema(
 
 
 def _statistics_of_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    totals: dict[tuple[str, str], Sums] = {}
+    """Partial sums of rows sorted by key: one key's triangle held at a time, yielded when the
+    next key begins (a key seen again later only yields another partial sum)."""
+    key: tuple[str, str] | None = None
+    sums = NO_ROWS
     for batch in batches:
         keys = list(zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True))
-        for key in dict.fromkeys(keys):
-            mine = pa.array([k == key for k in keys]) if len(set(keys)) > 1 else None
+        for each in dict.fromkeys(keys):
+            mine = pa.array([k == each for k in keys]) if len(set(keys)) > 1 else None
             column = batch.column(2) if mine is None else batch.column(2).filter(mine)
-            totals[key] = _add_sums(totals.get(key, NO_ROWS), _sums_of_vectors(_vectors(column)))
-    for key, sums in totals.items():  # one key per batch: a binary column holds at most 2 GB
-        row = dict(zip(STATISTICS_ARROW.names, _statistics_row(key, sums), strict=True))
-        yield pa.RecordBatch.from_pylist([row], STATISTICS_ARROW)
+            if each != key:
+                if key is not None:
+                    yield _statistics_batch(key, sums)
+                key, sums = each, NO_ROWS
+            sums = _add_sums(sums, _sums_of_vectors(_vectors(column)))
+    if key is not None:
+        yield _statistics_batch(key, sums)
+
+
+def _statistics_batch(key: tuple[str, str], sums: Sums) -> pa.RecordBatch:
+    """One key per batch: a binary column holds at most 2 GB."""
+    row = dict(zip(STATISTICS_ARROW.names, _statistics_row(key, sums), strict=True))
+    return pa.RecordBatch.from_pylist([row], STATISTICS_ARROW)
 
 
 def statistics_row(date: str, weights_sha256: str, vectors: np.ndarray) -> tuple[Any, ...]:
@@ -352,13 +364,19 @@ def date_statistics(features: DataFrame) -> DataFrame:
     """The sufficient statistics of feature rows (upload_date, weights_sha256, features; rows
     with null features, rejects, count as no row), one row per date and digest
     (STATISTICS_DDL): partial sums over Arrow batches in one task per core, then one sum per
-    date. The
-    second step handles rows of megabytes: an RDD, where Arrow batches would hold too many."""
-    rows = features.select(PARTITION_COLUMN, "weights_sha256", "features")
-    # One partial sum per core rather than per task of the run that made the rows (the
-    # feature step's tasks are small): each is a 6.6 MB triangle that the RDD below pickles.
+    date. The second step handles rows of megabytes: an RDD, where Arrow batches would hold too
+    many."""
+    keys = (PARTITION_COLUMN, "weights_sha256")
+    # A task per core rather than per task of the run that made the rows, each summing its rows
+    # date by date: a date's partial sums number the cores, not the run's tasks (each is a
+    # 6.6 MB triangle that the RDD below pickles), and a task holds one at a time.
     cores = features.sparkSession.sparkContext.defaultParallelism
-    partial = rows.coalesce(cores).mapInArrow(_statistics_of_rows, STATISTICS_DDL)
+    partial = (
+        features.select(*keys, "features")
+        .coalesce(cores)
+        .sortWithinPartitions(*keys)
+        .mapInArrow(_statistics_of_rows, STATISTICS_DDL)
+    )
     by_date = (
         partial.rdd.map(lambda r: ((r[PARTITION_COLUMN], r["weights_sha256"]), _sums_of(r)))
         .reduceByKey(_add_sums)

@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from pyspark.ml.feature import PCAModel
 from pyspark.sql import functions as F
@@ -16,6 +17,7 @@ from spark.pca import (
     CARRIED_COLUMNS,
     MAX_PARTIAL_SUMS,
     MixedWeightsError,
+    _statistics_of_rows,
     date_statistics,
     explained_variance,
     fit_pca,
@@ -316,6 +318,36 @@ def test_statistics_add_up_by_date_and_skip_rejects(spark) -> None:
     row = by_date["2026-03-01"]
     np.testing.assert_allclose(np.frombuffer(row.feature_sum), first.sum(axis=0), rtol=1e-12)
     np.testing.assert_allclose(unpack_upper(np.frombuffer(row.gram)), first.T @ first, rtol=1e-12)
+
+
+def test_statistics_of_sorted_rows_hold_one_date_at_a_time() -> None:
+    """A task sums its rows date by date: a date's sums leave before the next date's rows are
+    read, so a task of a year's backfill holds one triangle, not one per date."""
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+
+    def batch(dates: list[str], rows: np.ndarray) -> pa.RecordBatch:
+        vectors = pa.array([list(map(float, r)) for r in rows], pa.list_(pa.float32()))
+        return pa.RecordBatch.from_arrays(
+            [pa.array(dates), pa.array([CURRENT] * len(dates)), vectors],
+            ["upload_date", "weights_sha256", "features"],
+        )
+
+    read: list[int] = []
+
+    def batches():
+        for n, each in enumerate([batch(["d1", "d1"], x[:2]), batch(["d1", "d2"], x[2:4]),
+                                  batch(["d2", "d2"], x[4:])]):  # fmt: skip
+            read.append(n)
+            yield each
+
+    sums = _statistics_of_rows(batches())
+    first = next(sums).to_pylist()[0]
+    assert (first["upload_date"], first["rows"], read) == ("d1", 3, [0, 1])
+    np.testing.assert_allclose(np.frombuffer(first["feature_sum"]), x[:3].sum(axis=0))
+    second = next(sums).to_pylist()[0]
+    assert (second["upload_date"], second["rows"], read) == ("d2", 3, [0, 1, 2])
+    np.testing.assert_allclose(unpack_upper(np.frombuffer(second["gram"])), x[3:].T @ x[3:])
+    assert list(sums) == []
 
 
 def test_statistics_refuse_a_second_weights_digest(spark) -> None:
