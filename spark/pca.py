@@ -336,8 +336,9 @@ def _statistics_of_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Record
     sums = NO_ROWS
     for batch in batches:
         keys = list(zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True))
-        for each in dict.fromkeys(keys):
-            mine = pa.array([k == each for k in keys]) if len(set(keys)) > 1 else None
+        distinct = dict.fromkeys(keys)
+        for each in distinct:
+            mine = pa.array([k == each for k in keys]) if len(distinct) > 1 else None
             column = batch.column(2) if mine is None else batch.column(2).filter(mine)
             if each != key:
                 if key is not None:
