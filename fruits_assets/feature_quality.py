@@ -173,9 +173,10 @@ def feature_quality(
         )
     except probe.NotReducedError as error:
         raise dg.Failure(f"{error}: materialize reduced_features first") from None
-    except ValueError as error:
+    except probe.ProbeInconclusive as error:
         # Too few labelled rows is a finding about the data, not a broken run: the report says
         # so and its check is inconclusive, the run (make demo's, a backfill's) stays green.
+        # Any other error fails the run.
         yield dg.MaterializeResult(
             metadata={
                 **identity,
@@ -185,8 +186,7 @@ def feature_quality(
         )
         yield inconclusive(str(error))
         return
-    warnings = _warnings(result)
-    for warning in warnings:
+    for warning in result.warnings():
         context.log.warning(warning)
     png = probe.probe_png(result)
     png_uri = probe.save_probe(s3, layout, version, result, png)
@@ -211,21 +211,6 @@ def feature_quality(
         }
     )
     yield keeps_accuracy(result, settings.min_probe_ratio)
-
-
-def _warnings(result: probe.ProbeResult) -> list[str]:
-    warnings = []
-    if result.fits_at_limit:
-        warnings.append(
-            f"probe fits stopped at max_iter={result.max_iter} before converging: "
-            f"{result.fits_at_limit}; their accuracies depend on the limit"
-        )
-    if result.dates_not_reduced:
-        warnings.append(
-            f"dates not reduced by the current PCA version yet, left out of the probe: "
-            f"{result.dates_not_reduced}"
-        )
-    return warnings
 
 
 # Dagster's own default automation sensor starts stopped; this one runs by default, so that

@@ -16,7 +16,8 @@ on the 1280 features, and do the held-out rows say so with confidence?
 - Verdict: "inconclusive" below a minimum of held-out rows (overall or for a label: then no
   fit runs at all), or when the full model does not beat the majority label's share; otherwise
   the ratio reduced/full accuracy with a paired bootstrap interval (groups resampled), a loss
-  only when the interval's upper bound is below the floor.
+  only when the interval's upper bound is below the floor. Fewer than two labels with
+  training rows raise `ProbeInconclusive`: no probe can run on them.
 """
 
 from __future__ import annotations
@@ -161,7 +162,12 @@ def bootstrap_ratio(
             ratio = np.where(full_b > 0, reduced_b / full_b, np.where(reduced_b > 0, np.inf, 1.0))
         ratios.append(ratio)
     tail = (1 - confidence) / 2
-    low, high = np.quantile(np.concatenate(ratios), [tail, 1 - tail])
+    drawn_ratios = np.concatenate(ratios)
+    # Bounds taken from the drawn ratios, not interpolated between them: between two infinite
+    # ratios (or at an infinite one's edge) an interpolation is NaN, which compares as neither
+    # below nor above a floor. Each bound steps outwards, so the interval is never narrower.
+    low = np.quantile(drawn_ratios, tail, method="lower")
+    high = np.quantile(drawn_ratios, 1 - tail, method="higher")
     return float(low), float(high)
 
 
@@ -226,6 +232,21 @@ class ProbeResult:
             )
         return reasons
 
+    def warnings(self) -> list[str]:
+        """What the run log should warn of: figures that depend on a limit or leave rows out."""
+        warnings = []
+        if self.fits_at_limit:
+            warnings.append(
+                f"probe fits stopped at max_iter={self.max_iter} before converging: "
+                f"{self.fits_at_limit}; their accuracies depend on the limit"
+            )
+        if self.dates_not_reduced:
+            warnings.append(
+                f"dates not reduced by the current PCA version yet, left out of the probe: "
+                f"{self.dates_not_reduced}"
+            )
+        return warnings
+
     def accuracy_at(self) -> dict[int, float]:
         return {k: self.scores[variant(k)].accuracy for k in self.ks if variant(k) in self.scores}
 
@@ -251,6 +272,9 @@ def verdict(result: ProbeResult, min_ratio: float) -> Verdict:
     if reasons or result.ratio is None or result.ratio_interval is None:
         return Verdict(INCONCLUSIVE, "; ".join(reasons) or "no ratio to judge")
     low, high = result.ratio_interval
+    if np.isnan(low) or np.isnan(high):
+        # NaN is below no floor: left to the comparison it would read as "keeps".
+        return Verdict(INCONCLUSIVE, f"the ratio's interval is undefined: [{low}, {high}]")
     level = f"{result.confidence:.0%}"
     described = (
         f"reduced/full accuracy {result.ratio:.3f}, {level} interval [{low:.3f}, {high:.3f}], "
@@ -269,6 +293,12 @@ def probe_ks(requested: Sequence[int], current_k: int, rows: int, dim: int) -> l
 
 class NotReducedError(ValueError):
     """Feature rows that the current PCA version has not reduced yet."""
+
+
+class ProbeInconclusive(Exception):
+    """The labelled rows cannot support a probe at all (none, or fewer than two labels with
+    training rows): a finding about the data, not a failure of the run. Not a ValueError, so
+    that an error raised by Spark or numpy (PySparkValueError is one) is never taken for it."""
 
 
 def dates_not_reduced(features: DataFrame, reduced: DataFrame) -> list[str]:
@@ -314,10 +344,12 @@ def _probe(
             raise NotReducedError(
                 f"no labelled row is reduced by the current PCA version yet (dates {missing})"
             )
-        raise ValueError("no labelled feature rows to probe")
+        raise ProbeInconclusive("no labelled feature rows to probe")
     labels = sorted(per_label)
     if sum(1 for x in labels if per_label[x]["train"]) < 2:
-        raise ValueError(f"the probe needs two labels or more with training rows: {per_label}")
+        raise ProbeInconclusive(
+            f"the probe needs two labels or more with training rows: {per_label}"
+        )
     tested = [x for x in labels if per_label[x]["test"]]
     variance = explained_variance(model)
     counted = ProbeResult(

@@ -39,7 +39,9 @@ CATALOG_TYPES = ("jdbc", "glue")
 # feature_quality's probe groups the frames of one object (Fruits-360: a rotating fruit, one
 # file per frame) by removing this from each file's stem: trailing numbers after a separator
 # ("r_12_100" -> "r", "0_100" -> "", "apple_0_0001" -> "apple"), so that no object has frames on
-# both sides of the held-out split. "$" removes nothing: every file is its own group.
+# both sides of the held-out split; a stem that ends in no such number is kept whole (the
+# synthetic sample's "apple_red_2026-11-20_photo0007": each render its own object). "$"
+# removes nothing: every file is its own group.
 PROBE_FRAME_NUMBERS = r"(?:^|[\W_]+)\d+(?:[\W_]+\d+)*$"
 
 

@@ -20,7 +20,8 @@ WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
 NUMBERS = {word: i for i, word in enumerate(WORDS)}
 # Backticked words of the module rows that are no module: a job, the catalog, a command.
 NOT_MODULES = {"erase_image", "table_maintenance", "lake", "make", "fruits"}
-ASSET_COUNT = re.compile(r"\b(" + "|".join(NUMBERS) + r") (?:(pipeline|Spark) )?assets\b", re.I)
+# "five assets", "4 assets", "four pipeline assets": a number, at most one word, "assets".
+ASSET_COUNT = re.compile(r"\b(\d+|" + "|".join(NUMBERS) + r") (?:([a-z]+) )?assets\b", re.I)
 
 
 def modules_of(folder: str) -> set[str]:
@@ -53,6 +54,7 @@ def test_each_module_table_names_every_module_of_its_folder(doc: Path, folder: s
 
 
 def asset_counts() -> dict[str | None, int]:
+    """How many assets each word between a number and "assets" counts (None: no word)."""
     graph = defs.resolve_asset_graph()
     nodes = [graph.get(key) for key in graph.get_all_asset_keys()]
     in_pipeline = [a for a in vars(pipeline_assets).values() if isinstance(a, dg.AssetsDefinition)]
@@ -62,20 +64,46 @@ def asset_counts() -> dict[str | None, int]:
         "spark": sum(
             "pyspark_step_launcher" in node.assets_def.required_resource_keys for node in nodes
         ),
+        "partitioned": sum(node.partitions_def is not None for node in nodes),
     }
+
+
+def wrong_counts(text: str, counts: dict[str | None, int]) -> list[str]:
+    """The counts of assets in `text` that `counts` contradicts, or that count something it
+    does not know (no test could check them: a word to add to asset_counts, or to reword)."""
+    wrong = []
+    for match in ASSET_COUNT.finditer(text):
+        number, word = match.group(1).lower(), (match.group(2) or "").lower() or None
+        stated = int(number) if number.isdigit() else NUMBERS[number]
+        if word not in counts or stated != counts[word]:
+            wrong.append(match.group(0))
+    return wrong
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda doc: doc.name)
 def test_every_count_of_assets_matches_the_definitions(doc: Path) -> None:
     """ "five assets" is all of them, "four pipeline assets" those of fruits_assets/assets.py,
-    "four Spark assets" those that take the step launcher (they run as EMR steps on EMR)."""
+    "four Spark assets" those that take the step launcher (they run as EMR steps on EMR),
+    "three partitioned assets" those partitioned by date."""
     counts = asset_counts()
-    wrong = [
-        match.group(0)
-        for match in ASSET_COUNT.finditer(doc.read_text())
-        if NUMBERS[match.group(1).lower()] != counts[(match.group(2) or "").lower() or None]
-    ]
+    wrong = wrong_counts(doc.read_text(), counts)
     assert wrong == [], f"{doc.name}: counts of assets that the definitions contradict ({counts})"
+
+
+def test_a_count_of_assets_is_read_in_digits_or_words_with_one_word_between() -> None:
+    counts = {None: 5, "pipeline": 4, "spark": 4, "partitioned": 3}
+    text = (
+        "five assets, 5 assets, four Spark assets, three partitioned assets; "
+        "4 assets, four partitioned assets, six pipeline assets, two Dagster assets; "
+        "a 365-date backfill of the ingest assets, one of the assets, 12 assets' checks"
+    )
+    assert wrong_counts(text, counts) == [
+        "4 assets",
+        "four partitioned assets",
+        "six pipeline assets",
+        "two Dagster assets",
+        "12 assets",
+    ]
 
 
 def configuration_rows() -> dict[str, str]:

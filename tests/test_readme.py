@@ -207,8 +207,14 @@ def assert_demo_summary(summary: dict) -> None:
     assert summary["feature_shape"] == [186, 1280]
     assert summary["pca"]["rows"] == 186
     probe = summary["probe"]
-    # 186 rows over 12 labels support no verdict on what the PCA keeps: the probe says so.
-    assert probe["verdict"] == "inconclusive" and probe["why"] and probe["k"] == 100
+    # 186 rows over 12 labels support no verdict on what the PCA keeps, and the probe says why:
+    # each photo is an object of its own (bootstrap.sample.sample_data.photo_name), a fifth
+    # of each label is held out, and that is fewer rows than the minimum of 100.
+    assert probe["verdict"] == "inconclusive" and probe["k"] == 100
+    assert probe["groups"]["train"] + probe["groups"]["test"] == 186  # no two photos grouped
+    assert probe["groups"]["test"] == probe["rows_test"] and 30 <= probe["rows_test"] < 100
+    assert probe["why"].startswith(f"{probe['rows_test']} held-out rows, fewer than 100")
+    assert "(0)" not in probe["why"]  # no label left without held-out rows
     if probe["ratio"] is not None:
         assert probe["ratio"] == pytest.approx(probe["reduced"] / probe["full"])
     assert summary["outputs"]["probe_png"].endswith("feature_quality.png")

@@ -113,6 +113,12 @@ def summary_from_instance(dates: Sequence[str]) -> dict[str, Any]:
                 probe.get(names.ACCURACY_RATIO_HIGH),
             ],
             "k": probe[names.PCA_K],
+            # Why a verdict is out of reach: held-out rows and the groups (objects) they form.
+            "rows_test": probe.get(names.ROWS_TEST),
+            "groups": {
+                "train": probe.get(names.GROUPS_TRAIN),
+                "test": probe.get(names.GROUPS_TEST),
+            },
         },
         "outputs": {
             "manifests": raw[names.MANIFESTS_URI],

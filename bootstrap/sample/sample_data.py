@@ -39,6 +39,14 @@ class SampleFile:
     decodable: bool = True
 
 
+def photo_name(kind: str, date: str, n: int) -> str:
+    """A synthetic photo's file name. Each render is a separate object, so its stem must not
+    end in what feature_quality's probe groups by (`probe_group_pattern` strips trailing
+    `_<number>` frame numbers, as in Fruits-360's `r_12_100.jpg`): "photo0007" ends in no
+    frame number, and the date keeps photos of different dates apart."""
+    return f"{kind}_{date}_photo{n:04d}.jpg"
+
+
 def synthetic_files(
     dates: Iterable[str], per_date: int, phone_per_date: int, seed: int, broken: bool = True
 ) -> Iterator[SampleFile]:
@@ -50,12 +58,12 @@ def synthetic_files(
         for n in range(per_date):
             label = LABELS[n % len(LABELS)]
             image = render_fruit(label, rng, FRUITS360_SIZE)
-            yield SampleFile(date, label, f"{label}_{day}_{n:04d}.jpg", encode_jpeg(image))
+            yield SampleFile(date, label, photo_name(label, date, n), encode_jpeg(image))
         for n in range(phone_per_date):
             label = LABELS[int(rng.integers(len(LABELS)))]
             image = render_fruit(label, rng, PHONE_SIZE)
             yield SampleFile(
-                date, label, f"phone_{day}_{n:03d}.jpg", encode_jpeg(image, quality=85)
+                date, label, photo_name("phone", date, n), encode_jpeg(image, quality=85)
             )
         if broken and day == 0:
             whole = encode_jpeg(render_fruit(LABELS[0], rng, FRUITS360_SIZE))

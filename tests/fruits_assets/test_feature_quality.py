@@ -9,12 +9,13 @@ import hashlib
 import dagster as dg
 import numpy as np
 import pytest
+from pyspark.errors import PySparkValueError
 
 from fruits_assets import names
 from fruits_assets.definitions import defs
 from fruits_assets.feature_quality import automation_conditions, feature_quality
 from fruits_assets.names import FEATURE_QUALITY, PROBE_KEEPS_ACCURACY
-from spark import tables
+from spark import probe, tables
 from spark.pca import publish_pca
 from spark.pipeline import fit_pca_version, publish_staged, stage_reduced
 from spark.tables import FEATURES
@@ -84,6 +85,25 @@ def test_too_few_labelled_rows_is_inconclusive_not_a_failure(
     assert "two labels" in values[names.PROBE_INCONCLUSIVE]
     assert values[names.PROBE_VERDICT] == "inconclusive"
     assert (values[names.PCA_VERSION], values[names.PCA_K]) == (version, 2)
+
+
+@pytest.mark.slow
+def test_an_error_of_the_probe_fails_the_run_not_a_finding(
+    published_with_k2, asset_resources, monkeypatch
+) -> None:
+    """Only the probe's own "the data cannot say" is inconclusive: a Spark error (a
+    ValueError too, as PySparkValueError is) fails the run and records no verdict."""
+
+    def broken(*args, **kwargs):
+        raise PySparkValueError("a Spark error, not a finding about the data")
+
+    monkeypatch.setattr(probe, "run_probe", broken)
+    result = dg.materialize([feature_quality], resources=asset_resources(), raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert "PySparkValueError" in str(failure.step_failure_data.error)
+    assert result.get_asset_check_evaluations() == []
+    assert result.asset_materializations_for_node(FEATURE_QUALITY.to_python_identifier()) == []
 
 
 @pytest.mark.slow

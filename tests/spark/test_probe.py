@@ -10,8 +10,11 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+from pyspark.ml.classification import LogisticRegression
+from pyspark.ml.functions import array_to_vector
 from pyspark.sql import functions as F
 
+from bootstrap.sample.sample_data import DEFAULT_DATES, photo_name
 from spark.layout import UNLABELLED
 from spark.pca import cumulative_variance, explained_variance, fit_pca, reduce_features
 from spark.probe import (
@@ -21,6 +24,7 @@ from spark.probe import (
     LOSES,
     REDUCED,
     NotReducedError,
+    ProbeInconclusive,
     ProbeOptions,
     ProbeResult,
     Score,
@@ -111,18 +115,77 @@ def test_the_k_curve_recovers_the_quiet_bit_beyond_the_current_k(known) -> None:
 
 @pytest.mark.slow
 def test_the_fits_are_comparable(known) -> None:
-    # One λ, chosen by cross-validation, for every variant; each fit's iterations recorded.
+    # One λ for every variant, chosen by cross-validation: the full features separate the four
+    # labels at either λ, and of two that validate alike the larger (simpler model) is taken.
     assert set(known.cross_validation) == {"0.001", "0.1"}
-    assert known.reg_param in (1e-3, 1e-1)
+    assert min(known.cross_validation.values()) > 0.95
+    assert known.cross_validation["0.1"] >= known.cross_validation["0.001"]
+    assert known.reg_param == 0.1
     assert set(known.iterations) == {FULL, REDUCED, variant(5), variant(25)}
-    assert all(0 < n <= known.max_iter for n in known.iterations.values())
-    assert known.fits_at_limit == [n for n, i in known.iterations.items() if i >= known.max_iter]
+    assert known.iterations[variant(5)] == known.iterations[REDUCED]  # one fit at the current k
+    # The narrow projections converge before the limit: not flagged.
+    assert REDUCED not in known.fits_at_limit and variant(25) not in known.fits_at_limit
     # The near-constant raw columns are left out: the first 30 carry everything.
     assert known.full_columns == 30
-    # Balanced accuracy and macro-F1 over the same four labels for every variant.
+    # Every label holds out 40 rows (20 whole two-frame objects), so a variant's mean recall
+    # is its accuracy; the full model reads both bits, the reduced one the loud bit only.
+    assert {r["test"] for r in known.rows_per_label.values()} == {40}
     for name in (FULL, REDUCED):
-        assert known.scores[name].test_rows == known.test_rows
-        assert 0 <= known.scores[name].macro_f1 <= 1
+        assert known.scores[name].test_rows == known.test_rows == 160
+        assert known.scores[name].balanced_accuracy == pytest.approx(known.scores[name].accuracy)
+    assert known.scores[FULL].macro_f1 > 0.95
+    assert known.scores[REDUCED].macro_f1 == pytest.approx(0.5, abs=0.12)
+
+
+def test_a_fit_stopped_at_its_iteration_limit_is_flagged_and_warned_of(spark) -> None:
+    features = spark.createDataFrame(two_bit_rows(objects=10, frames=1), SCHEMA)
+    model = fit_pca(features, 5)
+    options = ProbeOptions(
+        ks=(), max_iter=2, reg_params=(1e-2,), min_test_rows=1, min_test_rows_per_label=1,
+        bootstrap_samples=100,
+    )  # fmt: skip
+    result = run_probe(features, reduce_features(model, features, "v1"), model, options)
+    assert result.iterations == {FULL: 2, REDUCED: 2, variant(5): 2}
+    assert result.fits_at_limit == [FULL, variant(5), REDUCED]
+    (warning, *others) = result.warnings()
+    assert others == []
+    assert "max_iter=2" in warning and all(repr(n) in warning for n in (FULL, REDUCED))
+
+
+@pytest.mark.slow
+def test_balanced_class_weights_let_the_rare_label_be_predicted(spark) -> None:
+    """39 common rows to 1 rare, one feature shifting the rare ones by two standard deviations.
+    Fitted for accuracy alone, a classifier answers "common" unless a row is far out: the
+    rare label's recall stays low. The probe's balanced weights trade accuracy on the common
+    label for recall on the rare one."""
+    rng = np.random.default_rng(2)
+    rows = []
+    for label, count, shift in (("common", 3900, 0.0), ("rare", 100, 2.0)):
+        for i in range(count):
+            vector = rng.normal(0, 1, 4)
+            vector[0] += shift
+            rows.append((raw_path(label, f"photo{i}x"), label, "2026-03-01", "w",
+                         [float(x) for x in vector], "e", "t"))  # fmt: skip
+    features = spark.createDataFrame(rows, SCHEMA).cache()
+    model = fit_pca(features, 2)
+    options = ProbeOptions(ks=(), max_iter=100, reg_params=(1e-2,), bootstrap_samples=100)
+    result = run_probe(features, reduce_features(model, features, "v1"), model, options)
+    full = result.scores[FULL]
+    # Balanced accuracy is (common recall + rare recall) / 2: above 0.75, the rare recall is
+    # above a half.
+    assert full.balanced_accuracy > 0.75
+    assert full.accuracy < result.majority_share  # what the weights pay for it
+    # The same rows without weights (fitted and scored on all of them: the most favourable
+    # case for it): the rare label is mostly missed.
+    unweighted = LogisticRegression(
+        featuresCol="x", labelCol="y", maxIter=100, regParam=1e-2, standardization=False
+    ).fit(features.select(array_to_vector("features").alias("x"),
+                          (F.col("label") == "rare").cast("double").alias("y")))  # fmt: skip
+    predicted = unweighted.transform(
+        features.select(array_to_vector("features").alias("x"), F.col("label"))
+    ).where(F.col("label") == "rare")
+    rare_recall = predicted.where(F.col("prediction") == 1).count() / predicted.count()
+    assert rare_recall < 0.4
 
 
 @pytest.mark.slow
@@ -138,26 +201,40 @@ def test_the_split_holds_out_whole_objects_per_label(known) -> None:
     )
 
 
+def demo_names(per_date: int = 60, phone_per_date: int = 2) -> list[tuple[str, str]]:
+    """(label, stem) of the demo's sample (bootstrap.sample.sample_data's defaults: 12 labels
+    in turn, two phone photos a date), by its own naming."""
+    labels = [f"fruit{chr(97 + i)}" for i in range(12)]
+    names = []
+    for date in DEFAULT_DATES:
+        names += [(labels[n % 12], photo_name(labels[n % 12], date, n)) for n in range(per_date)]
+        names += [(labels[n], photo_name("phone", date, n)) for n in range(phone_per_date)]
+    return [(label, name.removesuffix(".jpg")) for label, name in names]
+
+
 @pytest.mark.slow
 def test_a_demo_sized_set_is_inconclusive(spark) -> None:
-    """186 rows of 12 labels, as the demo's: too few held-out rows to judge a ratio."""
+    """186 rows of 12 labels named as the demo's: each photo its own object, a fifth of each
+    label held out, and those too few held-out rows to judge a ratio."""
     rng = np.random.default_rng(11)
-    labels = [f"fruit{chr(97 + i)}" for i in range(12)]
-    centres = rng.normal(0, 1, (12, DIM))
+    names = demo_names()
+    labels = sorted({label for label, _ in names})
+    centres = dict(zip(labels, rng.normal(0, 1, (12, DIM)), strict=True))
     rows = [
-        (raw_path(labels[i % 12], f"photo{i}x"), labels[i % 12], "2026-03-01", "w",
-         [float(x) for x in centres[i % 12] + rng.normal(0, 0.5, DIM)], "e", "t")
-        for i in range(186)
+        (raw_path(label, stem), label, "2026-03-01", "w",
+         [float(x) for x in centres[label] + rng.normal(0, 0.5, DIM)], "e", "t")
+        for label, stem in names
     ]  # fmt: skip
     features = spark.createDataFrame(rows, SCHEMA)
     model = fit_pca(features, 10)
     options = ProbeOptions(ks=(), max_iter=100, reg_params=(1e-2,), bootstrap_samples=200)
     result = run_probe(features, reduce_features(model, features, "v1"), model, options)
-    assert result.test_rows < 100 and sum(r["train"] for r in result.rows_per_label.values())
+    assert result.groups["train"] + result.groups["test"] == 186  # no two photos grouped
+    assert all(r["test"] >= 1 and r["train"] > r["test"] for r in result.rows_per_label.values())
+    assert 30 <= result.test_rows < 100
     outcome = verdict(result, 0.97)
     assert outcome.outcome == INCONCLUSIVE
-    assert "held-out rows, fewer than 100" in outcome.reason
-    assert "labels with fewer than 5 held-out rows" in outcome.reason
+    assert outcome.reason.startswith(f"{result.test_rows} held-out rows, fewer than 100")
     # The counts alone rule a verdict out: no classifier is fitted, no accuracy reported.
     assert result.scores == {} and result.iterations == {} and result.ratio_interval is None
     assert result.cumulative_variance == pytest.approx(
@@ -224,7 +301,7 @@ def test_too_few_labels_is_a_clear_error(spark) -> None:
     rows.append((raw_path(UNLABELLED, "x"), UNLABELLED, *rows[0][2:]))
     one_label = spark.createDataFrame(rows, SCHEMA)
     model = fit_pca(one_label, 2)
-    with pytest.raises(ValueError, match="two labels or more"):
+    with pytest.raises(ProbeInconclusive, match="two labels or more"):
         run_probe(one_label, reduce_features(model, one_label, "v1"), model, ProbeOptions(ks=()))
 
 
@@ -268,6 +345,19 @@ def test_the_bootstrap_interval_covers_the_true_ratio_and_narrows_with_rows() ->
     alone = bootstrap_ratio(np.arange(1000).astype(str), full, reduced, 1000, 0.95)
     assert grouped[1] - grouped[0] > 2 * (alone[1] - alone[0])
     assert bootstrap_ratio(np.array([]), np.array([]), np.array([]), 100, 0.95) is None
+
+
+def test_resamples_without_a_full_hit_give_an_infinite_bound_never_nan() -> None:
+    # Two groups, the full model right on one only: a quarter of the resamples draw the other
+    # twice, a ratio of reduced hits over none. Interpolating between such ratios gave NaN.
+    low, high = bootstrap_ratio(
+        np.array(["a", "b"]), np.array([0.0, 1.0]), np.array([1.0, 1.0]), 2000, 0.95
+    )
+    assert low == 1.0 and high == np.inf
+    # And were a bound NaN, it would read as no verdict, not as "keeps" (NaN < floor is False).
+    for interval in ((0.5, np.nan), (np.nan, 1.2)):
+        outcome = verdict(made_up(0.9, 0.85, interval), 0.97)
+        assert outcome.outcome == INCONCLUSIVE and "undefined" in outcome.reason
 
 
 def made_up(full: float, reduced: float, interval, test: int = 40, majority: float = 0.25):

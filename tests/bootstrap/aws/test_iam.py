@@ -150,7 +150,7 @@ def enforced(enforced_iam):
 def test_the_pipeline_runs_with_the_instance_policy_only(
     enforced, tmp_path, repo_root, settings, local_catalog
 ) -> None:
-    """One real run of the four assets (Spark, S3A and Iceberg's file IO, the workers' boto3,
+    """One real run of the five assets (Spark, S3A and Iceberg's file IO, the workers' boto3,
     the driver's boto3), every S3 request signed by a user that holds only `bootstrap.aws.iam
     instance`; the tables in the tests' catalog."""
     import os
@@ -181,6 +181,9 @@ def test_the_pipeline_runs_with_the_instance_policy_only(
         table = layout.key(WAREHOUSE, layout.namespace, name)
         assert list_keys(s3, target.bucket, f"{table}/data/"), name
         assert list_keys(s3, target.bucket, f"{table}/metadata/"), name
+    # feature_quality too: its figures beside the PCA version (written by no other asset)
+    models = list_keys(s3, target.bucket, layout.key(PCA_MODELS))
+    assert [k for k in models if k.endswith("/feature_quality.json")], models
     # ...and nothing beyond it.
     raw = layout.raw_image_key(D, "x", "new.jpg")
     assert enforced.refused(lambda: s3.put_object(Bucket=target.bucket, Key=raw, Body=b"x"))

@@ -1,11 +1,14 @@
 import io
+import re
 from collections import Counter
+from pathlib import PurePath
 
 from PIL import Image
 
 from bootstrap.sample.fruit_images import LABELS
 from bootstrap.sample.sample_data import fruits360_files, main, synthetic_files
 from spark.layout import Layout, label_of
+from spark.settings import PROBE_FRAME_NUMBERS
 from spark.storage import list_keys
 
 
@@ -18,6 +21,17 @@ def test_synthetic_sample_mixes_sizes_labels_and_two_broken_files() -> None:
     assert [f.date for f in broken] == ["2026-03-01", "2026-03-01"]
     sizes = Counter(Image.open(io.BytesIO(f.body)).size for f in files if f.decodable)
     assert sizes == {(100, 100): 40, (1280, 960): 4}
+
+
+def test_each_synthetic_photo_is_an_object_of_its_own_for_the_probe() -> None:
+    """feature_quality's probe groups a label's files by their stem less trailing frame
+    numbers: each render is a separate object, so no two may fall in one group, across
+    dates too (a group is held out whole: the demo's split would collapse otherwise)."""
+    dates = ["2026-03-01", "2026-03-02"]
+    files = list(synthetic_files(dates, per_date=24, phone_per_date=2, seed=1))
+    photos = [f for f in files if f.decodable]
+    groups = {(f.label, re.sub(PROBE_FRAME_NUMBERS, "", PurePath(f.name).stem)) for f in photos}
+    assert len(groups) == len(photos) == 52
 
 
 def test_the_same_seed_gives_the_same_sample() -> None:
