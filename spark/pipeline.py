@@ -174,7 +174,8 @@ def publish_staged(
         # Asked again before each try: an erasure may land between two.
         return without_erased(rows, tombstoned(s3, layout, staged.dates))
 
-    published, snapshot = tables.publish(spark, staged, keep)
+    check = one_pca_version(spark, layout, s3) if staged.table.name == REDUCED else None
+    published, snapshot = tables.publish(spark, staged, keep, check)
     # The rows are published: what follows describes them, and its failure must not fail the
     # run (a warning says what is left to do).
     if staged.table.name == FEATURES:
@@ -190,6 +191,33 @@ def publish_staged(
             "its rows' pca_version names it",
         )
     return published, snapshot
+
+
+class StalePcaVersion(RuntimeError):
+    """Publishing these reduced rows would put on `main` another PCA version than the current
+    one (a refit published meanwhile), or two versions at once: nothing was published; run
+    again, which reduces with the current version and switches every date."""
+
+
+def one_pca_version(spark: SparkSession, layout: Layout, s3: Any) -> Callable[[Staged], None]:
+    """The check of a staged snapshot of the reduced table before it becomes `main` (it is
+    published as staged, tables.PUBLISHED_AS_STAGED): every date on the current PCA version
+    (LATEST, read at each try: a refit may publish between two), so no reader mixes two."""
+
+    def check(staged: Staged) -> None:
+        current = pca.latest_version(layout, s3)
+        versions = pca_versions_per_date(spark, layout, staged.snapshot_id)
+        other = sorted((date, v) for date, v in versions.items() if v != current)
+        if other:
+            date, version = other[0]
+            raise StalePcaVersion(
+                f"{staged.table.qualified}: snapshot {staged.snapshot_id} would publish "
+                f"{len(other)} date(s) on another PCA version than the current {current} "
+                f"(first: {date} on {version or 'several'}); nothing was published, run again "
+                "to reduce with the current version"
+            )
+
+    return check
 
 
 def _best_effort(step: Callable[[], object], consequence: str) -> None:
@@ -344,7 +372,8 @@ def stage_reduced(
     """Features of `dates` -> staged reduced rows with the PCA model `version`, refused when
     the features come from other weights than the model was fitted on. The reduced table
     holds one PCA version: dates published with another one are switched in the same
-    snapshot, so that no reader ever mixes two."""
+    snapshot, so that no reader ever mixes two (and publish_staged refuses the snapshot if
+    a refit published another version meanwhile)."""
     target = tables.table(layout, REDUCED)
     tables.ensure_table(spark, target, target_file_mb)
     tables.set_properties(spark, target, FULL_VERSION_METRICS)

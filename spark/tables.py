@@ -14,6 +14,9 @@ Write, audit, publish (Iceberg's WAP, `write.wap.enabled`):
    concurrent run, an erasure): the rows are staged again on the current `main`, without the
    uploads erased meanwhile, and picked again. discard() expires a staged snapshot that must
    not be published; its files go with it.
+   `reduced` is published only as staged (a fast-forward of `main`): its dates must agree
+   with each other (one PCA version), which Iceberg's per-partition check cannot see; the
+   caller checks the whole staged snapshot, which is then exactly what `main` becomes.
 Concurrency is the catalog's atomic commit (with Iceberg's retries): there are no locks.
 """
 
@@ -66,6 +69,9 @@ PROPERTIES = {
     "commit.retry.min-wait-ms": "100",
 }
 FILE_SIZE = "write.target-file-size-bytes"
+# Tables whose staged snapshot reaches `main` only as it was staged (a fast-forward): a commit
+# on `main` since, to any date, refuses the cherry-pick and the rows are staged again.
+PUBLISHED_AS_STAGED = frozenset({REDUCED})
 # How often publish() stages again after Iceberg refused its cherry-pick.
 PUBLISH_ATTEMPTS = 5
 # Iceberg's messages for a write that must be redone on the current `main`; the last one is a
@@ -253,7 +259,7 @@ def stage(
     present = {r[0] for r in rows.select(PARTITION_COLUMN).distinct().collect()}
     with _wap(spark, wap_id):
         writer = rows.select(*target.columns).writeTo(target.qualified)
-        if set(dates) <= present:
+        if set(dates) <= present and target.name not in PUBLISHED_AS_STAGED:
             # Dynamic overwrite: cherry-picked even where other dates changed on `main`.
             writer.overwritePartitions()
         else:
@@ -308,16 +314,22 @@ def restage(spark: SparkSession, staged: Staged, keep: Callable[[DataFrame], Dat
 
 
 def publish(
-    spark: SparkSession, staged: Staged, keep: Callable[[DataFrame], DataFrame]
+    spark: SparkSession,
+    staged: Staged,
+    keep: Callable[[DataFrame], DataFrame],
+    check: Callable[[Staged], None] | None = None,
 ) -> tuple[Staged, int]:
     """Cherry-pick the staged snapshot onto `main`; returns what was published and `main`'s
     new snapshot id. `keep(rows)` drops the rows that must not be published any more (uploads
-    erased meanwhile); it is asked again before each try."""
+    erased meanwhile); it is asked again before each try. `check(staged)`, asked before each
+    cherry-pick too, raises when that snapshot must not be published (a table of
+    PUBLISHED_AS_STAGED, whose snapshot becomes `main` as it is): it is discarded then."""
     refused = ""
     for _ in range(PUBLISH_ATTEMPTS):
         rows = read_staged(spark, staged).select("path", "etag", "last_modified")
         if keep(rows).count() != rows.count():
             staged = restage(spark, staged, keep)
+        _check_or_discard(spark, staged, check)
         try:
             picked = spark.sql(
                 f"CALL {CATALOG}.system.cherrypick_snapshot("
@@ -338,6 +350,20 @@ def publish(
         f"{staged.table.qualified}: dates {list(staged.dates)} kept changing on main; "
         f"{PUBLISH_ATTEMPTS} cherry-picks were refused, nothing was published (last: {refused})"
     )
+
+
+def _check_or_discard(
+    spark: SparkSession, staged: Staged, check: Callable[[Staged], None] | None
+) -> None:
+    """Run the caller's check on the snapshot about to be picked; a snapshot it refuses is
+    expired, so that no later publish or reader of staged rows takes it."""
+    if check is None:
+        return
+    try:
+        check(staged)
+    except Exception:
+        discard(spark, staged)
+        raise
 
 
 def _is_conflict(error: Py4JJavaError) -> bool:

@@ -1,7 +1,8 @@
 """Clients that are not this project's code, reading its Iceberg tables as their users would
 (the README's snippets): Spark SQL on the catalog, pyiceberg's SQL catalog on the same
 database, DuckDB's iceberg extension on the table's current metadata. Each returns the
-(path, upload_date) of every row it sees, sorted."""
+(path, upload_date, weights_sha256) of every row it sees, sorted: the digest tells apart rows
+of the same upload written by different runs (published, superseded or only staged)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-Rows = list[tuple[str, str]]
+Rows = list[tuple[str, str, str]]
+COLUMNS = ("path", "upload_date", "weights_sha256")
+SELECTED = ", ".join(COLUMNS)
 
 
 def spark_sql(spark, namespace: str, table: str) -> Rows:
-    frame = spark.sql(f"SELECT path, upload_date FROM lake.{namespace}.{table}")
-    return sorted((r["path"], r["upload_date"]) for r in frame.collect())
+    frame = spark.sql(f"SELECT {SELECTED} FROM lake.{namespace}.{table}")
+    return sorted(tuple(r) for r in frame.collect())
 
 
 def pyiceberg_catalog(catalog_uri: str, s3_endpoint: str, region: str):
@@ -40,8 +43,8 @@ def pyiceberg_catalog(catalog_uri: str, s3_endpoint: str, region: str):
 
 def pyiceberg(catalog_uri: str, s3_endpoint: str, region: str, namespace: str, table: str) -> Rows:
     catalog = pyiceberg_catalog(catalog_uri, s3_endpoint, region)
-    rows = catalog.load_table(f"{namespace}.{table}").scan().to_arrow()
-    return sorted(zip(rows["path"].to_pylist(), rows["upload_date"].to_pylist(), strict=True))
+    rows = catalog.load_table(f"{namespace}.{table}").scan(selected_fields=COLUMNS).to_arrow()
+    return sorted(zip(*(rows[c].to_pylist() for c in COLUMNS), strict=True))
 
 
 def duckdb_extension(name: str) -> str:
@@ -72,9 +75,9 @@ def duckdb_rows(metadata_location: str, s3_endpoint: str, region: str) -> Rows:
             ],
         )
         found = db.execute(
-            "SELECT path, upload_date FROM iceberg_scan(?)", [metadata_location]
+            f"SELECT {SELECTED} FROM iceberg_scan(?)", [metadata_location]
         ).fetchall()
-    return sorted((path, date) for path, date in found)
+    return sorted(found)
 
 
 def duckdb(catalog_uri: str, s3_endpoint: str, region: str, namespace: str, table: str) -> Rows:
@@ -125,10 +128,10 @@ def spark_sql_cli(
         "--jars", jars,
         *[arg for key, value in catalog.items() for arg in ("--conf", f"{key}={value}")],
         "-S", "-e",
-        f"SELECT path, upload_date FROM lake.{namespace}.{table}",
+        f"SELECT {SELECTED} FROM lake.{namespace}.{table}",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=cwd)
     if done.returncode:
         raise RuntimeError(f"spark-sql failed: {done.stderr[-3000:]}")
     lines = [line.split("\t") for line in done.stdout.splitlines() if line.startswith("s3://")]
-    return sorted((path, date) for path, date in lines)
+    return sorted((path, date, digest) for path, date, digest in lines)

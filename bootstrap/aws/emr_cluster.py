@@ -48,6 +48,12 @@ from spark.layout import STAGING_BOOTSTRAP
 from spark.settings import ConfigError, Settings
 
 RELEASE_LABEL = "emr-7.12.0"  # Spark 3.5.6, Python 3.11 available
+# The Apache Iceberg each release ships (Amazon's build of it: emr-7.12.0 has 1.10.0-amzn-0,
+# per EMR's Iceberg release history). The local jars (bootstrap/local/jars/pom.xml) pin the
+# same version, so the code tested here is the code the cluster runs; a test compares them,
+# and a release label missing here fails at import.
+ICEBERG_OF_RELEASE = {"emr-7.12.0": "1.10.0"}
+ICEBERG_VERSION = ICEBERG_OF_RELEASE[RELEASE_LABEL]
 PYTHON = "/usr/bin/python3.11"
 SPOT_TIMEOUT_MIN = 10
 SPOT_RESIZE_TIMEOUT_MIN = 20
@@ -184,7 +190,7 @@ def cluster_request(
                 ],
             },
             {"Classification": "spark-defaults", "Properties": {"spark.pyspark.python": PYTHON}},
-            # The release's own Iceberg (1.10.0 on emr-7.12.0) on every node's class path.
+            # The release's own Iceberg (ICEBERG_VERSION) on every node's class path.
             {"Classification": "iceberg-defaults", "Properties": {"iceberg.enabled": "true"}},
         ],
         "ManagedScalingPolicy": {

@@ -32,6 +32,7 @@ from spark.pca import (
 )
 from spark.pipeline import (
     FULL_VERSION_METRICS,
+    StalePcaVersion,
     cumulative,
     dates_on_other_versions,
     extract_features,
@@ -281,6 +282,49 @@ def test_a_refit_switches_every_date_of_the_reduced_table_in_one_snapshot(
     assert commits_on_main(spark, layout, tables.REDUCED) == commits + 1
     # Nothing to switch any more.
     assert stage_reduced(spark, layout, s3, [DATES[1]], second).switched == []
+
+
+def published_versions(spark, layout) -> dict[str, set[str]]:
+    """The PCA versions of each date's rows on `main` of the reduced table, read from rows."""
+    reduced = read_table(spark, layout, tables.REDUCED).select(PARTITION_COLUMN, "pca_version")
+    found: dict[str, set[str]] = {}
+    for r in reduced.distinct().collect():
+        found.setdefault(r.upload_date, set()).add(r.pca_version)
+    return found
+
+
+def test_a_run_staged_before_a_refit_never_publishes_its_old_version(
+    spark, s3, settings, three_dates, weights, extract
+) -> None:
+    """Two runs staged with the first PCA version (one rewrites a published date, one adds a
+    date `main` lacks), then a refit publishes the second version on every date: neither
+    stale run may publish, whether Iceberg refuses its cherry-pick (a date it rewrites
+    changed) or not (its date is new), and no reader ever sees two versions."""
+    layout, _ = three_dates
+    extract(layout, DATES, weights)
+    first = fit_pca_version(spark, layout, s3, k=4, weights_sha256=weights.sha256).version
+    publish_pca(layout, s3, first)
+    publish_staged(spark, layout, s3, stage_reduced(spark, layout, s3, DATES[:2], first).staged)
+    rewrites = stage_reduced(spark, layout, s3, [DATES[0]], first).staged
+    adds = stage_reduced(spark, layout, s3, [DATES[2]], first).staged
+    second = fit_pca_version(spark, layout, s3, k=3, weights_sha256=weights.sha256).version
+    publish_pca(layout, s3, second)
+    refit = stage_reduced(spark, layout, s3, [DATES[1]], second)
+    assert refit.switched == [DATES[0]]  # DATES[2] is not on `main` yet
+    publish_staged(spark, layout, s3, refit.staged)
+    after_refit = tables.current_snapshot(spark, refit.staged.table)
+
+    for stale in (rewrites, adds):
+        with pytest.raises(StalePcaVersion, match=f"other PCA version than the current {second}"):
+            publish_staged(spark, layout, s3, stale)
+        assert published_versions(spark, layout) == {DATES[0]: {second}, DATES[1]: {second}}
+    assert tables.current_snapshot(spark, refit.staged.table) == after_refit
+    # Their staged snapshots, and the copies staged again on the new `main`, are expired: no
+    # later publish can take them.
+    assert [s for s in tables.snapshots(spark, refit.staged.table) if not s.on_main] == []
+    # Run again with the current version, the new date joins the others on it.
+    publish_staged(spark, layout, s3, stage_reduced(spark, layout, s3, [DATES[2]], second).staged)
+    assert published_versions(spark, layout) == {d: {second} for d in DATES}
 
 
 def test_cumulative_explained_variance() -> None:

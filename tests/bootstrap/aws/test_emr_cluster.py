@@ -3,11 +3,14 @@
 import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import boto3
 import pytest
 
 from bootstrap.aws.emr_cluster import (
+    ICEBERG_VERSION,
     RELEASE_LABEL,
     ClusterOptions,
     cluster_request,
@@ -48,6 +51,30 @@ def request(settings: Settings) -> dict:
     }
     staged = current_settings(env | {"FRUITS_STAGING_BUCKET": "staging"})
     return cluster_request(staged, OPTIONS, env)
+
+
+def pinned_iceberg(pom: Path) -> str:
+    """The Iceberg version of the local jars (the `iceberg.version` property of the pom)."""
+    found = ET.parse(pom).getroot().find("{*}properties/{*}iceberg.version")
+    assert found is not None and found.text, f"no iceberg.version in {pom}"
+    return found.text.strip()
+
+
+def test_local_jars_pin_the_iceberg_of_the_release_label(repo_root: Path) -> None:
+    """Tests run against the Iceberg the cluster runs (ICEBERG_VERSION: RELEASE_LABEL's)."""
+    assert pinned_iceberg(repo_root / "bootstrap" / "local" / "jars" / "pom.xml") == (
+        ICEBERG_VERSION
+    )
+
+
+def test_the_request_enables_the_release_iceberg(settings) -> None:
+    """Without the `iceberg-defaults` classification EMR leaves Iceberg off the class path."""
+    found = [
+        c["Properties"]
+        for c in request(settings)["Configurations"]
+        if c["Classification"] == "iceberg-defaults"
+    ]
+    assert found == [{"iceberg.enabled": "true"}]
 
 
 def test_the_request_shape(settings) -> None:
