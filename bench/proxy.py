@@ -71,6 +71,12 @@ class Proxy(ThreadingHTTPServer):
         self.counts: Counter[str] = Counter()
         self.lock = threading.Lock()
 
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        # A client that stops reading hangs up (S3FileIO aborts a GET it read enough of):
+        # nothing went wrong here. Anything else is printed, as the base class does.
+        if not isinstance(sys.exc_info()[1], ConnectionResetError | BrokenPipeError):
+            super().handle_error(request, client_address)
+
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as S3 clients expect

@@ -1,11 +1,15 @@
 """The latency proxy: S3 requests by type, counted where they pass; the delay it adds."""
 
+import socket
+import struct
+import threading
 import time
+from urllib.parse import urlsplit
 
 import pytest
 from botocore.exceptions import ClientError
 
-from bench.proxy import LatencyProxy, request_type
+from bench.proxy import LatencyProxy, Proxy, request_type
 from spark.storage import new_s3_client
 
 
@@ -49,3 +53,34 @@ def test_counts_and_delays_what_passes(local_s3, settings) -> None:
         assert proxy.counts() == {"HEAD": 1}
     finally:
         proxy.stop()
+
+
+def test_a_client_that_hangs_up_mid_reply_is_no_error(local_s3, settings, capsys) -> None:
+    """S3FileIO aborts a GET once it has read what it needs: the proxy carries on, silently."""
+    client = new_s3_client(settings.region, local_s3.endpoint, max_attempts=1, connections=1)
+    client.put_object(Bucket=settings.bucket, Key="proxy/big.bin", Body=b"x" * (16 << 20))
+    proxy = Proxy(0, local_s3.endpoint)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        port = proxy.server_address[1]
+        via_proxy = new_s3_client(settings.region, f"http://127.0.0.1:{port}", max_attempts=1)
+        url = urlsplit(
+            via_proxy.generate_presigned_url(
+                "get_object", Params={"Bucket": settings.bucket, "Key": "proxy/big.bin"}
+            )
+        )
+        with socket.create_connection(("127.0.0.1", port)) as hung_up:
+            hung_up.sendall(
+                f"GET {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode()
+            )
+            assert hung_up.recv(1024).startswith(b"HTTP/1.1 200")
+            # Closed with unread data: the kernel resets the connection, as an abort does.
+            hung_up.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        head = via_proxy.head_object(Bucket=settings.bucket, Key="proxy/big.bin")
+        assert head["ContentLength"] == 16 << 20
+        time.sleep(0.5)  # the hung-up reply's thread has failed by now
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert proxy.counts["GET"] == 1
+    assert "Traceback" not in capsys.readouterr().err
