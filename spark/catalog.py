@@ -29,7 +29,6 @@ _JDBC_URI = re.compile(
 
 class CatalogValues(Protocol):
     region: str
-    s3_endpoint: str | None
     catalog_type: str
     catalog_uri: str | None
     namespace: str
@@ -71,20 +70,7 @@ def catalog_conf(values: CatalogValues, warehouse: str) -> dict[str, str]:
         # Metadata of the pipeline's own tables changes under it (other runs, erasures): a
         # cached table would plan on a stale snapshot.
         f"{key}.cache-enabled": "false",
-        # Iceberg's own S3 client in every deployment, as on EMR: Hadoop's S3A sends a HEAD
-        # before each metadata read and a LIST before each write, serial requests per commit.
-        f"{key}.io-impl": "org.apache.iceberg.aws.s3.S3FileIO",
-        f"{key}.client.region": values.region,
-        # Server-side encryption asked for on every object, as the pipeline's boto3 and
-        # S3A writes do (a bucket policy may refuse a PUT without it).
-        f"{key}.s3.sse.type": "s3",
     }
-    if values.s3_endpoint:
-        conf |= {
-            f"{key}.s3.endpoint": values.s3_endpoint,
-            # No bucket host names on loopback.
-            f"{key}.s3.path-style-access": "true",
-        }
     if values.catalog_type == "jdbc":
         if not values.catalog_uri:
             raise ConfigError("catalog_type jdbc needs catalog_uri")
@@ -97,7 +83,14 @@ def catalog_conf(values: CatalogValues, warehouse: str) -> dict[str, str]:
             f"{key}.jdbc.schema-version": "V1",
         }
     if values.catalog_type == "glue":
-        return conf | {f"{key}.type": "glue"}
+        return conf | {
+            f"{key}.type": "glue",
+            f"{key}.io-impl": "org.apache.iceberg.aws.s3.S3FileIO",
+            f"{key}.client.region": values.region,
+            # Server-side encryption asked for on every object, as the pipeline's boto3 and
+            # S3A writes do (a bucket policy may refuse a PUT without it).
+            f"{key}.s3.sse.type": "s3",
+        }
     raise ConfigError(f"catalog_type must be one of {CATALOG_TYPES}, got {values.catalog_type!r}")
 
 

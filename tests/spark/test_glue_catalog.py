@@ -74,10 +74,15 @@ class GlueLake:
 
 
 def stand_in_properties(settings: Settings) -> dict[str, str]:
-    """What moto needs on top of catalog_conf (which points S3FileIO at s3_endpoint): its
-    endpoint for Glue."""
+    """What moto needs on top of catalog_conf: its endpoint for Glue and S3, path-style
+    addressing (no bucket host names on loopback)."""
+    key = f"spark.sql.catalog.{GLUE_CATALOG}"
     assert settings.s3_endpoint
-    return {f"spark.sql.catalog.{GLUE_CATALOG}.glue.endpoint": settings.s3_endpoint}
+    return {
+        f"{key}.glue.endpoint": settings.s3_endpoint,
+        f"{key}.s3.endpoint": settings.s3_endpoint,
+        f"{key}.s3.path-style-access": "true",
+    }
 
 
 def hadoop_bucket_conf(settings: Settings, key_id: str, secret: str) -> dict[str, str]:

@@ -9,10 +9,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from py4j.protocol import Py4JJavaError
 
-from spark import catalog as catalog_module
 from spark import tables
-from spark.catalog import catalog_conf
-from spark.layout import PARTITION_COLUMN, Layout
+from spark.layout import PARTITION_COLUMN
 
 pytestmark = pytest.mark.slow
 DATE, OTHER = "2026-03-01", "2026-03-02"
@@ -68,27 +66,21 @@ def data_files(s3, layout) -> set[str]:
 
 
 @pytest.fixture
-def proxied(spark, settings, fault_proxy, through_proxy, fresh_layout, monkeypatch):
-    """The fault proxy's bucket, with this test's own Iceberg namespace, on a catalog of its
-    own (the same database) whose S3FileIO goes through this test's proxy: a catalog's FileIO
-    is made once, at the catalog's first use in the session.
+def proxied(spark, through_proxy, fresh_layout):
+    """The fault proxy's bucket, with this test's own Iceberg namespace.
 
-    S3A (remove_orphan_files lists through it) and S3FileIO give a failing request one retry
-    (their defaults back off for minutes)."""
-    name = f"lake_faults_{fault_proxy.server.server_address[1]}"
-    monkeypatch.setattr(catalog_module, "CATALOG", name)
-    monkeypatch.setattr(tables, "CATALOG", name)
-    proxy_settings = replace(settings, s3_endpoint=fault_proxy.endpoint)
-    properties = catalog_conf(proxy_settings, Layout.of(settings).warehouse_uri()) | {
-        f"spark.sql.catalog.{name}.s3.retry.num-retries": "1"
-    }
-    for key, value in properties.items():
-        spark.conf.set(key, value)
+    Iceberg's catalog opens files with the Hadoop configuration of its first use in the
+    session, which may predate this bucket's proxy endpoint (through_proxy); S3A file systems
+    are cached per bucket, so one made now, with the endpoint, is the one its writes get too.
+    S3A gives a failing request one retry (its defaults take minutes to give up)."""
     bucket = through_proxy.bucket
     conf = spark.sparkContext._jsc.hadoopConfiguration()
     options = {f"fs.s3a.bucket.{bucket}.{k}": "1" for k in ("attempts.maximum", "retry.limit")}
     for key, value in options.items():
         conf.set(key, value)
+    jvm = spark.sparkContext._jvm
+    for scheme in ("s3", "s3a"):
+        jvm.org.apache.hadoop.fs.FileSystem.get(jvm.java.net.URI(f"{scheme}://{bucket}/"), conf)
     yield replace(through_proxy, namespace=fresh_layout.namespace)
     for key in options:
         conf.unset(key)
