@@ -206,15 +206,12 @@ def one_pca_version(spark: SparkSession, layout: Layout, s3: Any) -> Callable[[S
 
     def check(staged: Staged) -> None:
         current = pca.latest_version(layout, s3)
-        versions = pca_versions_per_date(spark, layout, staged.snapshot_id)
-        other = sorted((date, v) for date, v in versions.items() if v != current)
-        if other:
-            date, version = other[0]
+        if other := dates_on_other_versions(spark, layout, current, staged.snapshot_id):
             raise StalePcaVersion(
                 f"{staged.table.qualified}: snapshot {staged.snapshot_id} would publish "
                 f"{len(other)} date(s) on another PCA version than the current {current} "
-                f"(first: {date} on {version or 'several'}); nothing was published, run again "
-                "to reduce with the current version"
+                f"(first: {other[0]}); nothing was published, run again to reduce with the "
+                "current version"
             )
 
     return check
@@ -337,12 +334,15 @@ def pca_versions_per_date(
     return found
 
 
-def dates_on_other_versions(spark: SparkSession, layout: Layout, version: str) -> list[str]:
-    """Dates whose published reduced rows come from another PCA version than `version` (or
-    whose metadata cannot tell): reads Iceberg's file metadata, not the rows."""
+def dates_on_other_versions(
+    spark: SparkSession, layout: Layout, version: str, snapshot_id: int | None = None
+) -> list[str]:
+    """Dates whose reduced rows (`main`'s, or a snapshot's) come from another PCA version than
+    `version` (or whose metadata cannot tell): reads Iceberg's file metadata, not the rows."""
     if not tables.exists(spark, tables.table(layout, REDUCED)):
         return []
-    return sorted(d for d, v in pca_versions_per_date(spark, layout).items() if v != version)
+    versions = pca_versions_per_date(spark, layout, snapshot_id)
+    return sorted(d for d, v in versions.items() if v != version)
 
 
 def describe_projection(spark: SparkSession, layout: Layout, s3: Any, snapshot_id: int) -> None:

@@ -264,7 +264,8 @@ def stage(
             writer.overwritePartitions()
         else:
             # A dynamic overwrite replaces only the partitions it writes (and commits nothing
-            # when it writes none): a date without rows would keep its old ones. Overwriting
+            # when it writes none): a date without rows would keep its old ones; and a table
+            # of PUBLISHED_AS_STAGED must not be cherry-picked over other dates. Overwriting
             # by the dates instead publishes only onto the `main` it was staged on (publish
             # stages it again otherwise).
             writer.overwrite(F.col(PARTITION_COLUMN).isin(sorted(set(dates) | present)))
