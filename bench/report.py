@@ -48,8 +48,9 @@ FIGURES = [
      "the S3 server's and proxy's CPU); photos 1280x960",
      "{floor_ratio_to_s3_ceiling:.2f}; {phone_floor_ratio_to_s3_ceiling:.2f}"),
     ("... with 100 ms per S3 request / without", "{latency_100ms_ratio:.2f}"),
-    ("... seconds added by 30 ms, by 100 ms per request; the run without",
-     "{latency_30ms_added_s:.1f} s; {latency_100ms_added_s:.1f} s; {seconds:.1f} s"),
+    ("... seconds added by 30 ms, by 100 ms per request (each against the mean of the runs "
+     "without delay right before and right after it); the runs without, in order",
+     "{latency_30ms_added_s:.1f} s; {latency_100ms_added_s:.1f} s; {undelayed_seconds_text}"),
     ("... fixed S3 requests (besides one GET per image: serial, each delayed); x 30 ms",
      "{requests_besides_gets}; {fixed_requests_30ms_s:.1f} s"),
     ("... the same, before the Iceberg tables (Parquet + pointers + locks, "
@@ -114,6 +115,9 @@ def _fields(results: dict[str, Any]) -> dict[str, Any]:
         | {
             "requests_text": ", ".join(f"{name} {count}" for name, count in by_type),
             "roles_text": ", ".join(f"{role} {ms:.2f}" for role, ms in roles),
+            "undelayed_seconds_text": ", ".join(
+                f"{seconds:.1f} s" for seconds in results["latency_0ms_seconds"]
+            ),
             "s3_ceiling_windows_text": ", ".join(
                 f"{ips:.0f} img/s" for ips in results["decode_model_s3_ceiling_ips_before_after"]
             ),

@@ -569,11 +569,15 @@ def measure_all(
         rewarm = partial(bench.pipeline, WARM_DATE, sizes.warmup)  # the same, not counted
         main = small_ceilings.around(partial(bench.pipeline, SMALL_DATE, sizes.small), rewarm)
         rewarm()  # the window after the run outlasts the workers' idle minute too
-        delayed = {}
+        # Each delayed run is judged against the runs without the delay right before and
+        # right after it: the machine's speed drifts between runs minutes apart by more than
+        # target 2's margin.
+        delayed, undelayed = {}, [main]
         for delay in DELAYS_MS:
             proxy.set_delay(delay)
             delayed[delay] = bench.pipeline(SMALL_DATE, sizes.small)
-        proxy.set_delay(0)
+            proxy.set_delay(0)
+            undelayed.append(bench.pipeline(SMALL_DATE, sizes.small))
         phone = phone_ceilings.around(partial(bench.pipeline, PHONE_DATE, sizes.phone), rewarm)
         print("floors ...", flush=True)
         floor_spark = bench.measured(
@@ -618,17 +622,13 @@ def measure_all(
         "model_builds_warmup": warm["model_builds"],
         "model_builds_after_warmup": main["model_builds"]
         + phone["model_builds"]
-        + sum(r["model_builds"] for r in delayed.values()),
+        + sum(r["model_builds"] for r in [*delayed.values(), *undelayed[1:]]),
         "python_workers": main["python_workers"],
         "tf_threads_2_ips": two_threads["ips"],
         "tf_threads_2_model_builds": two_threads["model_builds"],
         "tf_threads_2_cpu_ms_per_image": two_threads["pipeline_cpu_ms_per_image"],
     }
-    for delay, figures in delayed.items():
-        results[f"latency_{delay}ms_ips"] = figures["ips"]
-        results[f"latency_{delay}ms_ratio"] = figures["ips"] / main["ips"]
-        results[f"latency_{delay}ms_seconds"] = figures["seconds"]
-        results[f"latency_{delay}ms_added_s"] = figures["seconds"] - main["seconds"]
+    results |= latency_figures(delayed, undelayed)
     # Requests other than the images' GETs (one each) are made one after another by the driver
     # and the JVM (manifest, table commit, metadata): each delay adds to the run's wall time.
     results["requests_besides_gets"] = sum(main["requests_by_type"].values()) - main["images"]
@@ -651,6 +651,28 @@ def measure_all(
         results |= end_to_end(settings, ["2026-11-20", "2026-11-21", "2026-11-22"])
     results["targets"] = verdicts(results, TARGETS)
     return results
+
+
+def latency_figures(
+    delayed: dict[int, dict[str, Any]], undelayed: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Each delay's run against the mean of the runs without delay right before and right
+    after it (`undelayed[i]`, `undelayed[i + 1]` around the i-th delay)."""
+    figures: dict[str, Any] = {
+        "latency_0ms_ips": [r["ips"] for r in undelayed],
+        "latency_0ms_seconds": [r["seconds"] for r in undelayed],
+    }
+    for i, (delay, run) in enumerate(delayed.items()):
+        around = undelayed[i : i + 2]
+        without_ips = statistics.fmean(r["ips"] for r in around)
+        without_seconds = statistics.fmean(r["seconds"] for r in around)
+        figures |= {
+            f"latency_{delay}ms_ips": run["ips"],
+            f"latency_{delay}ms_ratio": run["ips"] / without_ips,
+            f"latency_{delay}ms_seconds": run["seconds"],
+            f"latency_{delay}ms_added_s": run["seconds"] - without_seconds,
+        }
+    return figures
 
 
 def print_results(results: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from bench.report import render
+from bench.run import latency_figures
 from bench.targets import TARGETS
 
 pytestmark = pytest.mark.slow
@@ -25,6 +26,18 @@ KEYS = {
     "decode_model_s3_ceiling_ips", "decode_model_s3_cpu_ms_per_image", "ratio_to_s3_ceiling",
     "phone_decode_model_s3_ceiling_ips", "phone_ratio_to_s3_ceiling",
 }  # fmt: skip
+
+
+def test_each_delay_is_judged_against_the_runs_without_right_before_and_after_it() -> None:
+    undelayed = [{"ips": 100.0, "seconds": 100.0}, {"ips": 80.0, "seconds": 120.0},
+                 {"ips": 60.0, "seconds": 140.0}]  # fmt: skip
+    delayed = {30: {"ips": 81.0, "seconds": 130.0}, 100: {"ips": 35.0, "seconds": 150.0}}
+    figures = latency_figures(delayed, undelayed)
+    assert figures["latency_30ms_ratio"] == pytest.approx(81 / 90)
+    assert figures["latency_30ms_added_s"] == pytest.approx(20.0)
+    assert figures["latency_100ms_ratio"] == pytest.approx(35 / 70)
+    assert figures["latency_100ms_added_s"] == pytest.approx(20.0)
+    assert figures["latency_0ms_seconds"] == [100.0, 120.0, 140.0]
 
 
 def test_the_benchmark_smoke_run_reports_every_figure(
@@ -61,6 +74,8 @@ def test_the_benchmark_smoke_run_reports_every_figure(
                 "latency_100ms_ratio", "phone_pipeline_ips", "worker_peak_rss_mb")  # fmt: skip
     assert all(r[k] > 0 for k in positive)
     assert r["worker_peak_rss_mb"] < r["run_peak_rss_mb"]
+    # One run without delay before each delayed run and one after the last.
+    assert len(r["latency_0ms_seconds"]) == len(r["latency_0ms_ips"]) == 3
     assert r["simplejpeg_max_abs_difference"] < 1e-3  # the trial decodes the same pixels
     assert set(r["targets"]) == {key for key, *_ in TARGETS} | {"scale_refit_s"}
     assert r["targets"]["scale_refit_s"] is True and r.items() >= scale.items()
