@@ -670,3 +670,19 @@ def outside_readers():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def last_run_messages():
+    """Every message of a Dagster instance's last run, one per line, read from the instance as
+    the UI reads it. A CLI's own output is no substitute: it shows a step's lines through a
+    `tail -F` of the step's captured log that Dagster stops without waiting for it, so a step's
+    last lines may never reach it."""
+    import dagster as dg
+
+    def messages(dagster_home: str) -> str:
+        with dg.DagsterInstance.from_config(dagster_home) as instance:
+            run = instance.get_runs(limit=1)[0]
+            return "\n".join(record.user_message for record in instance.all_logs(run.run_id))
+
+    return messages

@@ -183,15 +183,6 @@ def glue_table(enforced_iam, name: str) -> dict:
     return glue.get_table(DatabaseName=target.namespace, Name=name)["Table"]
 
 
-def last_run_messages(dagster_home: str) -> str:
-    """Every message of the instance's last run, as the UI's run view shows them. (The CLI's
-    output mirrors a step's through a `tail -F` that Dagster stops without waiting for it, so
-    its last lines may never reach it.)"""
-    with dg.DagsterInstance.from_config(dagster_home) as instance:
-        run = instance.get_runs(limit=1)[0]
-        return "\n".join(record.user_message for record in instance.all_logs(run.run_id))
-
-
 def materialize(
     env: dict[str, str], repo_root: Path, dates: tuple[str, str] = (D1, D2)
 ) -> subprocess.CompletedProcess:
@@ -206,7 +197,7 @@ def materialize(
 
 
 def test_a_backfill_runs_as_one_emr_step_and_reports_back(
-    emr_env, enforced_iam, repo_root, fake_emr, monkeypatch
+    emr_env, enforced_iam, repo_root, fake_emr, monkeypatch, last_run_messages
 ) -> None:
     enforced_iam.upload_photos([D1, D2], per_date=6)
     result = materialize(emr_env, repo_root)
@@ -271,7 +262,7 @@ def test_a_backfill_runs_as_one_emr_step_and_reports_back(
 
 
 def test_a_failing_step_fails_the_dagster_step_with_its_stderr(
-    emr_env, enforced_iam, repo_root, fake_emr
+    emr_env, enforced_iam, repo_root, fake_emr, last_run_messages
 ) -> None:
     dates = ("2026-11-15", "2026-11-16")
     enforced_iam.upload_photos(list(dates), per_date=2)

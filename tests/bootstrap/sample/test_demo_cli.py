@@ -37,11 +37,11 @@ def cli_env(fresh_layout, tmp_path, spark) -> dict[str, str]:
 
 
 def test_the_cli_fails_when_a_blocking_check_fails(
-    cli_env, fresh_layout, upload_sample, repo_root
+    cli_env, fresh_layout, upload_sample, repo_root, last_run_messages
 ) -> None:
     upload_sample(fresh_layout, DATES, per_date=4)
     result = dagster_materialize({**cli_env, "FRUITS_MAX_REJECT_RATE": "0"}, repo_root)
     assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert "Asset check 'reject_rate' on 'image_features' did not pass" in output
-    assert "Dependencies for step pca_model failed" in output
+    messages = last_run_messages(cli_env["DAGSTER_HOME"])
+    assert "Asset check 'reject_rate' on 'image_features' did not pass" in messages
+    assert "Dependencies for step pca_model failed" in messages
